@@ -1,0 +1,106 @@
+"""What happened: one timed event per request sent in a burst."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Iterator
+
+HISTORY_VERSION = 1
+
+
+@dataclass
+class Event:
+    """One request and what came back.
+
+    Times are seconds on the history's clock (``time.perf_counter`` offset so that the
+    history's ``origin`` is 0); ``server_arrival`` is the target's own report of when the
+    request reached it (epoch seconds), when the target reports one.
+    """
+
+    index: int
+    payment: str | None = None
+    channel: str | None = None  # "callback", "verify", or a free label for generic bursts
+    connection: int | None = None
+    t_release: float | None = None  # the request's final byte left
+    t_response: float | None = None  # the whole response was read
+    status: int | None = None
+    body: Any = None  # parsed JSON where possible, else text
+    error: str | None = None
+    server_arrival: float | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def latency(self) -> float | None:
+        if self.t_release is None or self.t_response is None:
+            return None
+        return self.t_response - self.t_release
+
+    @property
+    def outcome(self) -> str | None:
+        """The receipt outcome the service reported (``generated``, ``already_generated`` ...)."""
+        if isinstance(self.body, dict):
+            value = self.body.get("receipt")
+            return value if isinstance(value, str) else None
+        return None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.status is not None and self.status < 500
+
+
+@dataclass
+class History:
+    """All events of one run, in the order the requests were planned."""
+
+    events: list[Event] = field(default_factory=list)
+    origin_wall: float = 0.0  # epoch seconds at history time 0
+    sync: str = "last-byte"
+    version: int = HISTORY_VERSION
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(self.events)
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def extend(self, events: Iterable[Event]) -> None:
+        self.events.extend(events)
+
+    def by_payment(self) -> dict[str, list[Event]]:
+        grouped: dict[str, list[Event]] = {}
+        for event in self.events:
+            if event.payment is not None:
+                grouped.setdefault(event.payment, []).append(event)
+        return grouped
+
+    def release_spread(self, events: Iterable[Event] | None = None) -> float | None:
+        """Seconds from the first to the last final byte sent."""
+        times = [e.t_release for e in (self.events if events is None else events) if e.t_release is not None]
+        return max(times) - min(times) if len(times) > 1 else (0.0 if times else None)
+
+    def arrival_spread(self, events: Iterable[Event] | None = None) -> float | None:
+        """Seconds between the first and last arrival the server reported, if it reports them."""
+        times = [e.server_arrival for e in (self.events if events is None else events) if e.server_arrival is not None]
+        return max(times) - min(times) if len(times) > 1 else (0.0 if times else None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "sync": self.sync,
+            "origin_wall": self.origin_wall,
+            "events": [asdict(e) for e in self.events],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "History":
+        if data.get("version") != HISTORY_VERSION:
+            raise ValueError(f"unsupported history version {data.get('version')!r}")
+        return cls(
+            events=[Event(**e) for e in data["events"]],
+            origin_wall=data.get("origin_wall", 0.0),
+            sync=data.get("sync", "last-byte"),
+        )
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, default=str)

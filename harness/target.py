@@ -1,0 +1,130 @@
+"""The target description: everything specific to one service's contract, as data.
+
+Paths, how a payment is created, how a callback is signed, where state and receipts are read.
+The burst, the oracle and the reports take a Target and know nothing else of the service; the
+reference service is one Target among many (load your own with ``Target.load(path)``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .burst import PreparedRequest
+from .signing import callback_payload, signed_callback, status_headers
+
+TARGET_VERSION = 1
+
+# PhonePe's published UAT (sandbox) credentials, the reference service's defaults.
+UAT_MERCHANT_ID = "PGTESTPAYUAT"
+UAT_SALT_KEY = "099eb0cd-02cf-4e2a-8aca-3e6c6aff0399"
+UAT_SALT_INDEX = 1
+
+
+class TargetError(RuntimeError):
+    """The target did not behave as its description says (e.g. creating a payment failed)."""
+
+
+@dataclass(frozen=True)
+class Payment:
+    """One payment the plan drives: the service's id for it and the gateway's transaction id."""
+
+    id: str
+    merchant_transaction_id: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class Signing:
+    """PhonePe PG v1 X-VERIFY signing (sha256(payload + salt key) ### salt index)."""
+
+    scheme: str = "phonepe-v1"
+    merchant_id: str = UAT_MERCHANT_ID
+    salt_key: str = UAT_SALT_KEY
+    salt_index: int = UAT_SALT_INDEX
+
+
+@dataclass(frozen=True)
+class Target:
+    base_url: str
+    create_path: str = "/api/public/service-charges"
+    callback_path: str = "/api/public/service-charges/phonepe/callback"
+    verify_path: str = "/api/public/service-charges/{id}/verify"
+    state_path: str = "/api/public/service-charges/{id}"
+    health_path: str = "/healthz"
+    metrics_path: str | None = "/metrics"
+    # Where receipts are written (a directory this machine can read), and where state lives.
+    receipts_dir: str | None = None
+    mongo_uri: str | None = None
+    mongo_database: str = "race_harness"
+    mongo_collection: str = "servicecharges"
+    signing: Signing = field(default_factory=Signing)
+    # The payment gateway's status API the service's verify path asks (a simulator in local runs);
+    # when set, the harness tells it each paid payment's state before a verify call races.
+    gateway_url: str | None = None
+    version: int = TARGET_VERSION
+
+    # -- building requests ------------------------------------------------------------------
+    def url(self, path: str, payment: Payment | None = None) -> str:
+        if payment is not None:
+            path = path.format(id=payment.id, merchantTransactionId=payment.merchant_transaction_id)
+        return self.base_url.rstrip("/") + path
+
+    def callback_request(self, payment: Payment, state: str = "COMPLETED") -> PreparedRequest:
+        payload = callback_payload(self.signing.merchant_id, payment.merchant_transaction_id, payment.amount, state)
+        body, headers = signed_callback(payload, self.signing.salt_key, self.signing.salt_index)
+        return PreparedRequest("POST", self.url(self.callback_path), tuple(headers.items()), body,
+                               payment=payment.id, channel="callback", meta={"state": state})
+
+    def verify_request(self, payment: Payment) -> PreparedRequest:
+        return PreparedRequest("POST", self.url(self.verify_path, payment), (), b"",
+                               payment=payment.id, channel="verify", meta={"state": "COMPLETED"})
+
+    # -- talking to the service -------------------------------------------------------------
+    def create_payment(self, client: httpx.Client, amount: int, *, vendor: str = "race-harness vendor",
+                       exhibition: str = "EXPO-1") -> Payment:
+        response = client.post(self.url(self.create_path),
+                               json={"vendorName": vendor, "exhibitionId": exhibition, "amount": amount})
+        if response.status_code not in (200, 201):
+            raise TargetError(f"creating a payment answered {response.status_code}: {response.text[:300]}")
+        data = response.json()
+        return Payment(id=str(data["id"]), merchant_transaction_id=data["merchantTransactionId"], amount=amount)
+
+    def set_gateway_state(self, client: httpx.Client, payment: Payment, state: str = "COMPLETED") -> None:
+        """Tell the gateway simulator what its status API should say for this payment."""
+        if not self.gateway_url:
+            raise TargetError("verify calls need a gateway_url (the PhonePe status API the service asks)")
+        response = client.put(f"{self.gateway_url.rstrip('/')}/sim/transactions/{payment.merchant_transaction_id}",
+                              json={"amount": payment.amount, "state": state})
+        if response.status_code != 200:
+            raise TargetError(f"gateway simulator answered {response.status_code}: {response.text[:300]}")
+
+    def status_headers(self, payment: Payment) -> dict[str, str]:
+        path = f"/pg/v1/status/{self.signing.merchant_id}/{payment.merchant_transaction_id}"
+        return status_headers(path, self.signing.merchant_id, self.signing.salt_key, self.signing.salt_index)
+
+    # -- plain data -------------------------------------------------------------------------
+    def with_(self, **changes: Any) -> "Target":
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["signing"]["salt_key"] = "***"  # reports never carry the secret
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Target":
+        data = dict(data)
+        if data.get("version", TARGET_VERSION) != TARGET_VERSION:
+            raise ValueError(f"unsupported target version {data.get('version')!r}")
+        if "signing" in data:
+            data["signing"] = Signing(**data["signing"])
+        return cls(**data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Target":
+        return cls.from_dict(json.loads(Path(path).read_text()))

@@ -1,0 +1,108 @@
+"""The service's configuration, in one place: flags, environment variables, defaults."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+# PhonePe's published UAT (sandbox) credentials; safe to ship as defaults.
+UAT_MERCHANT_ID = "PGTESTPAYUAT"
+UAT_SALT_KEY = "099eb0cd-02cf-4e2a-8aca-3e6c6aff0399"
+UAT_SALT_INDEX = 1
+UAT_BASE_URL = "https://api-preprod.phonepe.com/apis/pg-sandbox"
+
+MODES = ("vulnerable", "atomic")
+ENV_PREFIX = "RH_"
+
+
+@dataclass
+class ServiceConfig:
+    mode: str = "atomic"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    receipts_dir: Path = Path("receipts")
+    generation_delay_ms: float = 200.0
+    failure_rate: float = 0.0
+    merchant_id: str = UAT_MERCHANT_ID
+    salt_key: str = UAT_SALT_KEY
+    salt_index: int = UAT_SALT_INDEX
+    phonepe_base_url: str = UAT_BASE_URL
+    mongo_uri: str | None = None
+    database: str = "race_harness"
+    max_body_bytes: int = 64 * 1024
+    log_level: str = "info"
+    seed: int | None = None
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if not 0.0 <= self.failure_rate <= 1.0:
+            raise ValueError("failure-rate must be between 0 and 1")
+        if self.generation_delay_ms < 0:
+            raise ValueError("generation-delay-ms must be >= 0")
+        if not 0 <= self.port <= 65535:
+            raise ValueError("port must be between 0 and 65535")
+
+    def to_env(self) -> dict[str, str]:
+        """The configuration as environment variables, for worker processes started by uvicorn."""
+        env = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                env[ENV_PREFIX + f.name.upper()] = str(value)
+        return env
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> "ServiceConfig":
+        environ = dict(os.environ if environ is None else environ)
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is None:
+                continue
+            kwargs[f.name] = _coerce(f.name, raw)
+        if "mongo_uri" not in kwargs and environ.get("MONGODB_URI"):
+            kwargs["mongo_uri"] = environ["MONGODB_URI"]
+        return cls(**kwargs)
+
+
+def _coerce(name: str, raw: str) -> Any:
+    if name in ("port", "salt_index", "max_body_bytes", "seed"):
+        return int(raw)
+    if name in ("generation_delay_ms", "failure_rate"):
+        return float(raw)
+    if name == "receipts_dir":
+        return Path(raw)
+    return raw
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``serve`` flags; defaults come from the environment, then from ServiceConfig."""
+    env = ServiceConfig.from_env()
+    parser.add_argument("--mode", choices=MODES, default=env.mode, help="receipt code path (default: %(default)s)")
+    parser.add_argument("--host", default=env.host)
+    parser.add_argument("--port", type=int, default=env.port)
+    parser.add_argument("--receipts-dir", type=Path, default=env.receipts_dir)
+    parser.add_argument("--generation-delay-ms", type=float, default=env.generation_delay_ms,
+                        help="extra receipt generation latency (default: %(default)s, the seed's figure)")
+    parser.add_argument("--failure-rate", type=float, default=env.failure_rate,
+                        help="probability that a receipt generation fails (default: %(default)s)")
+    parser.add_argument("--merchant-id", default=env.merchant_id)
+    parser.add_argument("--salt-key", default=env.salt_key)
+    parser.add_argument("--salt-index", type=int, default=env.salt_index)
+    parser.add_argument("--phonepe-base-url", default=env.phonepe_base_url,
+                        help="base URL of PhonePe's status API (or the simulator)")
+    parser.add_argument("--mongo-uri", default=env.mongo_uri,
+                        help="MongoDB URI (default: $MONGODB_URI; unset: embedded mongomock store)")
+    parser.add_argument("--database", default=env.database)
+    parser.add_argument("--log-level", default=env.log_level)
+    parser.add_argument("--seed", type=int, default=env.seed, help="seed for injected failures")
+
+
+def from_args(args: argparse.Namespace) -> ServiceConfig:
+    config = ServiceConfig(**{f.name: getattr(args, f.name) for f in fields(ServiceConfig) if hasattr(args, f.name)})
+    config.validate()
+    return config

@@ -1,0 +1,73 @@
+"""Real PDF receipts on disk, named and placed so no input can escape the receipts directory."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+from fpdf import FPDF
+
+# PhonePe allows letters, digits, '_' and '-' in a merchantTransactionId (at most 35 of them);
+# anything else never reaches a file name.
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class UnsafeName(ValueError):
+    """An id that cannot be used in a receipt's file name."""
+
+
+def is_safe_id(value: str) -> bool:
+    return bool(_SAFE_ID.match(value))
+
+
+def receipt_path(receipts_dir: Path, merchant_transaction_id: str, unix_ms: int | None = None) -> Path:
+    """``<dir>/receipt-<merchantTransactionId>-<unix ms>.pdf``, checked to stay inside ``dir``."""
+    if not is_safe_id(merchant_transaction_id):
+        raise UnsafeName(f"unsafe transaction id {merchant_transaction_id!r}")
+    stamp = int(time.time() * 1000) if unix_ms is None else unix_ms
+    root = receipts_dir.resolve()
+    path = (root / f"receipt-{merchant_transaction_id}-{stamp}.pdf").resolve()
+    if path.parent != root:
+        raise UnsafeName(f"receipt path {path} escapes {root}")
+    return path
+
+
+def render_receipt(charge: dict) -> bytes:
+    """One-page receipt; metadata Subject is the merchantTransactionId so files can be grouped by content."""
+    mtid = charge["merchantTransactionId"]
+    amount = int(charge["amount"])
+    pdf = FPDF()
+    pdf.set_title(f"Service charge receipt {mtid}")
+    pdf.set_subject(mtid)
+    pdf.set_keywords(f"amount={amount}")
+    pdf.set_creator("race-harness reference_service")
+    pdf.add_page()
+    pdf.set_font("Helvetica", "B", 16)
+    pdf.cell(0, 10, "Service Charge Receipt", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", size=11)
+    lines = [
+        f"Merchant transaction: {mtid}",
+        f"PhonePe transaction: {charge.get('transactionId') or '-'}",
+        f"Vendor: {_printable(charge.get('vendorName', ''))}",
+        f"Exhibition: {_printable(charge.get('exhibitionId', ''))}",
+        f"Amount: INR {amount // 100}.{amount % 100:02d} ({amount} paise)",
+        f"Charge id: {charge['_id']}",
+        f"Issued: {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC",
+    ]
+    for line in lines:
+        pdf.cell(0, 8, line, new_x="LMARGIN", new_y="NEXT")
+    return bytes(pdf.output())
+
+
+def _printable(value: str) -> str:
+    # Core PDF fonts are latin-1 only; anything else is shown as '?' rather than failing the receipt.
+    return str(value).encode("latin-1", "replace").decode("latin-1")[:120]
+
+
+def write_receipt(receipts_dir: Path, charge: dict) -> Path:
+    """Render and write a receipt the way the seed's backend does: a plain write, overwriting."""
+    path = receipt_path(receipts_dir, charge["merchantTransactionId"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(render_receipt(charge))
+    return path

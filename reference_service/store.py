@@ -1,0 +1,122 @@
+"""The charges collection, through pymongo's API on a real MongoDB or on embedded mongomock.
+
+Every method is one single-document MongoDB operation. On a real server each is atomic by
+MongoDB's own guarantee. mongomock gives no such guarantee (its ``find_one_and_update`` is a
+find followed by an update, so two threads can both claim one document), so the embedded store
+runs every operation under one lock: the same atomicity, inside one process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import uuid
+from typing import Any, ContextManager
+
+import pymongo
+from pymongo import ReturnDocument
+from pymongo.collection import Collection
+
+COLLECTION = "servicecharges"
+
+
+class ChargeStore:
+    def __init__(self, collection: Collection, *, lock: ContextManager[Any] | None = None, client: Any = None):
+        self._charges = collection
+        self._lock = lock if lock is not None else contextlib.nullcontext()
+        self._client = client
+        self.kind = "memory" if lock is not None else "mongodb"
+
+    # -- set-up ---------------------------------------------------------------------------
+    def ensure_indexes(self) -> None:
+        """The seed's indexes, plus the unique transaction id the callbacks are looked up by."""
+        with self._lock:
+            self._charges.create_index([("receiptGenerated", pymongo.ASCENDING)])
+            self._charges.create_index([("_id", pymongo.ASCENDING), ("receiptGenerated", pymongo.ASCENDING)])
+            self._charges.create_index([("merchantTransactionId", pymongo.ASCENDING)], unique=True)
+
+    def ping(self) -> bool:
+        if self._client is None:
+            return True
+        self._client.admin.command("ping")
+        return True
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    # -- charges --------------------------------------------------------------------------
+    def create(self, *, vendor_name: str, exhibition_id: str, amount: int, merchant_transaction_id: str) -> dict:
+        doc = {
+            "_id": uuid.uuid4().hex,
+            "vendorName": vendor_name,
+            "exhibitionId": exhibition_id,
+            "amount": amount,
+            "merchantTransactionId": merchant_transaction_id,
+            "paymentStatus": "pending",
+            "receiptGenerated": False,
+            "receiptPath": None,
+            "createdAt": time.time(),
+        }
+        with self._lock:
+            self._charges.insert_one(doc)
+        return doc
+
+    def get(self, charge_id: str) -> dict | None:
+        with self._lock:
+            return self._charges.find_one({"_id": charge_id})
+
+    def get_by_transaction(self, merchant_transaction_id: str) -> dict | None:
+        with self._lock:
+            return self._charges.find_one({"merchantTransactionId": merchant_transaction_id})
+
+    def mark_paid(self, charge_id: str, transaction_id: str | None, payment_instrument: Any) -> None:
+        """pending/failed -> paid; a paid charge is left as it is."""
+        with self._lock:
+            self._charges.update_one(
+                {"_id": charge_id, "paymentStatus": {"$ne": "paid"}},
+                {"$set": {"paymentStatus": "paid", "transactionId": transaction_id,
+                          "paymentInstrument": payment_instrument, "paidAt": time.time()}},
+            )
+
+    def mark_failed(self, charge_id: str) -> None:
+        """pending -> failed. Never downgrades a paid charge: a late FAILED callback changes nothing."""
+        with self._lock:
+            self._charges.update_one({"_id": charge_id, "paymentStatus": "pending"},
+                                     {"$set": {"paymentStatus": "failed"}})
+
+    # -- the receipt flag -----------------------------------------------------------------
+    def claim_receipt(self, charge_id: str) -> dict | None:
+        """The seed's atomic claim: the document if this caller set the flag, else None."""
+        with self._lock:
+            return self._charges.find_one_and_update(
+                {"_id": charge_id, "receiptGenerated": {"$ne": True}},
+                {"$set": {"receiptGenerated": True}},
+                return_document=ReturnDocument.AFTER,
+            )
+
+    def release_claim(self, charge_id: str) -> None:
+        """The seed's rollback: reset the flag so a later delivery can retry."""
+        with self._lock:
+            self._charges.update_one({"_id": charge_id}, {"$set": {"receiptGenerated": False}})
+
+    def save_receipt(self, charge_id: str, receipt_path: str) -> None:
+        with self._lock:
+            self._charges.update_one({"_id": charge_id},
+                                     {"$set": {"receiptPath": receipt_path, "receiptGenerated": True}})
+
+
+def open_store(mongo_uri: str | None, database: str = "race_harness", *, timeout_ms: int = 5000) -> ChargeStore:
+    """A store on ``mongo_uri``, or the embedded mongomock store when it is None."""
+    if mongo_uri:
+        client: pymongo.MongoClient = pymongo.MongoClient(
+            mongo_uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms)
+        store = ChargeStore(client[database][COLLECTION], client=client)
+    else:
+        import mongomock  # the embedded default; imported only when used
+
+        client = mongomock.MongoClient()
+        store = ChargeStore(client[database][COLLECTION], lock=threading.Lock())
+    store.ensure_indexes()
+    return store

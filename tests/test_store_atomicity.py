@@ -1,0 +1,75 @@
+"""The embedded store's claim is atomic across threads; raw mongomock's is not."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import mongomock
+import pytest
+
+from reference_service.store import ChargeStore, open_store
+
+THREADS = 20
+TRIALS = 60
+
+
+@pytest.fixture
+def fast_switching():
+    # Force the interpreter to switch threads almost every bytecode, so a non-atomic
+    # find-then-update is interrupted between its two halves.
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(previous)
+
+
+def _winners(claim, charge_id: str) -> int:
+    barrier = threading.Barrier(THREADS)
+    wins = []
+
+    def racer() -> None:
+        barrier.wait()
+        if claim(charge_id) is not None:
+            wins.append(1)
+
+    threads = [threading.Thread(target=racer) for _ in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    return len(wins)
+
+
+def _new_charge(store: ChargeStore, n: int) -> str:
+    return store.create(vendor_name="v", exhibition_id="e", amount=100, merchant_transaction_id=f"MT{n}")["_id"]
+
+
+def test_raw_mongomock_find_one_and_update_double_claims(fast_switching):
+    collection = mongomock.MongoClient().db.charges
+    raw = ChargeStore(collection)  # the store's code, but without its lock
+    multi = sum(_winners(raw.claim_receipt, _new_charge(raw, n)) > 1 for n in range(TRIALS))
+    assert multi > 0, "raw mongomock never double-claimed: the atomicity test below would prove nothing"
+
+
+def test_embedded_store_claims_exactly_once(fast_switching):
+    store = open_store(None)
+    winners = [_winners(store.claim_receipt, _new_charge(store, n)) for n in range(TRIALS)]
+    assert winners == [1] * TRIALS
+
+
+def test_released_claim_can_be_won_again():
+    store = open_store(None)
+    charge_id = _new_charge(store, 1)
+    assert store.claim_receipt(charge_id) is not None
+    assert store.claim_receipt(charge_id) is None
+    store.release_claim(charge_id)
+    assert store.claim_receipt(charge_id) is not None
+
+
+def test_failed_state_never_downgrades_a_paid_charge():
+    store = open_store(None)
+    charge_id = _new_charge(store, 1)
+    store.mark_paid(charge_id, "T1", None)
+    store.mark_failed(charge_id)
+    assert store.get(charge_id)["paymentStatus"] == "paid"
