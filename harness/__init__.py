@@ -1,5 +1,19 @@
 """race-harness: prove a webhook handler produces its side effect exactly once under concurrency."""
 
-from .history import Event, History
+__version__ = "0.1.0"
 
-__all__ = ["Event", "History"]
+from .burst import BurstResult, PreparedRequest, fire  # noqa: E402
+from .history import Event, History  # noqa: E402
+from .oracle import CHECKERS, Evidence, PlannedPayment, check  # noqa: E402
+from .plan import Plan, PlanError, parse_channel_mix  # noqa: E402
+from .result import CheckResult, RunReport, TargetResult, Verdict, Violation, decide  # noqa: E402
+from .runner import HarnessError, RunConfig, run_race  # noqa: E402
+from .target import Payment, Signing, Target, TargetError  # noqa: E402
+from .targets import MetricTarget, evaluate, load_targets  # noqa: E402
+
+__all__ = [
+    "BurstResult", "CHECKERS", "CheckResult", "Event", "Evidence", "HarnessError", "History", "MetricTarget",
+    "Payment", "Plan", "PlanError", "PlannedPayment", "PreparedRequest", "RunConfig", "RunReport", "Signing",
+    "Target", "TargetError", "TargetResult", "Verdict", "Violation", "__version__", "check", "decide", "evaluate",
+    "fire", "load_targets", "parse_channel_mix", "run_race",
+]

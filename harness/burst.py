@@ -94,11 +94,13 @@ class BurstResult:
         """Counts by status and error kind, latency p50/p95/max and spreads, in milliseconds."""
         events = self._burst_events()
         latencies = sorted(e.latency for e in events if e.latency is not None and e.error is None)
+        answered = [e for e in events if e.error is None and e.status is not None]
         return {
             "sync": self.sync,
             "requests": len(events),
-            "responded": sum(1 for e in events if e.error is None and e.status is not None),
-            "statuses": dict(sorted(Counter(e.status for e in events if e.status is not None and e.error is None).items())),
+            "responded": len(answered),
+            # string keys: the summary goes into JSON reports and should read back the same
+            "statuses": {str(k): v for k, v in sorted(Counter(e.status for e in answered).items())},
             "errors": sum(1 for e in events if e.error is not None),
             "error_kinds": dict(Counter(e.error.split(":", 1)[0] for e in events if e.error is not None)),
             "latency_ms": {
@@ -135,10 +137,13 @@ def fire(
     ``origin_wall``, the perf time matching it (so several bursts share one clock, to within the
     wall clock's drift); else the moment ``fire`` started. ``history.origin_wall`` is set to the
     epoch time of the origin when it is unset. Events are appended to ``history`` when given, with
-    ``index`` = position in the history; ``connection`` numbers the burst's connections from 0.
+    ``index`` = position in the history; ``connection`` numbers the burst's connections from 0
+    (``None`` when none could be opened); ``history.sync`` is set while the history is empty.
 
     In naive mode ``t_release`` is the moment the request was handed to httpx (it is not when its
     last byte left), and ``connection`` numbers the pool connections in the order they answered.
+    Naive mode runs its own ``asyncio.run`` (on a helper thread if a loop is already running); it
+    is a yardstick, not meant for gevent-patched processes.
     """
     if sync not in SYNC_MODES:
         raise ValueError(f"sync must be one of {SYNC_MODES}, not {sync!r}")
@@ -299,7 +304,8 @@ class _Conn:
         self.origin = origin
         self.target = target
         self.request = request
-        self.out = _Outcome(connection=position)
+        self.position = position
+        self.out = _Outcome()
         self.http = h11.Connection(h11.CLIENT)
         self.sock: socket.socket | None = None
         self.final: bytes = b""  # the withheld last byte
@@ -314,6 +320,7 @@ class _Conn:
                 sock.close()
                 raise ConnectionAbortedError("the burst gave up on this connection")
             self.sock = sock
+            self.out.connection = self.position  # numbered only once a connection exists
 
     def reconnect_cold(self, sock: socket.socket) -> None:
         """Replace a connection the server closed after the warm-up."""
@@ -479,7 +486,9 @@ def _open_one(
     conn.start_response()
 
 
-def _connect(origin: _Origin, addresses: list[tuple], deadline: float, ssl_context: ssl.SSLContext | None) -> socket.socket:
+def _connect(
+    origin: _Origin, addresses: list[tuple], deadline: float, ssl_context: ssl.SSLContext | None
+) -> socket.socket:
     """A connected, NODELAY (and TLS-wrapped) socket to the first address that accepts."""
     last_error: BaseException = ConnectionError("no address")
     for family, kind, proto, _, sockaddr in addresses:
@@ -728,7 +737,9 @@ async def _naive_one(client: Any, request: PreparedRequest, outcome: _Outcome, s
 
     outcome.t_release = time.perf_counter()  # handed to httpx; not when its last byte left
     try:
-        response = await client.request(request.method, request.url, headers=list(request.headers), content=request.body)
+        response = await client.request(
+            request.method, request.url, headers=list(request.headers), content=request.body
+        )
     except httpx.TimeoutException as exc:
         outcome.error = f"timeout: {_plain(exc)}"
         return

@@ -28,6 +28,9 @@ class Event:
     body: Any = None  # parsed JSON where possible, else text
     error: str | None = None
     server_arrival: float | None = None
+    # What the service said happened to the side effect (``generated``, ``already_generated``,
+    # ``failed``, ``not_paid``), read from the body by the Target's description of its answers.
+    outcome: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -35,14 +38,6 @@ class Event:
         if self.t_release is None or self.t_response is None:
             return None
         return self.t_response - self.t_release
-
-    @property
-    def outcome(self) -> str | None:
-        """The receipt outcome the service reported (``generated``, ``already_generated`` ...)."""
-        if isinstance(self.body, dict):
-            value = self.body.get("receipt")
-            return value if isinstance(value, str) else None
-        return None
 
     @property
     def ok(self) -> bool:

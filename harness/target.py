@@ -63,6 +63,8 @@ class Target:
     mongo_database: str = "race_harness"
     mongo_collection: str = "servicecharges"
     signing: Signing = field(default_factory=Signing)
+    # The JSON field of a callback/verify answer that says what happened to the receipt.
+    outcome_field: str = "receipt"
     # The payment gateway's status API the service's verify path asks (a simulator in local runs);
     # when set, the harness tells it each paid payment's state before a verify call races.
     gateway_url: str | None = None
@@ -83,6 +85,10 @@ class Target:
     def verify_request(self, payment: Payment) -> PreparedRequest:
         return PreparedRequest("POST", self.url(self.verify_path, payment), (), b"",
                                payment=payment.id, channel="verify", meta={"state": "COMPLETED"})
+
+    def outcome_of(self, body: Any) -> str | None:
+        value = body.get(self.outcome_field) if isinstance(body, dict) else None
+        return value if isinstance(value, str) else None
 
     # -- talking to the service -------------------------------------------------------------
     def create_payment(self, client: httpx.Client, amount: int, *, vendor: str = "race-harness vendor",

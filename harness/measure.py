@@ -1,0 +1,113 @@
+"""Metrics of a run, measured from the history, the files, and the service's own telemetry."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from .oracle import Evidence, payment_overlapped
+from .result import CheckResult
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))
+    return ordered[rank - 1]
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
+
+
+def payment_rows(ev: Evidence) -> list[dict[str, Any]]:
+    """One row per payment: what was sent, what came back, what is on disk and in the store."""
+    rows = []
+    for planned in ev.payments:
+        p = planned.payment
+        events = ev.events_of(p)
+        releases = [e.t_release for e in events if e.t_release is not None]
+        responses = [e.t_response for e in events if e.t_response is not None]
+        files = ev.receipts_of(p)
+        rows.append({
+            "payment": p.id,
+            "merchant_transaction_id": p.merchant_transaction_id,
+            "amount": p.amount,
+            "expected": "paid" if planned.expected_paid else "unpaid",
+            "requests": len(events),
+            "channels": dict(Counter(e.channel for e in events)),
+            "outcomes": dict(Counter(e.outcome or ("error" if e.error else f"http-{e.status}") for e in events)),
+            "receipt_files": [f.name for f in files],
+            "receipts": len(files),
+            "state": ev.observation.state.get(p.id),
+            "release_spread_ms": _ms(ev.history.release_spread(events)),
+            "arrival_spread_ms": _ms(ev.history.arrival_spread(events)),
+            "processing_ms": _ms(max(responses) - min(releases)) if releases and responses else None,
+            "overlapped": payment_overlapped(events, ev.history.origin_wall) if len(events) > 1 else None,
+        })
+    return rows
+
+
+def compute_metrics(ev: Evidence, rows: list[dict[str, Any]], checks: list[CheckResult],
+                    counters: dict[str, float], memory: dict[str, Any]) -> dict[str, Any]:
+    events = list(ev.history)
+    paid_rows = [r for r in rows if r["expected"] == "paid"]
+    per_paid = [r["receipts"] for r in paid_rows]
+    outcomes = Counter(e.outcome for e in events)
+    status_5xx = sum(1 for e in events if e.status is not None and e.status >= 500)
+    transport = sum(1 for e in events if e.error is not None)
+    latencies = [e.latency * 1000 for e in events if e.latency is not None]
+    processing = [r["processing_ms"] for r in paid_rows if r["processing_ms"] is not None]
+    attempts = outcomes["generated"] + outcomes["failed"]
+    conflicts = sum(1 for c in checks if c.name == "receipt-files" for v in c.violations
+                    if v.message.startswith("file conflict"))
+    receipts_seen = not ev.observation.errors or ev.observation.receipts_dir is not None
+    metrics: dict[str, Any] = {
+        "payments": len(rows),
+        "payments_paid": len(paid_rows),
+        "payments_unpaid": len(rows) - len(paid_rows),
+        "requests": len(events),
+        "receipt_files": sum(r["receipts"] for r in rows) if receipts_seen else None,
+        "receipts_per_payment_min": min(per_paid) if per_paid and receipts_seen else None,
+        "receipts_per_payment_max": max(per_paid) if per_paid and receipts_seen else None,
+        "receipts_per_payment_mean": round(sum(per_paid) / len(per_paid), 3) if per_paid and receipts_seen else None,
+        "payments_with_duplicates": sum(1 for n in per_paid if n > 1) if receipts_seen else None,
+        "missing_receipts": sum(1 for n in per_paid if n == 0) if receipts_seen else None,
+        "file_conflicts": conflicts if receipts_seen else None,
+        "errors": status_5xx + transport,
+        "status_5xx": status_5xx,
+        "transport_errors": transport,
+        "success_rate_pct": round(100.0 * outcomes["generated"] / attempts, 3) if attempts else None,
+        "duplicate_attempts": outcomes["already_generated"],
+        "processing_ms_p50": percentile(processing, 50),
+        "processing_ms_p95": percentile(processing, 95),
+        "processing_ms_max": max(processing) if processing else None,
+        "latency_ms_p50": _round(percentile(latencies, 50)),
+        "latency_ms_p95": _round(percentile(latencies, 95)),
+        "latency_ms_max": _round(max(latencies)) if latencies else None,
+        "release_spread_ms": _ms(ev.history.release_spread()),
+        "arrival_spread_ms": _ms(ev.history.arrival_spread()),
+        "payment_arrival_spread_ms_max": max((r["arrival_spread_ms"] for r in rows if r["arrival_spread_ms"] is not None),
+                                             default=None),
+        "receipt_generation_ms_mean": _generation_ms(counters, events),
+    }
+    for key in ("generations_started", "generations_succeeded", "generations_failed", "claims_won",
+                "claims_skipped", "rollbacks"):
+        metrics[key] = counters.get(key)
+    metrics.update({k: v for k, v in memory.items() if k.startswith("service_")})
+    return metrics
+
+
+def _generation_ms(counters: dict[str, float], events: list) -> float | None:
+    """Mean generation time from the service's histogram; else the winners' latency as an upper bound."""
+    count = counters.get("generation_seconds_count")
+    if count:
+        return round(1000 * counters["generation_seconds_sum"] / count, 3)
+    winners = [e.latency * 1000 for e in events if e.outcome == "generated" and e.latency is not None]
+    return _round(sum(winners) / len(winners)) if winners else None
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)

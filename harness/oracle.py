@@ -1,0 +1,249 @@
+"""Was it right? Small checkers over the history, the receipts on disk and the state read back.
+
+Each checker is a function of the Evidence returning a CheckResult whose ``valid`` is True, False,
+or None (unknown). A checker that raises is unknown, never a pass; missing evidence is unknown.
+The checkers know the service only through the Target's data and what it left behind.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import Callable
+
+from .history import Event, History
+from .observe import Observation, ReceiptFile
+from .result import CheckResult, Violation
+from .target import Payment
+
+SERVER_ERROR = 500
+
+
+@dataclass(frozen=True)
+class PlannedPayment:
+    payment: Payment
+    expected_paid: bool  # True: received COMPLETED; False: an unpaid control (only FAILED/PENDING)
+
+
+@dataclass
+class Evidence:
+    """Everything the checkers judge: what was planned, what happened, what was left behind."""
+
+    payments: list[PlannedPayment]
+    history: History
+    observation: Observation
+
+    def by_transaction(self) -> dict[str, PlannedPayment]:
+        return {p.payment.merchant_transaction_id: p for p in self.payments}
+
+    def events_of(self, payment: Payment) -> list[Event]:
+        return [e for e in self.history if e.payment == payment.id]
+
+    def receipts_of(self, payment: Payment) -> list[ReceiptFile]:
+        return self.observation.receipts_by_transaction().get(payment.merchant_transaction_id, [])
+
+
+Checker = Callable[[Evidence], CheckResult]
+
+
+def _receipts_unreadable(ev: Evidence) -> str | None:
+    if ev.observation.receipts_dir is None:
+        return "no receipts directory to read"
+    bad = [e for e in ev.observation.errors if "receipts" in e]
+    return bad[0] if bad else None
+
+
+def exactly_one_receipt(ev: Evidence) -> CheckResult:
+    """Exactly one receipt file per paid payment and none per unpaid one, grouped by the PDF's own metadata."""
+    name, description = "exactly-one-receipt", "exactly one receipt file per paid payment, none for unpaid ones"
+    if reason := _receipts_unreadable(ev):
+        return CheckResult(name, description, None, details={"reason": reason})
+    violations, counts = [], {}
+    for planned in ev.payments:
+        files = ev.receipts_of(planned.payment)
+        counts[planned.payment.id] = len(files)
+        names = [f.name for f in files]
+        if planned.expected_paid and len(files) == 0:
+            violations.append(Violation(name, "missing receipt: paid payment has no receipt file", planned.payment.id))
+        elif planned.expected_paid and len(files) > 1:
+            violations.append(Violation(name, f"duplicate receipts: {len(files)} files for one payment",
+                                        planned.payment.id, names))
+        elif not planned.expected_paid and files:
+            violations.append(Violation(name, f"receipt for an unpaid payment ({len(files)} file(s))",
+                                        planned.payment.id, names))
+    return CheckResult(name, description, not violations, violations, {"receipts_per_payment": counts})
+
+
+def receipt_files(ev: Evidence) -> CheckResult:
+    """Every file is a finished, readable PDF whose transaction and amount match its payment; no overwrites."""
+    name = "receipt-files"
+    description = "every receipt is a readable PDF matching its payment; no partial files or overwritten generations"
+    if reason := _receipts_unreadable(ev):
+        return CheckResult(name, description, None, details={"reason": reason})
+    known = ev.by_transaction()
+    violations, foreign = [], []
+    for receipt in ev.observation.receipts:
+        if not receipt.is_final:
+            violations.append(Violation(name, "file conflict: temporary or partial file left in the receipts directory",
+                                        files=[receipt.name]))
+            continue
+        if not receipt.readable:
+            violations.append(Violation(name, f"unreadable receipt ({receipt.error})", files=[receipt.name]))
+            continue
+        planned = known.get(receipt.subject or "")
+        if planned is None:
+            foreign.append(receipt.name)  # another run's file; not ours to judge
+            continue
+        payment = planned.payment
+        if receipt.text_transaction != payment.merchant_transaction_id:
+            violations.append(Violation(name, f"printed transaction {receipt.text_transaction!r} differs from the "
+                                              f"metadata's {payment.merchant_transaction_id!r}", payment.id, [receipt.name]))
+        if receipt.amount != payment.amount:
+            violations.append(Violation(name, f"printed amount {receipt.amount} differs from the payment's "
+                                              f"{payment.amount}", payment.id, [receipt.name]))
+    violations += _overwritten_generations(ev)
+    return CheckResult(name, description, not violations, violations, {"foreign_files": foreign})
+
+
+def _overwritten_generations(ev: Evidence) -> list[Violation]:
+    """Two generations that reported the same file: one overwrote the other (a file conflict)."""
+    out = []
+    for planned in ev.payments:
+        generated = [e for e in ev.events_of(planned.payment) if e.outcome == "generated"]
+        paths = Counter(_basename(e.body.get("receiptPath")) for e in generated
+                        if isinstance(e.body, dict) and e.body.get("receiptPath"))
+        for path, count in paths.items():
+            if count > 1:
+                out.append(Violation("receipt-files", f"file conflict: {count} generations wrote the same file",
+                                     planned.payment.id, [path],
+                                     [e.index for e in generated if _basename(e.body.get("receiptPath")) == path]))
+    return out
+
+
+def _basename(path: object) -> str:
+    return PurePath(str(path)).name if path else ""
+
+
+def state_agrees_with_disk(ev: Evidence) -> CheckResult:
+    """paid <-> receiptGenerated <-> receiptPath names the one existing file; unpaid stays unpaid."""
+    name = "state-agrees-with-disk"
+    description = "paid, receiptGenerated and receiptPath agree with the one file on disk; unpaid charges stay unpaid"
+    if not ev.observation.state and ev.observation.errors:
+        return CheckResult(name, description, None, details={"reason": "; ".join(ev.observation.errors)})
+    if reason := _receipts_unreadable(ev):
+        return CheckResult(name, description, None, details={"reason": reason})
+    violations = []
+    existing = {r.name for r in ev.observation.receipts}
+    for planned in ev.payments:
+        pid = planned.payment.id
+        state = ev.observation.state.get(pid)
+        if state is None:
+            violations.append(Violation(name, "the service has no record of this payment", pid))
+            continue
+        files = [f.name for f in ev.receipts_of(planned.payment)]
+        paid = state["paymentStatus"] == "paid"
+        recorded = _basename(state.get("receiptPath"))
+        if planned.expected_paid:
+            if not paid:
+                violations.append(Violation(name, f"paymentStatus is {state['paymentStatus']!r} after a COMPLETED callback", pid))
+            if not state["receiptGenerated"]:
+                violations.append(Violation(name, "receiptGenerated is false for a paid payment", pid, files))
+            if not recorded:
+                violations.append(Violation(name, "receiptPath is empty for a paid payment", pid, files))
+            elif recorded not in existing:
+                violations.append(Violation(name, f"receiptPath names a file that does not exist", pid, [recorded]))
+            elif len(files) == 1 and recorded != files[0]:
+                violations.append(Violation(name, "receiptPath names another file than the receipt on disk", pid,
+                                            [recorded, files[0]]))
+        else:
+            if paid:
+                violations.append(Violation(name, "an unpaid control payment is marked paid", pid))
+            if state["receiptGenerated"] or recorded:
+                violations.append(Violation(name, "an unpaid charge has receiptGenerated or a receiptPath", pid,
+                                            [recorded] if recorded else []))
+    return CheckResult(name, description, not violations, violations, {"state_source": ev.observation.state_source})
+
+
+def no_errors(ev: Evidence) -> CheckResult:
+    """No 5xx answers and no transport errors (refused, reset, timed out) in the history."""
+    name, description = "no-errors", "no 5xx responses or transport errors"
+    violations = [
+        Violation(name, e.error or f"HTTP {e.status}: {str(e.body)[:200]}", e.payment, events=[e.index])
+        for e in ev.history if e.error is not None or (e.status is not None and e.status >= SERVER_ERROR)
+    ]
+    if not len(ev.history):
+        return CheckResult(name, description, None, details={"reason": "no requests were sent"})
+    return CheckResult(name, description, not violations, violations)
+
+
+def race_exercised(ev: Evidence) -> CheckResult:
+    """Duplicates overlapped: each paid payment's last duplicate arrived before its first generation finished.
+
+    Arrival is the server's own report (X-Arrival-Ns) when it gives one, else the time the final byte
+    left; the finish is when the first response that generated (or failed to) came back. A payment
+    whose duplicates did not overlap proves nothing, so the run is inconclusive, never a pass.
+    """
+    name = "race-exercised"
+    description = "duplicates of each paid payment overlapped its receipt generation"
+    judged, not_overlapped, unjudgeable = 0, [], []
+    for planned in ev.payments:
+        if not planned.expected_paid:
+            continue
+        events = [e for e in ev.events_of(planned.payment) if e.t_release is not None]
+        if len(events) < 2:
+            unjudgeable.append((planned.payment.id, "fewer than two requests: nothing raced"))
+            continue
+        overlapped = payment_overlapped(events, ev.history.origin_wall)
+        if overlapped is None:
+            unjudgeable.append((planned.payment.id, "no request reported generating (or failing to generate) a receipt"))
+            continue
+        judged += 1
+        if not overlapped:
+            not_overlapped.append(planned.payment.id)
+    skipped = sum(1 for e in ev.history if e.outcome == "already_generated")
+    details = {"payments_judged": judged, "not_overlapped": not_overlapped,
+               "unjudgeable": [f"{p}: {why}" for p, why in unjudgeable], "duplicates_skipped": skipped}
+    if not_overlapped or unjudgeable or judged == 0:
+        reasons = []
+        if not_overlapped:
+            reasons.append(f"{len(not_overlapped)} paid payment(s) whose duplicates arrived after the receipt was done")
+        if unjudgeable:
+            reasons.append(f"{len(unjudgeable)} paid payment(s) could not be judged ({unjudgeable[0][1]})")
+        if judged == 0 and not reasons:
+            reasons.append("no paid payment to race")
+        details["reason"] = "; ".join(reasons)
+        return CheckResult(name, description, None, details=details)
+    return CheckResult(name, description, True, details=details)
+
+
+def _arrival(event: Event, origin_wall: float) -> float:
+    if event.server_arrival is not None:
+        return event.server_arrival
+    return origin_wall + (event.t_release or 0.0)
+
+
+def payment_overlapped(events: list[Event], origin_wall: float) -> bool | None:
+    """Did the last request of a payment arrive before its first receipt generation finished?"""
+    finishers = [e for e in events if e.outcome in ("generated", "failed") and e.t_response is not None]
+    if not finishers:
+        return None
+    first_done = origin_wall + min(e.t_response for e in finishers)
+    return max(_arrival(e, origin_wall) for e in events) < first_done
+
+
+CHECKERS: tuple[Checker, ...] = (exactly_one_receipt, receipt_files, state_agrees_with_disk, no_errors,
+                                 race_exercised)
+
+
+def check(evidence: Evidence, checkers: tuple[Checker, ...] = CHECKERS) -> list[CheckResult]:
+    """Run every checker; one that raises becomes unknown with the error as its reason."""
+    results = []
+    for checker in checkers:
+        try:
+            results.append(checker(evidence))
+        except Exception as exc:  # an exception in a checker is an unknown, never a pass
+            name = checker.__name__.replace("_", "-")
+            results.append(CheckResult(name, (checker.__doc__ or "").strip().splitlines()[0], None,
+                                       details={"reason": f"checker raised {exc.__class__.__name__}: {exc}"}))
+    return results

@@ -1,0 +1,302 @@
+"""The one harness API: plan a race, fire it, read back what happened, judge it, report it.
+
+The CLI, the Locust scenarios and the pytest plugin all call ``run_race``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import httpx
+
+from . import __version__
+from .burst import PreparedRequest, fire
+from .embedded import ServiceProcess, ServiceStartError, start_service, start_simulator
+from .history import History
+from .measure import compute_metrics, payment_rows
+from .observe import observe
+from .oracle import Evidence, PlannedPayment, check
+from .plan import Plan, PlanError
+from .result import RunReport, decide
+from .target import Payment, Target, TargetError
+from .targets import evaluate, load_targets
+from .telemetry import MemorySampler, counter_deltas, scrape
+
+SYNC_CHOICES = ("last-byte", "naive", "sequential")
+MAX_WAVE = 256  # connections open at once; larger plans go in waves of whole payments
+
+
+class HarnessError(RuntimeError):
+    """A usage or configuration problem (exit code 4): the run could not be made."""
+
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+def _no_progress(stage: str, done: int, total: int) -> None:
+    pass
+
+
+@dataclass
+class RunConfig:
+    """Everything a run needs. With no ``target`` the reference service is started locally."""
+
+    plan: Plan = field(default_factory=Plan)
+    target: Target | None = None
+    mode: str = "atomic"  # the embedded service's mode
+    generation_delay_ms: float = 200.0
+    failure_rate: float = 0.0
+    service_args: tuple[str, ...] = ()  # more flags for the embedded service
+    receipts_dir: Path | None = None  # the embedded service's receipts (a temporary directory if None)
+    sync: str = "last-byte"
+    timeout: float = 60.0
+    targets_file: Path | None = None
+    label: str | None = None
+    report_dir: Path | None = None
+    service_pid: int | None = None  # a local service's process, for memory (the embedded one's is known)
+
+    def describe(self) -> dict[str, Any]:
+        data = {
+            "plan": self.plan.to_dict(),
+            "sync": self.sync,
+            "timeout": self.timeout,
+            "targets_file": str(self.targets_file) if self.targets_file else None,
+        }
+        if self.target is None:
+            data["service"] = {"embedded": True, "mode": self.mode, "generation_delay_ms": self.generation_delay_ms,
+                               "failure_rate": self.failure_rate, "args": list(self.service_args)}
+            data["mode"] = self.mode
+        return data
+
+
+def environment() -> dict[str, Any]:
+    return {
+        "harness_version": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "hostname": socket.gethostname(),
+    }
+
+
+@contextlib.contextmanager
+def _embedded_target(config: RunConfig, workdir: Path) -> Iterator[tuple[Target, ServiceProcess]]:
+    """Start the reference service (and, for verify calls, the PhonePe simulator) for one run."""
+    receipts = config.receipts_dir or workdir / "receipts"
+    simulator = start_simulator(log_path=workdir / "simulator.log") if config.plan.uses_verify() else None
+    try:
+        service = start_service(receipts, mode=config.mode, generation_delay_ms=config.generation_delay_ms,
+                                failure_rate=config.failure_rate,
+                                phonepe_base_url=simulator.url if simulator else None,
+                                extra_args=config.service_args, log_path=workdir / "service.log")
+        try:
+            yield Target(base_url=service.url, receipts_dir=str(receipts),
+                         gateway_url=simulator.url if simulator else None), service
+        finally:
+            service.stop()
+    finally:
+        if simulator:
+            simulator.stop()
+
+
+def _check_reachable(target: Target, client: httpx.Client) -> None:
+    try:
+        client.get(target.url(target.health_path), timeout=5.0)
+    except httpx.HTTPError as exc:
+        raise HarnessError(f"target {target.base_url} is unreachable: {exc.__class__.__name__}: {exc}") from None
+
+
+def _build_requests(plan: Plan, payments: list[Payment], target: Target) -> list[PreparedRequest]:
+    out = []
+    for planned in plan.requests():
+        payment = payments[planned.slot]
+        if planned.channel == "verify":
+            out.append(target.verify_request(payment))
+        else:
+            out.append(target.callback_request(payment, planned.state))
+    return out
+
+
+def _waves(requests: list[PreparedRequest], limit: int = MAX_WAVE) -> list[list[PreparedRequest]]:
+    """Split into waves of at most ``limit`` requests, never splitting one payment's duplicates."""
+    by_payment: dict[str | None, list[PreparedRequest]] = {}
+    for request in requests:
+        by_payment.setdefault(request.payment, []).append(request)
+    waves: list[list[PreparedRequest]] = [[]]
+    for group in by_payment.values():
+        if waves[-1] and len(waves[-1]) + len(group) > limit:
+            waves.append([])
+        waves[-1].extend(group)
+    # keep the plan's interleaving inside each wave
+    order = {id(r): i for i, r in enumerate(requests)}
+    return [sorted(w, key=lambda r: order[id(r)]) for w in waves if w]
+
+
+def send(requests: list[PreparedRequest], *, sync: str, timeout: float, history: History,
+         progress: Progress = _no_progress, warmup_path: str | None = "/healthz") -> None:
+    """Fire the requests into ``history``: simultaneous waves, or one after another for ``sequential``."""
+    if sync == "sequential":
+        # A deliberately non-overlapping run: each request waits for the previous answer.
+        for i, request in enumerate(requests):
+            fire([request], sync="last-byte", timeout=timeout, history=history, warmup_path=warmup_path)
+            progress("sending", i + 1, len(requests))
+        history.sync = "sequential"
+        return
+    waves = _waves(requests)
+    sent = 0
+    for wave in waves:
+        fire(wave, sync=sync, timeout=timeout, history=history, warmup_path=warmup_path)
+        sent += len(wave)
+        progress("sending", sent, len(requests))
+
+
+def run_race(config: RunConfig, progress: Progress = _no_progress) -> RunReport:
+    """Run one race end to end and return its report (also written to ``config.report_dir`` if set)."""
+    if config.sync not in SYNC_CHOICES:
+        raise HarnessError(f"sync must be one of {', '.join(SYNC_CHOICES)}")
+    try:
+        config.plan.validate()
+        targets = load_targets(config.targets_file)
+    except (PlanError, ValueError) as exc:
+        raise HarnessError(str(exc)) from None
+    with tempfile.TemporaryDirectory(prefix="race-harness-") as tmp, contextlib.ExitStack() as stack:
+        workdir = Path(tmp)
+        pid = config.service_pid
+        if config.target is None:
+            try:
+                target, service = stack.enter_context(_embedded_target(config, workdir))
+            except ServiceStartError as exc:
+                raise HarnessError(f"could not start the reference service: {exc}") from None
+            pid = service.pid
+        else:
+            target = config.target
+        report = _run_against(config, target, pid, targets, progress)
+    if config.report_dir is not None:
+        from .report import write_report
+
+        write_report(report, Path(config.report_dir))
+    return report
+
+
+def _run_against(config: RunConfig, target: Target, pid: int | None, targets: list, progress: Progress) -> RunReport:
+    plan = config.plan
+    started = time.time()
+    with httpx.Client(timeout=10.0) as client:
+        _check_reachable(target, client)
+        amounts = plan.amounts()
+        payments = []
+        try:
+            for slot in range(plan.slots):
+                payments.append(target.create_payment(client, amounts[slot]))
+                progress("creating payments", slot + 1, plan.slots)
+            if plan.uses_verify():
+                for slot in range(plan.payments):
+                    target.set_gateway_state(client, payments[slot], "COMPLETED")
+        except (TargetError, httpx.HTTPError) as exc:
+            raise HarnessError(f"could not prepare payments on {target.base_url}: {exc}") from None
+        requests = _build_requests(plan, payments, target)
+
+        metrics_url = target.url(target.metrics_path) if target.metrics_path else None
+        before = scrape(client, metrics_url)
+        sampler = MemorySampler(pid).start()
+        history = History(sync=config.sync)
+        try:
+            send(requests, sync=config.sync, timeout=config.timeout, history=history, progress=progress,
+                 warmup_path=target.health_path)
+        finally:
+            memory = sampler.stop()
+        counters = counter_deltas(before, scrape(client, metrics_url))
+        for event in history:
+            event.outcome = target.outcome_of(event.body)
+
+        progress("verifying", 0, 1)
+        planned = [PlannedPayment(p, plan.is_paid(i)) for i, p in enumerate(payments)]
+        observation = observe(target, payments, client)
+        progress("verifying", 1, 1)
+    return judge(Evidence(planned, history, observation), target, targets, counters=counters, memory=memory,
+                 label=config.label or (config.mode if config.target is None else "run"),
+                 config=config.describe(), started=started)
+
+
+def judge(evidence: Evidence, target: Target, targets: list, *, counters: dict[str, float],
+          memory: dict[str, Any], label: str, config: dict[str, Any], started: float) -> RunReport:
+    """Checkers, metrics and targets over the evidence, composed into one report."""
+    checks = check(evidence)
+    rows = payment_rows(evidence)
+    metrics = compute_metrics(evidence, rows, checks, counters, memory)
+    target_results = evaluate(targets, metrics)
+    history = evidence.history
+    summary = {
+        "requests": len(history),
+        "sync": history.sync,
+        "release_spread_ms": metrics["release_spread_ms"],
+        "arrival_spread_ms": metrics["arrival_spread_ms"],
+        "statuses": _status_counts(history),
+        "outcomes": _outcome_counts(history),
+        "observation_errors": evidence.observation.errors,
+        "state_source": evidence.observation.state_source,
+    }
+    return RunReport(
+        label=label,
+        config={**config, "target": target.to_dict()},
+        environment=environment(),
+        history=history.to_dict(),
+        history_summary=summary,
+        payments=rows,
+        checks=checks,
+        metrics=metrics,
+        targets=target_results,
+        verdict=decide(checks, target_results),
+        started_at=started,
+        finished_at=time.time(),
+    )
+
+
+def reverify(previous: RunReport, target_changes: dict[str, Any] | None = None,
+             targets_file: Path | None = None) -> RunReport:
+    """Judge a finished run again from the receipts and state as they are now (e.g. after a lease expired).
+
+    The history is the run's own; the files and state are read afresh. Telemetry from the run is
+    not repeated, so memory and counters are not measured.
+    """
+    target = Target.from_dict(previous.config["target"]).with_(**(target_changes or {}))
+    try:
+        targets = load_targets(targets_file or previous.config.get("targets_file"))
+    except ValueError as exc:
+        raise HarnessError(str(exc)) from None
+    planned = [PlannedPayment(Payment(r["payment"], r["merchant_transaction_id"], r["amount"]), r["expected"] == "paid")
+               for r in previous.payments]
+    history = History.from_dict(previous.history)
+    with httpx.Client(timeout=10.0) as client:
+        if not target.mongo_uri:
+            _check_reachable(target, client)
+        observation = observe(target, [p.payment for p in planned], client)
+    return judge(Evidence(planned, history, observation), target, targets, counters={}, memory={},
+                 label=f"{previous.label}-reverified", config={**previous.config, "reverified_from": previous.label},
+                 started=time.time())
+
+
+def _status_counts(history: History) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for event in history:
+        key = str(event.status) if event.status is not None else "error"
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def _outcome_counts(history: History) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for event in history:
+        key = event.outcome or "none"
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+

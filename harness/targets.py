@@ -1,0 +1,85 @@
+"""Documented targets: the seed's figures, checked against what a run measured.
+
+A target is met, missed, or not measured (e.g. the memory of a remote service); only a missed
+target fails a run. Users pass their own file in the same format as ``default_targets.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .result import MET, MISSED, NOT_MEASURED, TargetResult
+
+TARGETS_VERSION = 1
+DEFAULT_TARGETS = Path(__file__).with_name("default_targets.json")
+
+_BOUNDS = {"eq": ("==", operator.eq), "gt": (">", operator.gt), "ge": (">=", operator.ge),
+           "lt": ("<", operator.lt), "le": ("<=", operator.le)}
+
+
+class TargetsError(ValueError):
+    """A targets file that cannot be used."""
+
+
+@dataclass(frozen=True)
+class MetricTarget:
+    name: str
+    metric: str
+    bounds: tuple[tuple[str, float], ...]  # (("ge", 200), ("le", 500))
+    unit: str = ""
+    description: str = ""
+
+    @property
+    def expected(self) -> str:
+        return " and ".join(f"{_BOUNDS[op][0]} {_fmt(value)}" for op, value in self.bounds) + (
+            f" {self.unit}" if self.unit else "")
+
+    def evaluate(self, metrics: dict[str, Any]) -> TargetResult:
+        value = metrics.get(self.metric)
+        result = TargetResult(self.name, self.description, self.expected, NOT_MEASURED, None, self.unit)
+        if value is None:
+            result.note = f"{self.metric} was not measured"
+            return result
+        result.measured = float(value)
+        ok = all(_BOUNDS[op][1](result.measured, bound) for op, bound in self.bounds)
+        result.status = MET if ok else MISSED
+        return result
+
+
+def _fmt(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def parse_targets(data: dict[str, Any]) -> list[MetricTarget]:
+    if data.get("version") != TARGETS_VERSION:
+        raise TargetsError(f"targets file version must be {TARGETS_VERSION}, not {data.get('version')!r}")
+    targets = []
+    for i, raw in enumerate(data.get("targets", [])):
+        try:
+            bounds = tuple((op, float(raw[op])) for op in _BOUNDS if op in raw)
+            if not bounds:
+                raise TargetsError(f"target {raw.get('name', i)!r} has no bound (one of {', '.join(_BOUNDS)})")
+            targets.append(MetricTarget(str(raw["name"]), str(raw["metric"]), bounds, str(raw.get("unit", "")),
+                                        str(raw.get("description", ""))))
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, TargetsError):
+                raise
+            raise TargetsError(f"target #{i} is malformed: {exc}") from None
+    return targets
+
+
+def load_targets(path: str | Path | None = None) -> list[MetricTarget]:
+    """The targets in ``path``, or the seed's documented targets."""
+    source = Path(path) if path else DEFAULT_TARGETS
+    try:
+        return parse_targets(json.loads(source.read_text()))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise TargetsError(f"cannot read targets file {source}: {exc}") from None
+
+
+def evaluate(targets: list[MetricTarget], metrics: dict[str, Any]) -> list[TargetResult]:
+    return [t.evaluate(metrics) for t in targets]
