@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from .oracle import Evidence, payment_overlapped
+from .oracle import Evidence, payment_overlapped, receipts_unreadable
 from .result import CheckResult
 
 
@@ -63,7 +63,7 @@ def compute_metrics(ev: Evidence, rows: list[dict[str, Any]], checks: list[Check
     attempts = outcomes["generated"] + outcomes["failed"]
     conflicts = sum(1 for c in checks if c.name == "receipt-files" for v in c.violations
                     if v.message.startswith("file conflict"))
-    receipts_seen = not ev.observation.errors or ev.observation.receipts_dir is not None
+    receipts_seen = receipts_unreadable(ev) is None
     metrics: dict[str, Any] = {
         "payments": len(rows),
         "payments_paid": len(paid_rows),

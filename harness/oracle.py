@@ -47,7 +47,7 @@ class Evidence:
 Checker = Callable[[Evidence], CheckResult]
 
 
-def _receipts_unreadable(ev: Evidence) -> str | None:
+def receipts_unreadable(ev: Evidence) -> str | None:
     if ev.observation.receipts_dir is None:
         return "no receipts directory to read"
     bad = [e for e in ev.observation.errors if "receipts" in e]
@@ -57,7 +57,7 @@ def _receipts_unreadable(ev: Evidence) -> str | None:
 def exactly_one_receipt(ev: Evidence) -> CheckResult:
     """Exactly one receipt file per paid payment and none per unpaid one, grouped by the PDF's own metadata."""
     name, description = "exactly-one-receipt", "exactly one receipt file per paid payment, none for unpaid ones"
-    if reason := _receipts_unreadable(ev):
+    if reason := receipts_unreadable(ev):
         return CheckResult(name, description, None, details={"reason": reason})
     violations, counts = [], {}
     for planned in ev.payments:
@@ -79,7 +79,7 @@ def receipt_files(ev: Evidence) -> CheckResult:
     """Every file is a finished, readable PDF whose transaction and amount match its payment; no overwrites."""
     name = "receipt-files"
     description = "every receipt is a readable PDF matching its payment; no partial files or overwritten generations"
-    if reason := _receipts_unreadable(ev):
+    if reason := receipts_unreadable(ev):
         return CheckResult(name, description, None, details={"reason": reason})
     known = ev.by_transaction()
     violations, foreign = [], []
@@ -131,7 +131,7 @@ def state_agrees_with_disk(ev: Evidence) -> CheckResult:
     description = "paid, receiptGenerated and receiptPath agree with the one file on disk; unpaid charges stay unpaid"
     if not ev.observation.state and ev.observation.errors:
         return CheckResult(name, description, None, details={"reason": "; ".join(ev.observation.errors)})
-    if reason := _receipts_unreadable(ev):
+    if reason := receipts_unreadable(ev):
         return CheckResult(name, description, None, details={"reason": reason})
     violations = []
     existing = {r.name for r in ev.observation.receipts}
@@ -244,6 +244,7 @@ def check(evidence: Evidence, checkers: tuple[Checker, ...] = CHECKERS) -> list[
             results.append(checker(evidence))
         except Exception as exc:  # an exception in a checker is an unknown, never a pass
             name = checker.__name__.replace("_", "-")
-            results.append(CheckResult(name, (checker.__doc__ or "").strip().splitlines()[0], None,
+            summary = ((checker.__doc__ or "").strip().splitlines() or [name])[0]
+            results.append(CheckResult(name, summary, None,
                                        details={"reason": f"checker raised {exc.__class__.__name__}: {exc}"}))
     return results

@@ -39,3 +39,8 @@ def create_payments(target: Target, count: int, amount: int = 49_900) -> list[Pa
 
 def receipt_files(service: ServiceProcess) -> list[Path]:
     return sorted(service.receipts_dir.iterdir())
+
+
+def outcomes(target: Target, burst) -> list[str | None]:
+    """What the service said happened to the receipt, for every request of a burst, sorted."""
+    return sorted((target.outcome_of(e.body) for e in burst.history), key=str)

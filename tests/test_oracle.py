@@ -1,0 +1,180 @@
+"""Each checker fails on the fault it looks for and passes on a correct service.
+
+The runs are real: the reference service as a process, last-byte bursts over sockets, receipts on
+disk. Faults on disk (a deleted, corrupted or forged file) are made after the run, then the same
+run is judged again from the files as they are now.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness import Plan, RunConfig, run_race
+from harness.history import Event, History
+from harness.observe import Observation
+from harness.oracle import Evidence, PlannedPayment, check, no_errors
+from harness.result import EXIT_INCONCLUSIVE, EXIT_INVALID
+from harness.runner import reverify
+from harness.target import Payment
+
+from conftest import target_of
+
+
+@pytest.fixture
+def invariants_only(tmp_path) -> Path:
+    """Targets that hold on any correct service, so speed on a busy CI box cannot change a verdict."""
+    path = tmp_path / "targets.json"
+    path.write_text(json.dumps({"version": 1, "targets": [
+        {"name": "receipt-files-per-payment", "metric": "receipts_per_payment_max", "eq": 1},
+        {"name": "missing-receipts", "metric": "missing_receipts", "eq": 0}]}))
+    return path
+
+
+@pytest.fixture
+def race(start_reference, invariants_only):
+    """Run a race against a reference service that stays up, so the run can be judged again later."""
+
+    def run(mode: str = "atomic", *, payments: int = 4, duplicates: int = 5, unpaid: int = 1,
+            failure_rate: float = 0.0, sync: str = "last-byte"):
+        service = start_reference(mode, generation_delay_ms=150, failure_rate=failure_rate)
+        config = RunConfig(plan=Plan(payments=payments, duplicates=duplicates, unpaid=unpaid),
+                           target=target_of(service), service_pid=service.pid, sync=sync,
+                           targets_file=invariants_only, label=mode)
+        return run_race(config)
+
+    return run
+
+
+def _check(report, name):
+    return next(c for c in report.checks if c.name == name)
+
+
+def _receipts(report) -> Path:
+    return Path(report.config["target"]["receipts_dir"])
+
+
+def test_atomic_service_passes_every_checker(race):
+    report = race("atomic")
+    assert [c.valid for c in report.checks] == [True] * len(report.checks), report.explain()
+    assert report.verdict.exit_code == 0
+    assert report.metrics["duplicate_attempts"] == 4 * 4
+
+
+def test_vulnerable_service_fails_exactly_one_receipt_naming_payments_and_files(race):
+    report = race("vulnerable")
+    result = _check(report, "exactly-one-receipt")
+    assert result.valid is False
+    assert report.verdict.exit_code == EXIT_INVALID
+    duplicated = {v.payment for v in result.violations}
+    assert len(duplicated) >= 3  # of 4 paid payments, simultaneous duplicates nearly always all race
+    for violation in result.violations:
+        assert len(violation.files) > 1 and all(f.endswith(".pdf") for f in violation.files)
+
+
+def test_generation_failures_without_retry_leave_missing_receipts(race):
+    report = race("atomic", failure_rate=1.0)
+    missing = [v for v in _check(report, "exactly-one-receipt").violations if v.message.startswith("missing receipt")]
+    assert len(missing) == 4
+    assert _check(report, "state-agrees-with-disk").valid is False
+    assert report.metrics["rollbacks"] == 4
+
+
+def test_deleted_receipt_is_reported_missing_and_state_disagrees(race):
+    report = race("atomic")
+    victim = sorted(_receipts(report).iterdir())[0]
+    victim.unlink()
+
+    again = reverify(report)
+
+    assert _check(again, "exactly-one-receipt").valid is False
+    state = _check(again, "state-agrees-with-disk")
+    assert state.valid is False and any(victim.name in v.files for v in state.violations)
+
+
+def test_corrupted_receipt_is_reported_unreadable(race):
+    report = race("atomic")
+    victim = sorted(_receipts(report).iterdir())[0]
+    victim.write_bytes(victim.read_bytes()[:200])
+
+    again = reverify(report)
+
+    files = _check(again, "receipt-files")
+    assert files.valid is False
+    assert any(v.files == [victim.name] and "unreadable" in v.message for v in files.violations)
+
+
+def test_leftover_temporary_file_is_a_file_conflict(race):
+    report = race("atomic")
+    (_receipts(report) / "receipt-MT1-1.pdf.tmp").write_bytes(b"%PDF-1.3 partial")
+
+    again = reverify(report)
+
+    assert any(v.message.startswith("file conflict") for v in _check(again, "receipt-files").violations)
+    assert again.metrics["file_conflicts"] == 1
+
+
+def test_receipt_for_an_unpaid_charge_is_a_violation(race):
+    from reference_service.receipts import render_receipt  # a forger's tool, not the oracle's
+
+    report = race("atomic")
+    unpaid = next(r for r in report.payments if r["expected"] == "unpaid")
+    forged = {"_id": unpaid["payment"], "merchantTransactionId": unpaid["merchant_transaction_id"],
+              "amount": unpaid["amount"]}
+    (_receipts(report) / f"receipt-{unpaid['merchant_transaction_id']}-1.pdf").write_bytes(render_receipt(forged))
+
+    again = reverify(report)
+
+    violations = _check(again, "exactly-one-receipt").violations
+    assert [(v.payment, v.message) for v in violations] == [(unpaid["payment"], "receipt for an unpaid payment (1 file(s))")]
+
+
+def test_receipt_with_the_wrong_amount_is_a_violation(race):
+    from reference_service.receipts import render_receipt
+
+    report = race("atomic", unpaid=0)
+    row = report.payments[0]
+    victim = _receipts(report) / row["receipt_files"][0]
+    victim.write_bytes(render_receipt({"_id": row["payment"], "merchantTransactionId": row["merchant_transaction_id"],
+                                       "amount": row["amount"] + 1}))
+
+    again = reverify(report)
+
+    assert any("printed amount" in v.message for v in _check(again, "receipt-files").violations)
+
+
+@pytest.mark.parametrize("mode", ["atomic", "vulnerable"])
+def test_duplicates_that_never_overlap_are_inconclusive_not_a_pass(race, mode):
+    report = race(mode, payments=2, duplicates=3, unpaid=0, sync="sequential")
+    assert _check(report, "race-exercised").valid is None
+    assert _check(report, "exactly-one-receipt").valid is True  # the vulnerable service looks safe ...
+    assert report.verdict.exit_code == EXIT_INCONCLUSIVE  # ... and the verdict refuses to call it a pass
+
+
+def test_single_request_per_payment_is_inconclusive(race):
+    report = race("atomic", payments=2, duplicates=1, unpaid=0)
+    assert _check(report, "race-exercised").valid is None
+
+
+def _evidence(events: list[Event]) -> Evidence:
+    payment = Payment("p1", "MT1", 100)
+    return Evidence([PlannedPayment(payment, True)], History(events=events), Observation(receipts_dir="/nonexistent"))
+
+
+def test_server_errors_and_transport_errors_fail_no_errors():
+    events = [Event(0, "p1", status=200, body={"receipt": "generated"}),
+              Event(1, "p1", status=502, body={"error": "status API unreachable"}),
+              Event(2, "p1", error="read: connection reset")]
+    result = no_errors(_evidence(events))
+    assert result.valid is False
+    assert [v.events for v in result.violations] == [[1], [2]]
+
+
+def test_a_checker_that_raises_is_unknown_never_a_pass():
+    def broken(evidence):
+        raise RuntimeError("boom")
+
+    (result,) = check(_evidence([]), (broken,))
+    assert result.valid is None and "boom" in result.details["reason"]
