@@ -115,7 +115,7 @@ def _check_reachable(target: Target, client: httpx.Client) -> None:
         raise HarnessError(f"target {target.base_url} is unreachable: {exc.__class__.__name__}: {exc}") from None
 
 
-def _build_requests(plan: Plan, payments: list[Payment], target: Target) -> list[PreparedRequest]:
+def build_requests(plan: Plan, payments: list[Payment], target: Target) -> list[PreparedRequest]:
     out = []
     for planned in plan.requests():
         payment = payments[planned.slot]
@@ -165,7 +165,7 @@ def run_race(config: RunConfig, progress: Progress = _no_progress) -> RunReport:
         raise HarnessError(f"sync must be one of {', '.join(SYNC_CHOICES)}")
     try:
         config.plan.validate()
-        targets = load_targets(config.targets_file)
+        load_targets(config.targets_file)  # a bad targets file is a usage error before anything starts
     except (PlanError, ValueError) as exc:
         raise HarnessError(str(exc)) from None
     with tempfile.TemporaryDirectory(prefix="race-harness-") as tmp, contextlib.ExitStack() as stack:
@@ -179,7 +179,7 @@ def run_race(config: RunConfig, progress: Progress = _no_progress) -> RunReport:
             pid = service.pid
         else:
             target = config.target
-        report = _run_against(config, target, pid, targets, progress)
+        report = _run_against(config, target, pid, config.targets_file, progress)
     if config.report_dir is not None:
         from .report import write_report
 
@@ -187,24 +187,54 @@ def run_race(config: RunConfig, progress: Progress = _no_progress) -> RunReport:
     return report
 
 
-def _run_against(config: RunConfig, target: Target, pid: int | None, targets: list, progress: Progress) -> RunReport:
+def prepare_payments(target: Target, plan: Plan, client: httpx.Client,
+                     progress: Progress = _no_progress) -> list[Payment]:
+    """Create the plan's payments on the target (and tell the gateway which are paid, for verify calls)."""
+    _check_reachable(target, client)
+    amounts = plan.amounts()
+    payments = []
+    try:
+        for slot in range(plan.slots):
+            payments.append(target.create_payment(client, amounts[slot]))
+            progress("creating payments", slot + 1, plan.slots)
+        if plan.uses_verify():
+            for slot in range(plan.payments):
+                target.set_gateway_state(client, payments[slot], "COMPLETED")
+    except (TargetError, httpx.HTTPError) as exc:
+        raise HarnessError(f"could not prepare payments on {target.base_url}: {exc}") from None
+    return payments
+
+
+def verify_history(target: Target, plan: Plan, payments: list[Payment], history: History, *,
+                   targets_file: Path | None = None, label: str = "run", config: dict[str, Any] | None = None,
+                   counters: dict[str, float] | None = None, memory: dict[str, Any] | None = None,
+                   started: float | None = None) -> RunReport:
+    """Judge a history however it was sent (a burst, a Locust swarm): read back files and state, check, report.
+
+    Events are matched to payments by ``Event.payment`` (the payment id); their outcomes are read
+    here with the target's description of its answers.
+    """
+    try:
+        targets = load_targets(targets_file)
+    except ValueError as exc:
+        raise HarnessError(str(exc)) from None
+    for event in history:
+        event.outcome = target.outcome_of(event.body)
+    planned = [PlannedPayment(p, plan.is_paid(i)) for i, p in enumerate(payments)]
+    with httpx.Client(timeout=10.0) as client:
+        observation = observe(target, payments, client)
+    return judge(Evidence(planned, history, observation), target, targets, counters=counters or {},
+                 memory=memory or {}, label=label, config={"plan": plan.to_dict(), **(config or {})},
+                 started=started or history.origin_wall or time.time())
+
+
+def _run_against(config: RunConfig, target: Target, pid: int | None, targets_file: Path | None,
+                 progress: Progress) -> RunReport:
     plan = config.plan
     started = time.time()
     with httpx.Client(timeout=10.0) as client:
-        _check_reachable(target, client)
-        amounts = plan.amounts()
-        payments = []
-        try:
-            for slot in range(plan.slots):
-                payments.append(target.create_payment(client, amounts[slot]))
-                progress("creating payments", slot + 1, plan.slots)
-            if plan.uses_verify():
-                for slot in range(plan.payments):
-                    target.set_gateway_state(client, payments[slot], "COMPLETED")
-        except (TargetError, httpx.HTTPError) as exc:
-            raise HarnessError(f"could not prepare payments on {target.base_url}: {exc}") from None
-        requests = _build_requests(plan, payments, target)
-
+        payments = prepare_payments(target, plan, client, progress)
+        requests = build_requests(plan, payments, target)
         metrics_url = target.url(target.metrics_path) if target.metrics_path else None
         before = scrape(client, metrics_url)
         sampler = MemorySampler(pid).start()
@@ -215,16 +245,12 @@ def _run_against(config: RunConfig, target: Target, pid: int | None, targets: li
         finally:
             memory = sampler.stop()
         counters = counter_deltas(before, scrape(client, metrics_url))
-        for event in history:
-            event.outcome = target.outcome_of(event.body)
-
-        progress("verifying", 0, 1)
-        planned = [PlannedPayment(p, plan.is_paid(i)) for i, p in enumerate(payments)]
-        observation = observe(target, payments, client)
-        progress("verifying", 1, 1)
-    return judge(Evidence(planned, history, observation), target, targets, counters=counters, memory=memory,
-                 label=config.label or (config.mode if config.target is None else "run"),
-                 config=config.describe(), started=started)
+    progress("verifying", 0, 1)
+    report = verify_history(target, plan, payments, history, targets_file=targets_file,
+                            label=config.label or (config.mode if config.target is None else "run"),
+                            config=config.describe(), counters=counters, memory=memory, started=started)
+    progress("verifying", 1, 1)
+    return report
 
 
 def judge(evidence: Evidence, target: Target, targets: list, *, counters: dict[str, float],
