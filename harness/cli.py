@@ -14,6 +14,8 @@ from typing import Any, Sequence
 
 from .result import EXIT_INCONCLUSIVE, EXIT_INVALID, EXIT_OK, EXIT_USAGE, RunReport
 
+MODES = ("vulnerable", "atomic", "lease")
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # usage errors exit 4, as documented
@@ -73,14 +75,22 @@ def _add_plan_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sync", choices=("last-byte", "naive", "sequential"), default="last-byte",
                    help="how duplicates are sent (default: %(default)s; sequential never overlaps)")
     g.add_argument("--timeout", type=float, default=60.0, help="seconds one burst may take (default: %(default)s)")
+    g.add_argument("--rounds", type=int, default=1, help="delivery rounds; later ones are the gateway's retries")
+    g.add_argument("--round-interval", type=float, default=0.0, help="seconds between rounds (e.g. > a lease)")
 
 
 def _add_service_options(p: argparse.ArgumentParser, with_mode: bool = True) -> None:
     g = p.add_argument_group("embedded reference service (when no --target is given)")
     if with_mode:
-        g.add_argument("--mode", choices=("vulnerable", "atomic"), default="atomic")
+        g.add_argument("--mode", choices=MODES, default="atomic")
     g.add_argument("--generation-delay-ms", type=float, default=200.0)
-    g.add_argument("--failure-rate", type=float, default=0.0)
+    g.add_argument("--failure-rate", type=float, default=0.0, help="probability a receipt generation fails")
+    g.add_argument("--crash-after-claim-rate", type=float, default=0.0,
+                   help="probability the claim's winner dies before generating (no rollback)")
+    g.add_argument("--store-delay-ms", type=float, default=0.0, help="latency between store read and write")
+    g.add_argument("--write-error-rate", type=float, default=0.0, help="probability the receipt write fails")
+    g.add_argument("--lease-seconds", type=float, help="lease length for --mode lease")
+    g.add_argument("--transient-faults", action="store_true", help="clear the faults before retry rounds")
 
 
 def _add_target_options(p: argparse.ArgumentParser) -> None:
@@ -138,16 +148,25 @@ def _run_config(args: argparse.Namespace, **overrides: Any):
     from .runner import RunConfig
 
     plan = Plan(payments=args.payments, duplicates=args.duplicates, unpaid=args.unpaid,
-                channel_mix=parse_channel_mix(args.channel_mix), seed=args.seed)
+                channel_mix=parse_channel_mix(args.channel_mix), seed=args.seed, rounds=args.rounds,
+                round_interval=args.round_interval)
     target = _target_from_args(args)
     config = RunConfig(plan=plan, target=target, mode=getattr(args, "mode", "atomic"),
-                       generation_delay_ms=args.generation_delay_ms, failure_rate=args.failure_rate,
+                       generation_delay_ms=args.generation_delay_ms, faults=_fault_flags(args),
+                       lease_seconds=args.lease_seconds, transient_faults=args.transient_faults,
                        receipts_dir=args.receipts_dir if target is None else None, sync=args.sync,
                        timeout=args.timeout, targets_file=args.targets_file, label=args.label,
                        report_dir=args.report_dir, service_pid=args.service_pid)
     for key, value in overrides.items():
         setattr(config, key, value)
     return config
+
+
+def _fault_flags(args: argparse.Namespace):
+    from .embedded import FaultFlags
+
+    return FaultFlags(failure_rate=args.failure_rate, crash_after_claim_rate=args.crash_after_claim_rate,
+                      store_delay_ms=args.store_delay_ms, write_error_rate=args.write_error_rate)
 
 
 def _print_report(report: RunReport, as_json: bool, paths: dict[str, Path] | None = None) -> None:

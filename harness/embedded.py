@@ -23,6 +23,26 @@ class ServiceStartError(RuntimeError):
     """The service process exited or did not answer in time."""
 
 
+@dataclass(frozen=True)
+class FaultFlags:
+    """Faults to start the reference service with (its flags of the same names)."""
+
+    failure_rate: float = 0.0
+    crash_after_claim_rate: float = 0.0
+    store_delay_ms: float = 0.0
+    write_error_rate: float = 0.0
+
+    def args(self) -> list[str]:
+        return [arg for name, value in self.__dict__.items() if value
+                for arg in (f"--{name.replace('_', '-')}", str(value))]
+
+    def cleared(self) -> dict[str, float]:
+        return {name: 0.0 for name in self.__dict__}
+
+    def active(self) -> bool:
+        return any(self.__dict__.values())
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
@@ -92,7 +112,8 @@ def _spawn(module_args: Sequence[str], url: str, log_path: Path, *, env: dict[st
 
 
 def start_service(receipts_dir: Path, *, mode: str = "atomic", generation_delay_ms: float = 200.0,
-                  failure_rate: float = 0.0, phonepe_base_url: str | None = None, mongo_uri: str | None = None,
+                  failure_rate: float = 0.0, faults: FaultFlags | None = None, lease_seconds: float | None = None,
+                  phonepe_base_url: str | None = None, mongo_uri: str | None = None,
                   extra_args: Sequence[str] = (), host: str = "127.0.0.1", port: int | None = None,
                   log_path: Path | None = None, env: dict[str, str] | None = None,
                   timeout: float = 30.0) -> ServiceProcess:
@@ -101,8 +122,13 @@ def start_service(receipts_dir: Path, *, mode: str = "atomic", generation_delay_
     receipts_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port(host)
     args = ["reference_service", "--mode", mode, "--host", host, "--port", str(port),
-            "--receipts-dir", str(receipts_dir), "--generation-delay-ms", str(generation_delay_ms),
-            "--failure-rate", str(failure_rate)]
+            "--receipts-dir", str(receipts_dir), "--generation-delay-ms", str(generation_delay_ms)]
+    faults = faults or FaultFlags()
+    if failure_rate:
+        faults = FaultFlags(**{**faults.__dict__, "failure_rate": failure_rate})
+    args += faults.args()
+    if lease_seconds is not None:
+        args += ["--lease-seconds", str(lease_seconds)]
     if phonepe_base_url:
         args += ["--phonepe-base-url", phonepe_base_url]
     if mongo_uri:

@@ -33,6 +33,8 @@ class Evidence:
     payments: list[PlannedPayment]
     history: History
     observation: Observation
+    # Server errors the run asked for (an injected crash answers 5xx): reported, not violations.
+    server_errors_injected: bool = False
 
     def by_transaction(self) -> dict[str, PlannedPayment]:
         return {p.payment.merchant_transaction_id: p for p in self.payments}
@@ -168,13 +170,18 @@ def state_agrees_with_disk(ev: Evidence) -> CheckResult:
 def no_errors(ev: Evidence) -> CheckResult:
     """No 5xx answers and no transport errors (refused, reset, timed out) in the history."""
     name, description = "no-errors", "no 5xx responses or transport errors"
-    violations = [
-        Violation(name, e.error or f"HTTP {e.status}: {str(e.body)[:200]}", e.payment, events=[e.index])
-        for e in ev.history if e.error is not None or (e.status is not None and e.status >= SERVER_ERROR)
-    ]
     if not len(ev.history):
         return CheckResult(name, description, None, details={"reason": "no requests were sent"})
-    return CheckResult(name, description, not violations, violations)
+    server = [e for e in ev.history if e.error is None and e.status is not None and e.status >= SERVER_ERROR]
+    transport = [e for e in ev.history if e.error is not None]
+    details: dict = {}
+    if ev.server_errors_injected:
+        # The run injected a fault that answers 5xx: those answers are the fault, not a finding.
+        details["injected_server_errors"] = len(server)
+        server = []
+    violations = [Violation(name, e.error or f"HTTP {e.status}: {str(e.body)[:200]}", e.payment, events=[e.index])
+                  for e in sorted(server + transport, key=lambda e: e.index)]
+    return CheckResult(name, description, not violations, violations, details)
 
 
 def race_exercised(ev: Evidence) -> CheckResult:
@@ -191,7 +198,7 @@ def race_exercised(ev: Evidence) -> CheckResult:
         if not planned.expected_paid:
             continue
         events = [e for e in ev.events_of(planned.payment) if e.t_release is not None]
-        if len(events) < 2:
+        if max(Counter(e.meta.get("round", 0) for e in events).values(), default=0) < 2:
             unjudgeable.append((planned.payment.id, "fewer than two requests: nothing raced"))
             continue
         overlapped = payment_overlapped(events, ev.history.origin_wall)
@@ -224,12 +231,19 @@ def _arrival(event: Event, origin_wall: float) -> float:
 
 
 def payment_overlapped(events: list[Event], origin_wall: float) -> bool | None:
-    """Did the last request of a payment arrive before its first receipt generation finished?"""
-    finishers = [e for e in events if e.outcome in ("generated", "failed") and e.t_response is not None]
-    if not finishers:
-        return None
-    first_done = origin_wall + min(e.t_response for e in finishers)
-    return max(_arrival(e, origin_wall) for e in events) < first_done
+    """Did the last request of a payment arrive before its first receipt generation finished?
+
+    Judged in the first delivery round in which a request generated (or failed to generate) a
+    receipt: retries in later rounds are meant to come after it.
+    """
+    rounds = sorted({e.meta.get("round", 0) for e in events})
+    for round_ in rounds:
+        batch = [e for e in events if e.meta.get("round", 0) == round_]
+        finishers = [e for e in batch if e.outcome in ("generated", "failed") and e.t_response is not None]
+        if finishers:
+            first_done = origin_wall + min(e.t_response for e in finishers)
+            return max(_arrival(e, origin_wall) for e in batch) < first_done
+    return None
 
 
 CHECKERS: tuple[Checker, ...] = (exactly_one_receipt, receipt_files, state_agrees_with_disk, no_errors,

@@ -49,6 +49,8 @@ class Plan:
     unpaid: int = 0
     channel_mix: dict[str, int] = field(default_factory=lambda: {"callback": 1})
     seed: int = 0
+    rounds: int = 1  # delivery rounds: later rounds are the gateway's retries of every request
+    round_interval: float = 0.0  # seconds between rounds (e.g. longer than a lease)
     min_amount: int = 10_000  # paise
     max_amount: int = 500_000
 
@@ -57,6 +59,8 @@ class Plan:
             raise PlanError("a plan needs at least one payment (--payments + --unpaid >= 1)")
         if self.duplicates < 1:
             raise PlanError("--duplicates must be at least 1")
+        if self.rounds < 1 or self.round_interval < 0:
+            raise PlanError("--rounds must be at least 1 and --round-interval >= 0")
         if not 0 < self.min_amount <= self.max_amount:
             raise PlanError("amounts must satisfy 0 < min <= max")
         parse_channel_mix(",".join(f"{k}:{v}" for k, v in self.channel_mix.items()))

@@ -12,7 +12,7 @@ import socket
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -20,7 +20,7 @@ import httpx
 
 from . import __version__
 from .burst import PreparedRequest, fire
-from .embedded import ServiceProcess, ServiceStartError, start_service, start_simulator
+from .embedded import FaultFlags, ServiceProcess, ServiceStartError, start_service, start_simulator
 from .history import History
 from .measure import compute_metrics, payment_rows
 from .observe import observe
@@ -54,7 +54,9 @@ class RunConfig:
     target: Target | None = None
     mode: str = "atomic"  # the embedded service's mode
     generation_delay_ms: float = 200.0
-    failure_rate: float = 0.0
+    faults: FaultFlags = field(default_factory=FaultFlags)
+    lease_seconds: float | None = None  # the embedded service's --lease-seconds (lease mode)
+    transient_faults: bool = False  # clear the faults before retry rounds (a crash happens once)
     service_args: tuple[str, ...] = ()  # more flags for the embedded service
     receipts_dir: Path | None = None  # the embedded service's receipts (a temporary directory if None)
     sync: str = "last-byte"
@@ -73,8 +75,10 @@ class RunConfig:
         }
         if self.target is None:
             data["service"] = {"embedded": True, "mode": self.mode, "generation_delay_ms": self.generation_delay_ms,
-                               "failure_rate": self.failure_rate, "args": list(self.service_args)}
+                               "faults": self.faults.__dict__, "lease_seconds": self.lease_seconds,
+                               "args": list(self.service_args)}
             data["mode"] = self.mode
+        data["transient_faults"] = self.transient_faults
         return data
 
 
@@ -95,7 +99,7 @@ def _embedded_target(config: RunConfig, workdir: Path) -> Iterator[tuple[Target,
     simulator = start_simulator(log_path=workdir / "simulator.log") if config.plan.uses_verify() else None
     try:
         service = start_service(receipts, mode=config.mode, generation_delay_ms=config.generation_delay_ms,
-                                failure_rate=config.failure_rate,
+                                faults=config.faults, lease_seconds=config.lease_seconds,
                                 phonepe_base_url=simulator.url if simulator else None,
                                 extra_args=config.service_args, log_path=workdir / "service.log")
         try:
@@ -208,7 +212,7 @@ def prepare_payments(target: Target, plan: Plan, client: httpx.Client,
 def verify_history(target: Target, plan: Plan, payments: list[Payment], history: History, *,
                    targets_file: Path | None = None, label: str = "run", config: dict[str, Any] | None = None,
                    counters: dict[str, float] | None = None, memory: dict[str, Any] | None = None,
-                   started: float | None = None) -> RunReport:
+                   started: float | None = None, server_errors_injected: bool = False) -> RunReport:
     """Judge a history however it was sent (a burst, a Locust swarm): read back files and state, check, report.
 
     Events are matched to payments by ``Event.payment`` (the payment id); their outcomes are read
@@ -223,9 +227,21 @@ def verify_history(target: Target, plan: Plan, payments: list[Payment], history:
     planned = [PlannedPayment(p, plan.is_paid(i)) for i, p in enumerate(payments)]
     with httpx.Client(timeout=10.0) as client:
         observation = observe(target, payments, client)
-    return judge(Evidence(planned, history, observation), target, targets, counters=counters or {},
+    return judge(Evidence(planned, history, observation, server_errors_injected), target, targets,
+                 counters=counters or {},
                  memory=memory or {}, label=label, config={"plan": plan.to_dict(), **(config or {})},
                  started=started or history.origin_wall or time.time())
+
+
+def _before_retry(config: RunConfig, target: Target, client: httpx.Client) -> None:
+    """Transient faults end before the gateway retries (the crashed process has restarted)."""
+    if not config.transient_faults:
+        return
+    if not target.faults_path:
+        raise HarnessError("transient faults need a target with a faults endpoint (faults_path)")
+    response = client.put(target.url(target.faults_path), json=config.faults.cleared())
+    if response.status_code != 200:
+        raise HarnessError(f"could not clear faults: {response.status_code} {response.text[:200]}")
 
 
 def _run_against(config: RunConfig, target: Target, pid: int | None, targets_file: Path | None,
@@ -240,15 +256,20 @@ def _run_against(config: RunConfig, target: Target, pid: int | None, targets_fil
         sampler = MemorySampler(pid).start()
         history = History(sync=config.sync)
         try:
-            send(requests, sync=config.sync, timeout=config.timeout, history=history, progress=progress,
-                 warmup_path=target.health_path)
+            for round_ in range(plan.rounds):
+                if round_:
+                    _before_retry(config, target, client)
+                    time.sleep(plan.round_interval)
+                send([replace(r, meta={**r.meta, "round": round_}) for r in requests], sync=config.sync,
+                     timeout=config.timeout, history=history, progress=progress, warmup_path=target.health_path)
         finally:
             memory = sampler.stop()
         counters = counter_deltas(before, scrape(client, metrics_url))
     progress("verifying", 0, 1)
     report = verify_history(target, plan, payments, history, targets_file=targets_file,
                             label=config.label or (config.mode if config.target is None else "run"),
-                            config=config.describe(), counters=counters, memory=memory, started=started)
+                            config=config.describe(), counters=counters, memory=memory, started=started,
+                            server_errors_injected=config.faults.crash_after_claim_rate > 0)
     progress("verifying", 1, 1)
     return report
 

@@ -57,6 +57,8 @@ class Target:
     state_path: str = "/api/public/service-charges/{id}"
     health_path: str = "/healthz"
     metrics_path: str | None = "/metrics"
+    # Where injected faults can be changed at runtime (the reference service's admin endpoint).
+    faults_path: str | None = "/_admin/faults"
     # Where receipts are written (a directory this machine can read), and where state lives.
     receipts_dir: str | None = None
     mongo_uri: str | None = None

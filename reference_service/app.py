@@ -19,9 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from . import phonepe
 from .config import ServiceConfig
-from .faults import Faults
+from .faults import Faults, SimulatedCrash
 from .metrics import ServiceMetrics
-from .modes import NOT_PAID, STEPS, ReceiptGenerator, ReceiptOutcome
+from .modes import NOT_PAID, STEPS, LeaseStep, ReceiptGenerator, ReceiptOutcome
 from .store import ChargeStore, open_store
 
 API = "/api/public/service-charges"
@@ -40,6 +40,9 @@ class FaultChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     failure_rate: float | None = Field(default=None, ge=0.0, le=1.0)
+    crash_after_claim_rate: float | None = Field(default=None, ge=0.0, le=1.0)
+    store_delay_ms: float | None = Field(default=None, ge=0.0, le=60_000)
+    write_error_rate: float | None = Field(default=None, ge=0.0, le=1.0)
 
 
 class ArrivalStampMiddleware:
@@ -105,14 +108,15 @@ def create_app(config: ServiceConfig, store: ChargeStore | None = None,
     receipts_dir.mkdir(parents=True, exist_ok=True)
     store = store if store is not None else open_store(config.mongo_uri, config.database)
     metrics = ServiceMetrics()
-    faults = Faults(failure_rate=config.failure_rate, seed=config.seed)
+    faults = Faults(failure_rate=config.failure_rate, crash_after_claim_rate=config.crash_after_claim_rate,
+                    store_delay_ms=config.store_delay_ms, write_error_rate=config.write_error_rate, seed=config.seed)
     executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="store")
 
     async def run_blocking(fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
 
     generator = ReceiptGenerator(receipts_dir, config.generation_delay_ms, faults, metrics, run_blocking)
-    step = STEPS[config.mode](store, generator, metrics, executor)
+    step = STEPS[config.mode](store, generator, metrics, executor, faults, config.lease_seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
@@ -143,7 +147,11 @@ def create_app(config: ServiceConfig, store: ChargeStore | None = None,
             return _error(409, f"amount {data.amount} does not match the charge's {charge['amount']}")
         if data.state == "COMPLETED":
             await run_blocking(store.mark_paid, charge["_id"], data.transactionId, data.paymentInstrument)
-            result = await step.run(charge["_id"], channel)
+            try:
+                result = await step.run(charge["_id"], channel)
+            except SimulatedCrash as exc:
+                # The injected "process death": no rollback ran; the client sees a server error.
+                return _error(500, str(exc))
         else:
             if data.state == "FAILED":
                 await run_blocking(store.mark_failed, charge["_id"])
@@ -172,6 +180,13 @@ def create_app(config: ServiceConfig, store: ChargeStore | None = None,
         """Change injected faults at runtime (the reference service is a test subject)."""
         faults.update(**change.model_dump(exclude_none=True))
         return faults.to_dict()
+
+    @app.post("/_admin/sweep")
+    async def sweep() -> JSONResponse:
+        """Complete paid charges left without a receipt (lease mode: expired leases, rolled-back failures)."""
+        if not isinstance(step, LeaseStep):
+            return _error(409, f"the sweep needs --mode lease (this service runs {config.mode})")
+        return JSONResponse({"swept": await step.sweep()})
 
     @app.get("/metrics")
     async def prometheus_metrics() -> Response:

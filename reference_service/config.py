@@ -14,7 +14,7 @@ UAT_SALT_KEY = "099eb0cd-02cf-4e2a-8aca-3e6c6aff0399"
 UAT_SALT_INDEX = 1
 UAT_BASE_URL = "https://api-preprod.phonepe.com/apis/pg-sandbox"
 
-MODES = ("vulnerable", "atomic")
+MODES = ("vulnerable", "atomic", "lease")
 ENV_PREFIX = "RH_"
 
 
@@ -26,6 +26,10 @@ class ServiceConfig:
     receipts_dir: Path = Path("receipts")
     generation_delay_ms: float = 200.0
     failure_rate: float = 0.0
+    crash_after_claim_rate: float = 0.0
+    store_delay_ms: float = 0.0
+    write_error_rate: float = 0.0
+    lease_seconds: float = 30.0
     merchant_id: str = UAT_MERCHANT_ID
     salt_key: str = UAT_SALT_KEY
     salt_index: int = UAT_SALT_INDEX
@@ -39,8 +43,13 @@ class ServiceConfig:
     def validate(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
-        if not 0.0 <= self.failure_rate <= 1.0:
-            raise ValueError("failure-rate must be between 0 and 1")
+        for name in ("failure_rate", "crash_after_claim_rate", "write_error_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name.replace('_', '-')} must be between 0 and 1")
+        if self.store_delay_ms < 0:
+            raise ValueError("store-delay-ms must be >= 0")
+        if self.lease_seconds <= 0:
+            raise ValueError("lease-seconds must be > 0")
         if self.generation_delay_ms < 0:
             raise ValueError("generation-delay-ms must be >= 0")
         if not 0 <= self.port <= 65535:
@@ -72,7 +81,8 @@ class ServiceConfig:
 def _coerce(name: str, raw: str) -> Any:
     if name in ("port", "salt_index", "max_body_bytes", "seed"):
         return int(raw)
-    if name in ("generation_delay_ms", "failure_rate"):
+    if name in ("generation_delay_ms", "failure_rate", "crash_after_claim_rate", "store_delay_ms",
+                "write_error_rate", "lease_seconds"):
         return float(raw)
     if name == "receipts_dir":
         return Path(raw)
@@ -90,6 +100,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="extra receipt generation latency (default: %(default)s, the seed's figure)")
     parser.add_argument("--failure-rate", type=float, default=env.failure_rate,
                         help="probability that a receipt generation fails (default: %(default)s)")
+    faults = parser.add_argument_group("injected faults (also changeable at runtime: PUT /_admin/faults)")
+    faults.add_argument("--crash-after-claim-rate", type=float, default=env.crash_after_claim_rate,
+                        help="probability that the claim's winner dies before generating (no rollback)")
+    faults.add_argument("--store-delay-ms", type=float, default=env.store_delay_ms,
+                        help="latency between reading the store and acting on it (widens race windows)")
+    faults.add_argument("--write-error-rate", type=float, default=env.write_error_rate,
+                        help="probability that writing the receipt file fails")
+    parser.add_argument("--lease-seconds", type=float, default=env.lease_seconds,
+                        help="how long a lease-mode claim lasts before another delivery may take over")
     parser.add_argument("--merchant-id", default=env.merchant_id)
     parser.add_argument("--salt-key", default=env.salt_key)
     parser.add_argument("--salt-index", type=int, default=env.salt_index)

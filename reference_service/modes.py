@@ -1,18 +1,22 @@
-"""The receipt step, once a charge is paid: the seed's vulnerable "before" and atomic "after"."""
+"""The receipt step, once a charge is paid: the seed's vulnerable "before", atomic "after", and lease.
+
+Faults are injected only through ``Faults`` hooks, at fixed points of each step.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+import uuid
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .faults import Faults, GenerationFailed
+from .faults import Faults, GenerationFailed, SimulatedCrash
 from .metrics import ServiceMetrics
-from .receipts import write_receipt
+from .receipts import discard_receipt, publish_receipt, temp_path_for, write_receipt, write_temp_receipt
 from .store import ChargeStore
 
 log = logging.getLogger("reference_service.receipts")
@@ -40,7 +44,8 @@ class ReceiptGenerator:
         self.metrics = metrics
         self._run_blocking = run_blocking
 
-    async def generate(self, charge: dict) -> str:
+    async def generate(self, charge: dict, *, writer: Callable[[Path, dict], Path] = write_receipt) -> Path:
+        """Take the generation time, then write with ``writer``; any failure is GenerationFailed."""
         self.metrics.generations_started.inc()
         started = time.perf_counter()
         try:
@@ -48,7 +53,8 @@ class ReceiptGenerator:
                 await asyncio.sleep(self.delay_s)
             self.faults.generation()
             try:
-                path = await self._run_blocking(write_receipt, self.receipts_dir, charge)
+                self.faults.before_write()
+                path = await self._run_blocking(writer, self.receipts_dir, charge)
             except OSError as exc:
                 raise GenerationFailed(f"could not write receipt: {exc.strerror or exc}") from exc
         except GenerationFailed:
@@ -57,7 +63,7 @@ class ReceiptGenerator:
         finally:
             self.metrics.generation_seconds.observe(time.perf_counter() - started)
         self.metrics.generations_succeeded.inc()
-        return str(path)
+        return path
 
 
 class ReceiptStep:
@@ -66,10 +72,12 @@ class ReceiptStep:
     mode = ""
 
     def __init__(self, store: ChargeStore, generator: ReceiptGenerator, metrics: ServiceMetrics,
-                 executor: Executor):
+                 executor: Executor, faults: Faults, lease_seconds: float = 30.0):
         self.store = store
         self.generator = generator
         self.metrics = metrics
+        self.faults = faults
+        self.lease_seconds = lease_seconds
         self._executor = executor
 
     async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -81,7 +89,7 @@ class ReceiptStep:
 
 
 def _log(level: int, channel: str, message: str, event: str, charge: dict, **extra: Any) -> None:
-    tag = "[WEBHOOK]" if channel == "callback" else "[VERIFY]"
+    tag = "[WEBHOOK]" if channel == "callback" else "[VERIFY]" if channel == "verify" else "[SWEEP]"
     log.log(level, f"{tag} {message}", extra={"event": event, "channel": channel, "chargeId": charge["_id"],
                                               "merchantTransactionId": charge.get("merchantTransactionId"), **extra})
 
@@ -93,18 +101,20 @@ class VulnerableStep(ReceiptStep):
 
     async def run(self, charge_id: str, channel: str) -> ReceiptOutcome:
         charge = await self._db(self.store.get, charge_id)
+        await self.faults.after_store_read()
         if charge is None or charge["paymentStatus"] != "paid":
             return ReceiptOutcome(NOT_PAID)
         if charge.get("receiptGenerated"):
             self.metrics.claims_skipped.inc()
             return ReceiptOutcome(ALREADY_GENERATED, charge.get("receiptPath"))
+        self.faults.after_claim()
         try:
             path = await self.generator.generate(charge)
         except GenerationFailed as exc:
             _log(logging.ERROR, channel, "Receipt generation failed", "generation_failed", charge, error=str(exc))
             return ReceiptOutcome(FAILED)
-        await self._db(self.store.save_receipt, charge_id, path)
-        return ReceiptOutcome(GENERATED, path)
+        await self._db(self.store.save_receipt, charge_id, str(path))
+        return ReceiptOutcome(GENERATED, str(path))
 
 
 class AtomicStep(ReceiptStep):
@@ -114,13 +124,12 @@ class AtomicStep(ReceiptStep):
 
     async def run(self, charge_id: str, channel: str) -> ReceiptOutcome:
         claimed = await self._db(self.store.claim_receipt, charge_id)
+        await self.faults.after_store_read()
         if claimed is None:
-            self.metrics.claims_skipped.inc()
-            charge = await self._db(self.store.get, charge_id) or {"_id": charge_id}
-            _log(logging.INFO, channel, "Another webhook already generating receipt - skipping", "claim_skipped", charge)
-            return ReceiptOutcome(ALREADY_GENERATED, charge.get("receiptPath"))
+            return await self._skip(charge_id, channel)
         self.metrics.claims_won.inc()
         _log(logging.INFO, channel, "This webhook won the race - generating receipt", "claim_won", claimed)
+        self.faults.after_claim()  # a crash here leaves the flag set and no receipt: the seed's hole
         try:
             path = await self.generator.generate(claimed)
         except GenerationFailed as exc:
@@ -129,8 +138,91 @@ class AtomicStep(ReceiptStep):
             self.metrics.rollbacks.inc()
             _log(logging.WARNING, channel, "Receipt flag reset due to generation failure", "flag_reset", claimed)
             return ReceiptOutcome(FAILED)
-        await self._db(self.store.save_receipt, charge_id, path)
-        return ReceiptOutcome(GENERATED, path)
+        await self._db(self.store.save_receipt, charge_id, str(path))
+        return ReceiptOutcome(GENERATED, str(path))
+
+    async def _skip(self, charge_id: str, channel: str) -> ReceiptOutcome:
+        self.metrics.claims_skipped.inc()
+        charge = await self._db(self.store.get, charge_id) or {"_id": charge_id}
+        _log(logging.INFO, channel, "Another webhook already generating receipt - skipping", "claim_skipped", charge)
+        return ReceiptOutcome(ALREADY_GENERATED, charge.get("receiptPath"))
 
 
-STEPS: dict[str, type[ReceiptStep]] = {cls.mode: cls for cls in (VulnerableStep, AtomicStep)}
+class LeaseStep(ReceiptStep):
+    """Beyond the seed: the claim is a lease (token + expiry), completion is fenced by the token,
+    the file is written under a temporary name and renamed into place, and a later delivery (or the
+    sweep) finishes what a dead owner left: an expired lease is taken over; a completed receipt whose
+    rename never happened is renamed; one whose file is gone is generated again.
+    """
+
+    mode = "lease"
+
+    async def run(self, charge_id: str, channel: str, *, _repaired: bool = False) -> ReceiptOutcome:
+        token = uuid.uuid4().hex
+        claimed = await self._db(self.store.claim_lease, charge_id, token, self.lease_seconds)
+        await self.faults.after_store_read()
+        if claimed is None:
+            charge = await self._db(self.store.get, charge_id)
+            if charge is not None and not _repaired and await self._repair(charge, channel):
+                return await self.run(charge_id, channel, _repaired=True)
+            self.metrics.claims_skipped.inc()
+            _log(logging.INFO, channel, "Another webhook already generating receipt - skipping", "claim_skipped",
+                 charge or {"_id": charge_id})
+            return ReceiptOutcome(ALREADY_GENERATED, (charge or {}).get("receiptPath"))
+        self.metrics.claims_won.inc()
+        _log(logging.INFO, channel, "This webhook won the race - generating receipt", "claim_won", claimed,
+             leaseSeconds=self.lease_seconds)
+        self.faults.after_claim()  # a crash here leaves a lease that expires: a later delivery takes over
+        try:
+            final = await self.generator.generate(claimed, writer=write_temp_receipt)
+        except GenerationFailed as exc:
+            _log(logging.ERROR, channel, "Receipt generation failed", "generation_failed", claimed, error=str(exc))
+            await self._db(self.store.release_lease, charge_id, token)
+            self.metrics.rollbacks.inc()
+            _log(logging.WARNING, channel, "Receipt flag reset due to generation failure", "flag_reset", claimed)
+            return ReceiptOutcome(FAILED)
+        if not await self._db(self.store.complete_lease, charge_id, token, str(final)):
+            # Our lease expired and someone else owns the receipt now: ours must not appear.
+            await self._db(discard_receipt, final)
+            self.metrics.claims_skipped.inc()
+            _log(logging.WARNING, channel, "Lease lost before completion - discarding this receipt", "lease_lost",
+                 claimed)
+            return ReceiptOutcome(ALREADY_GENERATED)
+        await self._db(publish_receipt, final)
+        return ReceiptOutcome(GENERATED, str(final))
+
+    async def _repair(self, charge: dict, channel: str) -> bool:
+        """Finish a completed receipt left half-done; True when the payment was reopened for a new try."""
+        path = charge.get("receiptPath")
+        if not charge.get("receiptGenerated") or not path:
+            return False
+        final = Path(path)
+        if final.exists():
+            return False
+        if temp_path_for(final).exists():
+            await self._db(publish_receipt, final)
+            _log(logging.WARNING, channel, "Receipt renamed into place after an interrupted completion",
+                 "receipt_repaired", charge)
+            return False
+        reopened = await self._db(self.store.reset_lost_receipt, charge["_id"], path)
+        if reopened:
+            _log(logging.WARNING, channel, "Receipt file missing - generating it again", "receipt_reopened", charge)
+        return reopened
+
+    async def sweep(self) -> dict[str, int]:
+        """Complete every paid charge that has no receipt (expired leases, rolled-back failures)."""
+        counts: dict[str, int] = {}
+        for charge in await self._db(self.store.paid_without_receipt):
+            claim = charge.get("receiptClaim") or {}
+            if claim.get("expiresAt", 0) > time.time():
+                counts["leased"] = counts.get("leased", 0) + 1  # someone is working on it
+                continue
+            try:
+                outcome = (await self.run(charge["_id"], "sweep")).outcome
+            except SimulatedCrash:
+                outcome = "crashed"
+            counts[outcome] = counts.get(outcome, 0) + 1
+        return counts
+
+
+STEPS: dict[str, type[ReceiptStep]] = {cls.mode: cls for cls in (VulnerableStep, AtomicStep, LeaseStep)}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import time
 from pathlib import Path
@@ -71,3 +73,30 @@ def write_receipt(receipts_dir: Path, charge: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(render_receipt(charge))
     return path
+
+
+def temp_path_for(final: Path) -> Path:
+    """Where a receipt is written before it is renamed into place (hidden, same directory)."""
+    return final.with_name(f".{final.name}.tmp")
+
+
+def write_temp_receipt(receipts_dir: Path, charge: dict) -> Path:
+    """Render a receipt to its temporary name and fsync it; returns the *final* path it is meant for."""
+    final = receipt_path(receipts_dir, charge["merchantTransactionId"])
+    final.parent.mkdir(parents=True, exist_ok=True)
+    temp = temp_path_for(final)
+    with open(temp, "wb") as fh:
+        fh.write(render_receipt(charge))
+        fh.flush()
+        os.fsync(fh.fileno())
+    return final
+
+
+def publish_receipt(final: Path) -> None:
+    """Rename the temporary file into place: atomic, so a reader sees no receipt or a whole one."""
+    os.replace(temp_path_for(final), final)
+
+
+def discard_receipt(final: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        temp_path_for(final).unlink()

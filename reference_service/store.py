@@ -101,6 +101,46 @@ class ChargeStore:
         with self._lock:
             self._charges.update_one({"_id": charge_id}, {"$set": {"receiptGenerated": False}})
 
+    # -- the lease (hardened claim: a token and an expiry, fenced completion) --------------------
+    def claim_lease(self, charge_id: str, token: str, lease_seconds: float) -> dict | None:
+        """Take the receipt claim when nobody holds it or the holder's lease has expired."""
+        now = time.time()
+        with self._lock:
+            return self._charges.find_one_and_update(
+                {"_id": charge_id, "receiptGenerated": {"$ne": True},
+                 "$or": [{"receiptClaim": None}, {"receiptClaim.expiresAt": {"$lt": now}}]},
+                {"$set": {"receiptClaim": {"token": token, "expiresAt": now + lease_seconds}}},
+                return_document=ReturnDocument.AFTER,
+            )
+
+    def complete_lease(self, charge_id: str, token: str, receipt_path: str) -> bool:
+        """Mark done only if the claim is still ours: a slow former owner cannot overwrite a newer one."""
+        with self._lock:
+            result = self._charges.update_one(
+                {"_id": charge_id, "receiptClaim.token": token, "receiptGenerated": {"$ne": True}},
+                {"$set": {"receiptGenerated": True, "receiptPath": receipt_path}, "$unset": {"receiptClaim": ""}},
+            )
+        return result.modified_count == 1
+
+    def release_lease(self, charge_id: str, token: str) -> None:
+        """Give the claim back after a failed generation (only if it is still ours)."""
+        with self._lock:
+            self._charges.update_one({"_id": charge_id, "receiptClaim.token": token}, {"$unset": {"receiptClaim": ""}})
+
+    def reset_lost_receipt(self, charge_id: str, receipt_path: str) -> bool:
+        """A completed receipt whose file is gone: reopen the payment so it can be generated again."""
+        with self._lock:
+            result = self._charges.update_one(
+                {"_id": charge_id, "receiptGenerated": True, "receiptPath": receipt_path},
+                {"$set": {"receiptGenerated": False, "receiptPath": None}},
+            )
+        return result.modified_count == 1
+
+    def paid_without_receipt(self, limit: int = 1000) -> list[dict]:
+        """Paid charges with no completed receipt (stuck or rolled back), for the sweep."""
+        with self._lock:
+            return list(self._charges.find({"paymentStatus": "paid", "receiptGenerated": {"$ne": True}}).limit(limit))
+
     def save_receipt(self, charge_id: str, receipt_path: str) -> None:
         with self._lock:
             self._charges.update_one({"_id": charge_id},
