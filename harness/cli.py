@@ -337,6 +337,34 @@ def _cmd_burst(args: argparse.Namespace) -> int:
     return EXIT_OK if result.all_responded() else EXIT_INVALID
 
 
+def _cmd_matrix(args: argparse.Namespace) -> int:
+    from .matrix import FAULTS, MODES, run_matrix, to_dicts, to_markdown
+
+    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    faults = tuple(f.strip() for f in args.faults.split(",") if f.strip())
+    bad = [m for m in modes if m not in MODES] + [f for f in faults if f not in FAULTS]
+    if bad or not modes or not faults:
+        return _fail(f"unknown mode or fault {', '.join(bad) or '(none given)'}; modes: {', '.join(MODES)}; "
+                     f"faults: {', '.join(FAULTS)}")
+    from .runner import HarnessError
+
+    try:
+        with _ProgressBar(not args.quiet and not args.json) as progress:
+            cells = run_matrix(modes, faults, payments=args.payments, duplicates=args.duplicates,
+                               lease_seconds=args.lease_seconds, generation_delay_ms=args.generation_delay_ms,
+                               report_dir=args.report_dir, progress=progress)
+    except HarnessError as exc:
+        return _fail(str(exc))
+    table = to_markdown(cells, payments=args.payments, duplicates=args.duplicates, lease_seconds=args.lease_seconds)
+    if args.report_dir:
+        args.report_dir.mkdir(parents=True, exist_ok=True)
+        (args.report_dir / "matrix.md").write_text(table)
+        (args.report_dir / "matrix.json").write_text(json.dumps({"version": 1, "kind": "race-harness-matrix",
+                                                                  "cells": to_dicts(cells)}, indent=2))
+    print(json.dumps(to_dicts(cells), indent=2) if args.json else table)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="race-harness", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -360,6 +388,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_options(demo, report_default="reports/demo")
     demo.set_defaults(func=_cmd_demo, receipts_dir=None, target=None, target_file=None, mongo_uri=None,
                       gateway_url=None, merchant_id=None, salt_key=None, salt_index=None, service_pid=None)
+
+    matrix = sub.add_parser("matrix", help="every mode under every fault: receipts, missing receipts, verdicts")
+    matrix.add_argument("--modes", default="vulnerable,atomic,lease")
+    matrix.add_argument("--faults", default="none,generation failure,crash after claim,slow store")
+    matrix.add_argument("--payments", type=int, default=5)
+    matrix.add_argument("--duplicates", type=int, default=5)
+    matrix.add_argument("--lease-seconds", type=float, default=1.0)
+    matrix.add_argument("--generation-delay-ms", type=float, default=200.0)
+    matrix.add_argument("--report-dir", type=Path, default=Path("reports/matrix"))
+    matrix.add_argument("--json", action="store_true")
+    matrix.add_argument("--quiet", action="store_true")
+    matrix.set_defaults(func=_cmd_matrix)
 
     burst = sub.add_parser("burst", help="fire N simultaneous copies of one request and report the spread")
     burst.add_argument("--url", required=True, help="full URL (raw) or the service's base URL (callback, verify)")

@@ -16,6 +16,7 @@ from .result import MET, MISSED, NOT_MEASURED, TargetResult
 
 TARGETS_VERSION = 1
 DEFAULT_TARGETS = Path(__file__).with_name("default_targets.json")
+BUILT_IN = {"seed": DEFAULT_TARGETS, "exactly-once": Path(__file__).with_name("exactly_once_targets.json")}
 
 _BOUNDS = {"eq": ("==", operator.eq), "gt": (">", operator.gt), "ge": (">=", operator.ge),
            "lt": ("<", operator.lt), "le": ("<=", operator.le)}
@@ -73,8 +74,8 @@ def parse_targets(data: dict[str, Any]) -> list[MetricTarget]:
 
 
 def load_targets(path: str | Path | None = None) -> list[MetricTarget]:
-    """The targets in ``path``, or the seed's documented targets."""
-    source = Path(path) if path else DEFAULT_TARGETS
+    """The targets in ``path`` (a file, or a built-in name: ``seed``, ``exactly-once``); default the seed's."""
+    source = BUILT_IN.get(str(path), Path(path)) if path else DEFAULT_TARGETS
     try:
         return parse_targets(json.loads(source.read_text()))
     except (OSError, json.JSONDecodeError) as exc:
