@@ -100,6 +100,15 @@ class RunReport:
     kind: str = "race-harness-run"
     version: int = REPORT_VERSION
 
+    @property
+    def valid(self) -> bool:
+        """Every invariant holds and the race was exercised (targets are separate: ``targets_met``)."""
+        return self.verdict.valid is True
+
+    @property
+    def targets_met(self) -> bool:
+        return all(t.status != MISSED for t in self.targets)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

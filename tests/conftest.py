@@ -3,33 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import httpx
 import pytest
 
-from harness.embedded import ServiceProcess, start_service
+from harness.embedded import ServiceProcess
+from harness.pytest_plugin import target_of
 from harness.target import Payment, Target
 
 
+pytest_plugins = ["pytester"]
+
+
 @pytest.fixture
-def start_reference(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
-    """A factory: start the reference service (mode, flags) with its own receipts directory."""
-    started: list[ServiceProcess] = []
-
-    def start(mode: str = "atomic", *, name: str | None = None, **kwargs) -> ServiceProcess:
-        receipts = tmp_path / (name or f"receipts-{mode}-{len(started)}")
-        service = start_service(receipts, mode=mode, log_path=tmp_path / f"service-{len(started)}.log", **kwargs)
-        started.append(service)
-        return service
-
-    yield start
-    for service in started:
-        service.stop()
-
-
-def target_of(service: ServiceProcess, **changes) -> Target:
-    return Target(base_url=service.url, receipts_dir=str(service.receipts_dir), **changes)
+def start_reference(reference_service) -> Callable[..., ServiceProcess]:
+    """The race-harness pytest plugin's ``reference_service`` factory, under the suite's older name."""
+    return reference_service
 
 
 def create_payments(target: Target, count: int, amount: int = 49_900) -> list[Payment]:

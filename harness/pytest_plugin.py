@@ -1,0 +1,158 @@
+"""pytest plugin: fixtures for concurrency tests, and repeated race trials with a violation count.
+
+Installed with the project (entry point ``pytest11``), so any test can write::
+
+    def test_webhook_is_exactly_once(race):
+        result = race(payments=10, duplicates=20)
+        assert result.valid, result.explain()
+
+    @pytest.mark.race_trials(20)
+    def test_vulnerable_mode_duplicates(race):
+        assert not race(mode="vulnerable", payments=2).valid
+
+Every service a fixture starts is a real process on a free loopback port with its own receipts
+directory under the test's ``tmp_path``, so the fixtures work under ``pytest -n auto``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from .embedded import FaultFlags, ServiceProcess, start_service
+from .plan import Plan, parse_channel_mix
+from .result import RunReport
+from .runner import RunConfig, run_race
+from .target import Target
+
+_TRIAL_FIXTURE = "race_trial"
+_TRIAL_ID = re.compile(r"trial-\d+-of-\d+")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("race-harness")
+    group.addoption("--race-trials", type=int, default=None, metavar="K",
+                    help="repeat every test marked race_trials (or using the race fixture) K times")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "race_trials(k): run this race test k times and report how many "
+                                       "trials showed a violation")
+    config.pluginmanager.register(_TrialCounter(), "race-harness-trial-counter")
+
+
+class _TrialCounter:
+    """Counts, per repeated race test, how many of its trials failed (a violation was seen)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, list[int]] = {}  # base test id -> [trials, failed]
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if "trial-" not in report.nodeid:
+            return
+        if report.when != "call" and not (report.when == "setup" and report.failed):
+            return
+        counts = self.counts.setdefault(_base_id(report.nodeid), [0, 0])
+        counts[0] += 1
+        counts[1] += int(report.failed)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.counts:
+            return
+        terminalreporter.section("race trials")
+        for base, (trials, failed) in sorted(self.counts.items()):
+            terminalreporter.write_line(f"{base}: {failed} of {trials} trials showed a violation")
+
+
+def _base_id(nodeid: str) -> str:
+    """``test_x[atomic-trial-3-of-20]`` -> ``test_x[atomic]``; ``test_x[trial-3-of-20]`` -> ``test_x``."""
+    base = _TRIAL_ID.sub("", nodeid)
+    return base.replace("[-", "[").replace("-]", "]").replace("--", "-").replace("[]", "")
+
+
+def _trials_for(metafunc: pytest.Metafunc) -> int | None:
+    marker = metafunc.definition.get_closest_marker("race_trials")
+    option = metafunc.config.getoption("--race-trials")
+    if option is not None and (marker is not None or "race" in metafunc.fixturenames):
+        return option
+    if marker is not None:
+        return int(marker.args[0]) if marker.args else 10
+    return None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    trials = _trials_for(metafunc)
+    if not trials or trials < 1:
+        return
+    # The same trick as pytest-repeat: a fixture parametrized once per trial, added when not asked for.
+    if _TRIAL_FIXTURE not in metafunc.fixturenames:
+        metafunc.fixturenames.append(_TRIAL_FIXTURE)
+    metafunc.parametrize(_TRIAL_FIXTURE, range(trials), indirect=True,
+                         ids=[f"trial-{i + 1}-of-{trials}" for i in range(trials)])
+
+
+# -- fixtures ------------------------------------------------------------------------------------
+
+@pytest.fixture
+def race_trial(request: pytest.FixtureRequest) -> int:
+    """The number of this trial (0-based) when a race test is repeated; 0 otherwise."""
+    return getattr(request, "param", 0)
+
+
+@pytest.fixture
+def reference_service(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
+    """A factory: start the reference service (mode, faults, flags) as a process with its own receipts dir."""
+    started: list[ServiceProcess] = []
+
+    def start(mode: str = "atomic", *, name: str | None = None, **kwargs: Any) -> ServiceProcess:
+        receipts = tmp_path / (name or f"receipts-{mode}-{len(started)}")
+        service = start_service(receipts, mode=mode, log_path=tmp_path / f"service-{len(started)}.log", **kwargs)
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.stop()
+
+
+def target_of(service: ServiceProcess, **changes: Any) -> Target:
+    """The Target description of a service started by ``reference_service``."""
+    return Target(base_url=service.url, receipts_dir=str(service.receipts_dir), **changes)
+
+
+@pytest.fixture
+def race(reference_service: Callable[..., ServiceProcess]) -> Callable[..., RunReport]:
+    """A factory: fire a race at a reference service and return the oracle's report.
+
+    ``race(payments=10, duplicates=20, mode="atomic", unpaid=0, channel_mix="callback:1",
+    faults=FaultFlags(...), rounds=1, round_interval=0.0, transient_faults=False, sync="last-byte",
+    targets="exactly-once", generation_delay_ms=200, lease_seconds=None, service=None)``.
+    The service stays up until the test ends (pass ``service=`` to race one you started), so a
+    finished run can be judged again with ``harness.reverify(report)``. The default targets are
+    the exactly-once invariants alone: timing targets would make a busy CI machine flip verdicts.
+    """
+
+    def run(payments: int = 10, duplicates: int = 20, *, mode: str = "atomic", unpaid: int = 0,
+            channel_mix: str = "callback:1", faults: FaultFlags | None = None, rounds: int = 1,
+            round_interval: float = 0.0, transient_faults: bool = False, sync: str = "last-byte",
+            targets: str | Path = "exactly-once", generation_delay_ms: float = 200.0,
+            lease_seconds: float | None = None, service: ServiceProcess | None = None, seed: int = 0) -> RunReport:
+        plan = Plan(payments=payments, duplicates=duplicates, unpaid=unpaid,
+                    channel_mix=parse_channel_mix(channel_mix), rounds=rounds, round_interval=round_interval, seed=seed)
+        faults = faults or FaultFlags()
+        if plan.uses_verify() and service is None:
+            config = RunConfig(plan=plan, mode=mode, faults=faults, lease_seconds=lease_seconds,
+                               generation_delay_ms=generation_delay_ms, transient_faults=transient_faults,
+                               sync=sync, targets_file=Path(targets), label=mode)
+            return run_race(config)  # the runner starts the PhonePe simulator the verify path needs
+        if service is None:
+            service = reference_service(mode, generation_delay_ms=generation_delay_ms, faults=faults,
+                                        lease_seconds=lease_seconds)
+        config = RunConfig(plan=plan, target=target_of(service), service_pid=service.pid, faults=faults,
+                           transient_faults=transient_faults, sync=sync, targets_file=Path(targets), label=mode)
+        return run_race(config)
+
+    return run
