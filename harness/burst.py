@@ -760,3 +760,91 @@ async def _naive_one(client: Any, request: PreparedRequest, outcome: _Outcome, s
     stream = response.extensions.get("network_stream")
     if stream is not None:
         outcome.connection = streams.setdefault(id(stream), len(streams))
+
+
+# -- a burst released at an absolute instant (several processes, one release) ------------------
+#
+# ``fire`` opens, warms, sends and reads in one call, so two processes calling it cannot agree on
+# one instant. ``HeldBurst`` splits the last-byte path in two: the constructor connects and warms
+# one connection per request; ``release(at=epoch_seconds, history=...)`` waits until ``at``, sends
+# every prefix, releases the final bytes back to back and reads the answers. The prefixes go out at
+# the release instant, not at opening, so a server never holds a half-received request for long.
+
+_SPIN = 0.002  # the last ~2 ms before the release instant are spun, not slept (a sleep wakes late)
+
+
+def _sleep_until(at: float) -> float:
+    """Wait until wall-clock ``at`` (epoch seconds); return how late we are (seconds, >= 0)."""
+    while True:
+        remaining = at - time.time()
+        if remaining <= _SPIN:
+            break
+        time.sleep(remaining - _SPIN)  # gevent's sleep under Locust: other greenlets run meanwhile
+    while time.time() < at:
+        pass
+    return max(0.0, time.time() - at)
+
+
+class HeldBurst:
+    """Warm connections for ``requests``, waiting to be released at an absolute time."""
+
+    def __init__(self, requests: Sequence[PreparedRequest], *, timeout: float = 30.0,
+                 warmup_path: str | None = "/healthz", verify_tls: bool = True) -> None:
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self.requests = list(requests)
+        self.timeout = timeout
+        self._started = time.perf_counter()
+        targets = [_split_url(r.url) for r in self.requests]  # ValueError on misuse, before any I/O
+        self._conns = [_Conn(i, origin, target, request)
+                       for i, (request, (origin, target)) in enumerate(zip(self.requests, targets))]
+        self._released = False
+        try:
+            _open_all(self._conns, self._started + timeout, warmup_path, verify_tls)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def ready(self) -> int:
+        """How many requests have a warm connection (the others already carry their error)."""
+        return sum(1 for c in self._conns if c.out.error is None and c.sock is not None)
+
+    @property
+    def errors(self) -> list[str]:
+        return [c.out.error for c in self._conns if c.out.error is not None]
+
+    def close(self) -> None:
+        for conn in self._conns:
+            conn.close()
+
+    def release(self, at: float | None, history: History) -> tuple[BurstResult, float]:
+        """Release at wall-clock ``at`` (now if None or past); return the result and how late (s) it went.
+
+        ``timeout`` (the constructor's) bounds sending and reading from the release on. Events are
+        appended to ``history`` on its clock (``history.origin_wall`` set by the caller puts several
+        processes on one clock).
+        """
+        if self._released:
+            raise RuntimeError("a held burst is released once")
+        self._released = True
+        late = _sleep_until(at) if at is not None else 0.0
+        started = time.perf_counter()
+        deadline = started + self.timeout
+        release_started = None
+        try:
+            ready = _send_prefixes([c for c in self._conns if c.out.error is None], deadline)
+            _wait_prefixes_sent(ready, deadline)
+            release_started = time.perf_counter()
+            released = _release(ready)
+            _read_responses(released, deadline)
+        finally:
+            self.close()
+        history, origin = _clock(history, None, self._started, "last-byte")
+        offset = len(history.events)
+        events = [_to_event(offset + i, c.request, c.out, origin) for i, c in enumerate(self._conns)]
+        history.extend(events)
+        result = BurstResult(history=history, sync="last-byte", release_spread=history.release_spread(events),
+                             arrival_spread=history.arrival_spread(events), events=events,
+                             release_started=None if release_started is None else release_started - origin)
+        return result, late

@@ -154,7 +154,7 @@ def state_agrees_with_disk(ev: Evidence) -> CheckResult:
             if not recorded:
                 violations.append(Violation(name, "receiptPath is empty for a paid payment", pid, files))
             elif recorded not in existing:
-                violations.append(Violation(name, f"receiptPath names a file that does not exist", pid, [recorded]))
+                violations.append(Violation(name, "receiptPath names a file that does not exist", pid, [recorded]))
             elif len(files) == 1 and recorded != files[0]:
                 violations.append(Violation(name, "receiptPath names another file than the receipt on disk", pid,
                                             [recorded, files[0]]))

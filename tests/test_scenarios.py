@@ -1,0 +1,139 @@
+"""The Locust scenarios: headless swarms that end with the harness's verdict as their exit code.
+
+Each test runs ``locust`` as a subprocess against a reference service on loopback (or the
+embedded one), with a lenient targets file, so that only the exactly-once invariants, the
+oracle's checks and the race having happened decide the exit code.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from harness.embedded import free_port, start_simulator
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+VERDICT = "race-harness verdict"
+
+# Not importorskip: importing locust monkey-patches this process with gevent (and breaks xdist's workers).
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("locust") is None, reason="locust is not installed")
+
+
+@pytest.fixture
+def lenient_targets(tmp_path):
+    path = tmp_path / "targets.json"
+    path.write_text(json.dumps({"version": 1, "targets": [
+        {"name": "receipt-files-per-payment", "metric": "receipts_per_payment_max", "eq": 1}]}))
+    return str(path)
+
+
+@pytest.fixture
+def simulator(tmp_path):
+    process = start_simulator(log_path=tmp_path / "simulator.log")
+    yield process
+    process.stop()
+
+
+def locust(scenario: str, tmp_path: Path, *argv: str, users: int = 2) -> subprocess.CompletedProcess:
+    """Run one scenario headless (bounded by --run-time and a subprocess timeout); output in stdout."""
+    command = [sys.executable, "-m", "locust", "-f", str(SCENARIOS / f"{scenario}.py"), "--headless",
+               "-u", str(users), "-r", "50", "-t", "45s", "--report-dir", str(tmp_path / "report"), *argv]
+    return subprocess.run(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=58)
+
+
+def against(service) -> list[str]:
+    return ["-H", service.url, "--receipts-dir", str(service.receipts_dir)]
+
+
+def report_of(tmp_path: Path) -> dict:
+    (path,) = (tmp_path / "report").glob("*.json")
+    return json.loads(path.read_text())
+
+
+def check(report: dict, name: str) -> dict:
+    return next(c for c in report["checks"] if c["name"] == name)
+
+
+def test_webhook_storm_on_the_atomic_service_exits_0_with_one_receipt_per_payment(start_reference, tmp_path,
+                                                                                   lenient_targets):
+    service = start_reference("atomic", generation_delay_ms=150)
+    run = locust("webhook_storm", tmp_path, *against(service), "--payments", "4", "--duplicates", "5",
+                 "--targets", lenient_targets)
+    assert run.returncode == 0, run.stdout
+    report = report_of(tmp_path)
+    assert [p["receipts"] for p in report["payments"]] == [1, 1, 1, 1]
+    assert report["metrics"]["requests"] == 20 and check(report, "race-exercised")["valid"] is True
+    assert "POST /api/public/service-charges/phonepe/callback [burst]" in " ".join(run.stdout.split())
+
+
+def test_webhook_storm_on_the_vulnerable_service_exits_1_and_names_the_duplicates(start_reference, tmp_path,
+                                                                                   lenient_targets):
+    service = start_reference("vulnerable", generation_delay_ms=150)
+    run = locust("webhook_storm", tmp_path, *against(service), "--payments", "3", "--duplicates", "5",
+                 "--targets", lenient_targets)
+    assert run.returncode == 1, run.stdout
+    assert "duplicate receipts" in run.stdout and "INVALID" in run.stdout
+    violations = check(report_of(tmp_path), "exactly-one-receipt")["violations"]
+    assert violations and all(len(v["files"]) > 1 for v in violations)
+
+
+def test_distributed_run_verifies_once_on_the_master_with_duplicates_from_both_workers(start_reference, tmp_path,
+                                                                                        lenient_targets):
+    service = start_reference("atomic", generation_delay_ms=150)
+    port = str(free_port())
+    run = locust("webhook_storm", tmp_path, *against(service), "--processes", "2", "--master-bind-port", port,
+                 "--master-port", port, "--payments", "4", "--duplicates", "4", "--targets", lenient_targets)
+    assert run.returncode == 0, run.stdout
+    assert run.stdout.count(VERDICT) == 1
+    assert len(list((tmp_path / "report").glob("*.json"))) == 1
+    report = report_of(tmp_path)
+    assert report["config"]["locust"]["runner"] == "MasterRunner"
+    workers_of = {}
+    for event in report["history"]["events"]:
+        workers_of.setdefault(event["payment"], set()).add(event["meta"]["worker"])
+    assert len(workers_of) == 4 and all(len(w) == 2 for w in workers_of.values())  # each payment from both
+    assert [p["receipts"] for p in report["payments"]] == [1, 1, 1, 1]
+
+
+def test_callback_vs_verify_on_the_atomic_service_exits_0_with_one_receipt_per_payment(start_reference, simulator,
+                                                                                        tmp_path, lenient_targets):
+    service = start_reference("atomic", generation_delay_ms=150, phonepe_base_url=simulator.url)
+    run = locust("callback_vs_verify", tmp_path, *against(service), "--gateway-url", simulator.url,
+                 "--payments", "3", "--duplicates", "4", "--targets", lenient_targets)
+    assert run.returncode == 0, run.stdout
+    report = report_of(tmp_path)
+    assert all(p["receipts"] == 1 and set(p["channels"]) == {"callback", "verify"} for p in report["payments"])
+
+
+def test_flaky_generation_rolls_back_and_redelivers_until_one_receipt_per_payment(start_reference, tmp_path,
+                                                                                   lenient_targets):
+    service = start_reference("atomic", generation_delay_ms=150, failure_rate=0.8)
+    run = locust("flaky_generation", tmp_path, *against(service), "--payments", "6", "--duplicates", "3",
+                 "--rounds", "4", "--heal-after", "2", "--targets", lenient_targets)
+    assert run.returncode == 0, run.stdout
+    report = report_of(tmp_path)
+    assert report["metrics"]["rollbacks"] > 0 and report["history_summary"]["outcomes"]["failed"] > 0
+    assert all(p["receipts"] == 1 for p in report["payments"])
+    assert max(report["config"]["locust"]["rounds"].values()) > 1  # retried deliveries did happen
+
+
+def test_the_embedded_service_needs_no_host_and_is_judged_like_any_other(tmp_path, lenient_targets):
+    run = locust("webhook_storm", tmp_path, "--embedded", "vulnerable", "--generation-delay-ms", "150",
+                 "--payments", "2", "--duplicates", "4", "--targets", lenient_targets)
+    assert run.returncode == 1, run.stdout
+    assert report_of(tmp_path)["config"]["service"] == {
+        "embedded": True, "mode": "vulnerable", "generation_delay_ms": 150.0, "failure_rate": 0.0}
+
+
+def test_no_service_to_test_is_a_usage_error_exit_4(tmp_path):
+    run = locust("webhook_storm", tmp_path, "--payments", "2", users=1)
+    assert run.returncode == 4
+    assert "no service to test" in run.stdout
+    assert Counter(line.startswith(VERDICT) for line in run.stdout.splitlines())[True] == 1
