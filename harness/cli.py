@@ -7,14 +7,18 @@ Exit codes: 0 every invariant and target holds; 1 an invariant is violated; 2 a 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from .result import EXIT_INCONCLUSIVE, EXIT_INVALID, EXIT_OK, EXIT_USAGE, RunReport
 
-MODES = ("vulnerable", "atomic", "lease")
+MODES = ("vulnerable", "atomic", "lease", "locked")
+STORES = ("memory", "wire")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -79,10 +83,18 @@ def _add_plan_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--round-interval", type=float, default=0.0, help="seconds between rounds (e.g. > a lease)")
 
 
-def _add_service_options(p: argparse.ArgumentParser, with_mode: bool = True) -> None:
+def _add_service_options(p: argparse.ArgumentParser, with_mode: bool = True, with_mongo_uri: bool = False) -> None:
     g = p.add_argument_group("embedded reference service (when no --target is given)")
     if with_mode:
         g.add_argument("--mode", choices=MODES, default="atomic")
+    g.add_argument("--store", choices=STORES,
+                   help="the service's store: memory (embedded, the default) or wire (a SecantusDB wire-protocol "
+                        "server started for the run, pip install -e '.[wire]'); an external MongoDB: --mongo-uri")
+    if with_mongo_uri:
+        g.add_argument("--mongo-uri", help="an external MongoDB for the service (default: $MONGODB_URI when --store "
+                                           "is not given); state is read straight from it")
+    g.add_argument("--workers", type=int, help="the service's worker processes, sharing its port and store "
+                                               "(N > 1 needs --store wire or --mongo-uri; default: 1)")
     g.add_argument("--generation-delay-ms", type=float, default=200.0)
     g.add_argument("--failure-rate", type=float, default=0.0, help="probability a receipt generation fails")
     g.add_argument("--crash-after-claim-rate", type=float, default=0.0,
@@ -98,7 +110,9 @@ def _add_target_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--target", metavar="URL", help="base URL of the service under test (default: start the reference service)")
     g.add_argument("--target-file", type=Path, help="JSON target description (paths, signing, state source)")
     g.add_argument("--receipts-dir", type=Path, help="where the service writes its receipts (readable from here)")
-    g.add_argument("--mongo-uri", help="read state straight from this MongoDB instead of the service's API")
+    g.add_argument("--mongo-uri", help="read state straight from this MongoDB instead of the service's API (without "
+                                       "--target: the started service's MongoDB, and state is read from it)")
+    g.add_argument("--mongo-database", help="the database holding the charges (default: race_harness)")
     g.add_argument("--gateway-url", help="PhonePe status API simulator the target's verify path asks")
     g.add_argument("--merchant-id")
     g.add_argument("--salt-key")
@@ -135,7 +149,8 @@ def _target_from_args(args: argparse.Namespace):
     if changes:
         target = target.with_(signing=Signing(**{**signing.__dict__, **changes}))
     for field, value in (("receipts_dir", str(args.receipts_dir) if args.receipts_dir else None),
-                         ("mongo_uri", args.mongo_uri), ("gateway_url", args.gateway_url)):
+                         ("mongo_uri", args.mongo_uri), ("mongo_database", getattr(args, "mongo_database", None)),
+                         ("gateway_url", args.gateway_url)):
         if value:
             target = target.with_(**{field: value})
     if not target.base_url.startswith(("http://", "https://")):
@@ -151,7 +166,12 @@ def _run_config(args: argparse.Namespace, **overrides: Any):
                 channel_mix=parse_channel_mix(args.channel_mix), seed=args.seed, rounds=args.rounds,
                 round_interval=args.round_interval)
     target = _target_from_args(args)
+    if target is not None and (args.store or args.workers is not None):
+        raise ValueError("--store and --workers configure the service race-harness starts; with --target nothing "
+                         "is started (use --mongo-uri to read a target's state from its MongoDB)")
     config = RunConfig(plan=plan, target=target, mode=getattr(args, "mode", "atomic"),
+                       store=args.store, workers=1 if args.workers is None else args.workers,
+                       mongo_uri=args.mongo_uri if target is None else None, announce=_announce,
                        generation_delay_ms=args.generation_delay_ms, faults=_fault_flags(args),
                        lease_seconds=args.lease_seconds, transient_faults=args.transient_faults,
                        receipts_dir=args.receipts_dir if target is None else None, sync=args.sync,
@@ -160,6 +180,10 @@ def _run_config(args: argparse.Namespace, **overrides: Any):
     for key, value in overrides.items():
         setattr(config, key, value)
     return config
+
+
+def _announce(message: str) -> None:
+    print(f"race-harness: {message}", file=sys.stderr, flush=True)
 
 
 def _fault_flags(args: argparse.Namespace):
@@ -204,10 +228,25 @@ def _execute(config, args: argparse.Namespace) -> tuple[RunReport, dict[str, Pat
 # -- commands ----------------------------------------------------------------------------------
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    # The CLI only launches the reference service; the harness's checkers never import it.
+    # The CLI only launches the reference service; the harness's checkers never import it. A wire
+    # store's server is the harness's to start (the service never imports the harness): it is
+    # handed to the service as its --mongo-uri and stopped when the service returns, however it ends.
     from reference_service.server import serve
 
-    return serve(args)
+    if getattr(args, "store", None) != "wire":
+        return serve(args)
+    if args.mongo_uri:
+        return _fail("--store wire and --mongo-uri name two different stores: give one of them")
+    from .wire import WireServerError, start_wire_server
+
+    try:
+        wire = start_wire_server(host="127.0.0.1")
+    except WireServerError as exc:
+        return _fail(str(exc))
+    with wire:
+        print(f"wire store: SecantusDB at {wire.uri} (stopped when the service stops)", flush=True)
+        args.store, args.mongo_uri = None, wire.uri
+        return serve(args)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -232,8 +271,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     try:
         for label, mode in (("vulnerable", "vulnerable"), ("atomic", "atomic")):
             config = _run_config(args, mode=mode, label=label, target=None)
+            service = f"the {mode} service" + (f" ({config.workers} workers)" if config.workers > 1 else "")
             print(f"race-harness demo: {args.payments} payments x {args.duplicates} simultaneous callbacks "
-                  f"against the {mode} service ...", file=sys.stderr)
+                  f"against {service} ...", file=sys.stderr)
             reports[label], paths = _execute(config, args)
             if not args.json:
                 _print_report(reports[label], False, paths)
@@ -281,6 +321,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     try:
         previous = RunReport.load(args.report)
         changes = {k: v for k, v in (("base_url", args.target), ("mongo_uri", args.mongo_uri),
+                                     ("mongo_database", args.mongo_database),
                                      ("receipts_dir", str(args.receipts_dir) if args.receipts_dir else None)) if v}
         report = reverify(previous, changes, targets_file=args.targets_file)
     except (HarnessError, OSError, ValueError, KeyError) as exc:
@@ -384,9 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="vulnerable then atomic on the embedded service, with the before/after table")
     _add_plan_options(demo)
-    _add_service_options(demo, with_mode=False)
+    _add_service_options(demo, with_mode=False, with_mongo_uri=True)
     _add_output_options(demo, report_default="reports/demo")
-    demo.set_defaults(func=_cmd_demo, receipts_dir=None, target=None, target_file=None, mongo_uri=None,
+    demo.set_defaults(func=_cmd_demo, receipts_dir=None, target=None, target_file=None,
                       gateway_url=None, merchant_id=None, salt_key=None, salt_index=None, service_pid=None)
 
     matrix = sub.add_parser("matrix", help="every mode under every fault: receipts, missing receipts, verdicts")
@@ -424,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--target", metavar="URL", help="the service's base URL, if it moved")
     verify.add_argument("--receipts-dir", type=Path)
     verify.add_argument("--mongo-uri")
+    verify.add_argument("--mongo-database", help="the database holding the charges (default: the report's)")
     verify.add_argument("--targets", type=Path, dest="targets_file")
     verify.add_argument("--report-dir", type=Path)
     verify.add_argument("--json", action="store_true")
@@ -438,10 +480,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C, so whatever a command started (services, wire servers) is stopped."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with _sigterm_unwinds():
+            return args.func(args)
     except KeyboardInterrupt:
         print("race-harness: interrupted", file=sys.stderr)
         return 130

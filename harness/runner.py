@@ -20,7 +20,7 @@ import httpx
 
 from . import __version__
 from .burst import PreparedRequest, fire
-from .embedded import FaultFlags, ServiceProcess, ServiceStartError, start_service, start_simulator
+from .embedded import FaultFlags, ServiceProcess, ServiceStartError, resolve_store, start_service, start_simulator
 from .history import History
 from .measure import compute_metrics, payment_rows
 from .observe import observe
@@ -58,6 +58,13 @@ class RunConfig:
     lease_seconds: float | None = None  # the embedded service's --lease-seconds (lease mode)
     transient_faults: bool = False  # clear the faults before retry rounds (a crash happens once)
     service_args: tuple[str, ...] = ()  # more flags for the embedded service
+    # The embedded service's store: "memory", "wire" (a SecantusDB server started for the run), or an
+    # external MongoDB by ``mongo_uri``; None: MONGODB_URI when set, else memory. With a MongoDB store
+    # the oracle reads state straight from the database.
+    store: str | None = None
+    mongo_uri: str | None = None
+    workers: int = 1  # the embedded service's worker processes (> 1 needs wire or MongoDB)
+    announce: Callable[[str], None] | None = None  # told what was started (e.g. the wire server's URI)
     receipts_dir: Path | None = None  # the embedded service's receipts (a temporary directory if None)
     sync: str = "last-byte"
     timeout: float = 60.0
@@ -76,7 +83,8 @@ class RunConfig:
         if self.target is None:
             data["service"] = {"embedded": True, "mode": self.mode, "generation_delay_ms": self.generation_delay_ms,
                                "faults": self.faults.__dict__, "lease_seconds": self.lease_seconds,
-                               "args": list(self.service_args)}
+                               "args": list(self.service_args), "store": self.store or "default",
+                               "workers": self.workers}
             data["mode"] = self.mode
         data["transient_faults"] = self.transient_faults
         return data
@@ -98,13 +106,18 @@ def _embedded_target(config: RunConfig, workdir: Path) -> Iterator[tuple[Target,
     receipts = config.receipts_dir or workdir / "receipts"
     simulator = start_simulator(log_path=workdir / "simulator.log") if config.plan.uses_verify() else None
     try:
+        kind, uri = resolve_store(config.store, config.mongo_uri, config.workers)
         service = start_service(receipts, mode=config.mode, generation_delay_ms=config.generation_delay_ms,
                                 faults=config.faults, lease_seconds=config.lease_seconds,
                                 phonepe_base_url=simulator.url if simulator else None,
+                                store=kind if kind != "mongodb" else None, mongo_uri=uri, workers=config.workers,
                                 extra_args=config.service_args, log_path=workdir / "service.log")
         try:
+            if kind == "wire" and config.announce:
+                config.announce(f"wire store: SecantusDB at {service.mongo_uri} (stopped when the run ends)")
             yield Target(base_url=service.url, receipts_dir=str(receipts),
-                         gateway_url=simulator.url if simulator else None), service
+                         gateway_url=simulator.url if simulator else None,
+                         mongo_uri=service.mongo_uri, mongo_database=service.database), service
         finally:
             service.stop()
     finally:
@@ -170,6 +183,8 @@ def run_race(config: RunConfig, progress: Progress = _no_progress) -> RunReport:
     try:
         config.plan.validate()
         load_targets(config.targets_file)  # a bad targets file is a usage error before anything starts
+        if config.target is None:
+            resolve_store(config.store, config.mongo_uri, config.workers)
     except (PlanError, ValueError) as exc:
         raise HarnessError(str(exc)) from None
     with tempfile.TemporaryDirectory(prefix="race-harness-") as tmp, contextlib.ExitStack() as stack:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import secrets
 import time
@@ -17,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from . import phonepe
+from . import logs, phonepe
 from .config import ServiceConfig
 from .faults import Faults, SimulatedCrash
 from .metrics import ServiceMetrics
@@ -25,6 +26,8 @@ from .modes import NOT_PAID, STEPS, LeaseStep, ReceiptGenerator, ReceiptOutcome
 from .store import ChargeStore, open_store
 
 API = "/api/public/service-charges"
+# prometheus_client's multiprocess mode: set (by ``serve --workers N``) before any worker imports it.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _CHARGE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -46,9 +49,11 @@ class FaultChange(BaseModel):
 
 
 class ArrivalStampMiddleware:
-    """Stamps each response with the time its request reached the app (``X-Arrival-Ns``).
+    """Stamps each response with the time its request was complete (``X-Arrival-Ns``, epoch ns).
 
-    Plain ASGI rather than Starlette's BaseHTTPMiddleware: it costs one clock read per request.
+    Complete means the last body message was received (for a request without a body: when its
+    headers were), so a client that holds back a request's final byte is not counted as arrived.
+    Plain ASGI rather than Starlette's BaseHTTPMiddleware: a clock read or two per request.
     """
 
     def __init__(self, app: Any):
@@ -58,15 +63,20 @@ class ArrivalStampMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        stamp = str(time.time_ns()).encode()
+        stamp = [time.time_ns()]
+
+        async def receive_and_stamp() -> dict:
+            message = await receive()
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                stamp[0] = time.time_ns()
+            return message
 
         async def send_with_stamp(message: dict) -> None:
             if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                message["headers"] = list(message["headers"]) + [(b"x-arrival-ns", stamp)]
+                message["headers"] = list(message.get("headers", [])) + [(b"x-arrival-ns", str(stamp[0]).encode())]
             await send(message)
 
-        await self.app(scope, receive, send_with_stamp)
+        await self.app(scope, receive_and_stamp, send_with_stamp)
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -104,6 +114,9 @@ def public_charge(doc: dict) -> dict:
 def create_app(config: ServiceConfig, store: ChargeStore | None = None,
                http_client: httpx.AsyncClient | None = None) -> FastAPI:
     config.validate()
+    if store is None and config.store == "wire" and not config.mongo_uri:
+        raise ValueError("the wire store's server is started by `serve --store wire`; give create_app its URI "
+                         "(ServiceConfig.mongo_uri)")
     receipts_dir = Path(config.receipts_dir).resolve()
     receipts_dir.mkdir(parents=True, exist_ok=True)
     store = store if store is not None else open_store(config.mongo_uri, config.database)
@@ -169,7 +182,9 @@ def create_app(config: ServiceConfig, store: ChargeStore | None = None,
 
     @app.get("/healthz")
     async def healthz() -> dict:
-        return {"status": "ok", "mode": config.mode, "store": store.kind}
+        # pid: which worker answered (several share the port with --workers N)
+        return {"status": "ok", "mode": config.mode, "store": store.kind, "workers": config.workers,
+                "pid": os.getpid()}
 
     @app.get("/_admin/faults")
     async def get_faults() -> dict:
@@ -188,9 +203,13 @@ def create_app(config: ServiceConfig, store: ChargeStore | None = None,
             return _error(409, f"the sweep needs --mode lease (this service runs {config.mode})")
         return JSONResponse({"swept": await step.sweep()})
 
+    multiprocess_dir = os.environ.get(MULTIPROC_ENV) if config.workers > 1 else None
+
     @app.get("/metrics")
     async def prometheus_metrics() -> Response:
-        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        # With several workers each counts in its own process: report the sum over all of them.
+        body = _multiprocess_metrics(multiprocess_dir) if multiprocess_dir else metrics.render()
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.post(API, status_code=201)
     async def create_charge(body: CreateCharge) -> dict:
@@ -263,6 +282,17 @@ def create_app(config: ServiceConfig, store: ChargeStore | None = None,
     return app
 
 
+def _multiprocess_metrics(directory: str) -> bytes:
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=directory)
+    return generate_latest(registry)
+
+
 def app_from_env() -> FastAPI:
     """uvicorn factory for worker processes: configuration comes from RH_* variables."""
-    return create_app(ServiceConfig.from_env())
+    config = ServiceConfig.from_env()
+    logs.configure(config.log_level)
+    return create_app(config)

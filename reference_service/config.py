@@ -14,7 +14,12 @@ UAT_SALT_KEY = "099eb0cd-02cf-4e2a-8aca-3e6c6aff0399"
 UAT_SALT_INDEX = 1
 UAT_BASE_URL = "https://api-preprod.phonepe.com/apis/pg-sandbox"
 
-MODES = ("vulnerable", "atomic", "lease")
+MODES = ("vulnerable", "atomic", "lease", "locked")
+# memory: embedded mongomock, in this process; wire: a MongoDB wire-protocol server (SecantusDB) that
+# ``serve`` starts on loopback; mongodb: an external MongoDB at ``mongo_uri``. Only the first two are
+# flag values: an external MongoDB is chosen by giving its URI.
+STORES = ("memory", "wire")
+STORE_KINDS = (*STORES, "mongodb")
 ENV_PREFIX = "RH_"
 
 
@@ -34,11 +39,17 @@ class ServiceConfig:
     salt_key: str = UAT_SALT_KEY
     salt_index: int = UAT_SALT_INDEX
     phonepe_base_url: str = UAT_BASE_URL
+    store: str = "memory"
     mongo_uri: str | None = None
     database: str = "race_harness"
+    workers: int = 1
     max_body_bytes: int = 64 * 1024
     log_level: str = "info"
     seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.store == "memory" and self.mongo_uri:
+            self.store = "mongodb"  # a URI names the store (ServiceConfig(mongo_uri=...) keeps its old meaning)
 
     def validate(self) -> None:
         if self.mode not in MODES:
@@ -54,6 +65,17 @@ class ServiceConfig:
             raise ValueError("generation-delay-ms must be >= 0")
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be between 0 and 65535")
+        if self.store not in STORE_KINDS:
+            raise ValueError(f"store must be one of {', '.join(STORES)} (or give --mongo-uri), not {self.store!r}")
+        if self.workers < 1:
+            raise ValueError(f"--workers must be at least 1, not {self.workers}")
+        if self.store == "memory" and self.workers > 1:
+            raise ValueError(f"--workers {self.workers} needs a store the workers share: with the memory store each "
+                             f"worker process would hold a database of its own. Use --store wire or --mongo-uri URI")
+        if self.store == "mongodb" and not self.mongo_uri:
+            raise ValueError("the mongodb store needs --mongo-uri URI (or MONGODB_URI)")
+        if self.mongo_uri and not self.mongo_uri.startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError(f"--mongo-uri must start with mongodb:// or mongodb+srv://, not {self.mongo_uri!r}")
 
     def to_env(self) -> dict[str, str]:
         """The configuration as environment variables, for worker processes started by uvicorn."""
@@ -79,7 +101,7 @@ class ServiceConfig:
 
 
 def _coerce(name: str, raw: str) -> Any:
-    if name in ("port", "salt_index", "max_body_bytes", "seed"):
+    if name in ("port", "salt_index", "max_body_bytes", "seed", "workers"):
         return int(raw)
     if name in ("generation_delay_ms", "failure_rate", "crash_after_claim_rate", "store_delay_ms",
                 "write_error_rate", "lease_seconds"):
@@ -114,14 +136,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--salt-index", type=int, default=env.salt_index)
     parser.add_argument("--phonepe-base-url", default=env.phonepe_base_url,
                         help="base URL of PhonePe's status API (or the simulator)")
-    parser.add_argument("--mongo-uri", default=env.mongo_uri,
-                        help="MongoDB URI (default: $MONGODB_URI; unset: embedded mongomock store)")
-    parser.add_argument("--database", default=env.database)
+    stores = parser.add_argument_group("store (one of: --store memory, --store wire, --mongo-uri URI)")
+    stores.add_argument("--store", choices=STORES, default=os.environ.get(ENV_PREFIX + "STORE") or None,
+                        help="memory: embedded mongomock in the service's process (the default); wire: start a "
+                             "MongoDB wire-protocol server (SecantusDB, pip install -e '.[wire]') on a free loopback "
+                             "port, print its URI, stop it when the service stops")
+    stores.add_argument("--mongo-uri", default=None,
+                        help="an external MongoDB; nothing is started (default: $MONGODB_URI when --store is not given)")
+    stores.add_argument("--database", default=env.database)
+    parser.add_argument("--workers", type=int, default=env.workers,
+                        help="worker processes sharing the port and the store (N > 1 needs --store wire or "
+                             "--mongo-uri; default: %(default)s)")
     parser.add_argument("--log-level", default=env.log_level)
     parser.add_argument("--seed", type=int, default=env.seed, help="seed for injected failures")
 
 
+def resolve_store(store: str | None, mongo_uri: str | None, environ: dict[str, str] | None = None
+                  ) -> tuple[str, str | None]:
+    """The store kind and URI from the flags: ``--store`` and ``--mongo-uri`` are two ways to name one store.
+
+    With neither, the environment's ``RH_MONGO_URI`` or ``MONGODB_URI`` picks an external MongoDB, else memory.
+    """
+    if store is not None and store not in STORES:
+        raise ValueError(f"--store must be one of {', '.join(STORES)}, not {store!r}")
+    if store and mongo_uri:
+        raise ValueError(f"--store {store} and --mongo-uri name two different stores: give one of them")
+    if store:
+        return store, None
+    if not mongo_uri:
+        environ = os.environ if environ is None else environ
+        mongo_uri = environ.get(ENV_PREFIX + "MONGO_URI") or environ.get("MONGODB_URI") or None
+    return ("mongodb", mongo_uri) if mongo_uri else ("memory", None)
+
+
 def from_args(args: argparse.Namespace) -> ServiceConfig:
-    config = ServiceConfig(**{f.name: getattr(args, f.name) for f in fields(ServiceConfig) if hasattr(args, f.name)})
+    values = {f.name: getattr(args, f.name) for f in fields(ServiceConfig) if hasattr(args, f.name)}
+    values["store"], values["mongo_uri"] = resolve_store(getattr(args, "store", None), getattr(args, "mongo_uri", None))
+    config = ServiceConfig(**values)
     config.validate()
     return config

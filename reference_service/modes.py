@@ -1,4 +1,4 @@
-"""The receipt step, once a charge is paid: the seed's vulnerable "before", atomic "after", and lease.
+"""The receipt step, once a charge is paid: the seed's vulnerable "before", atomic "after", lease, and locked.
 
 Faults are injected only through ``Faults`` hooks, at fixed points of each step.
 """
@@ -106,6 +106,7 @@ class VulnerableStep(ReceiptStep):
             return ReceiptOutcome(NOT_PAID)
         if charge.get("receiptGenerated"):
             self.metrics.claims_skipped.inc()
+            _log(logging.INFO, channel, "Receipt already generated - skipping", "claim_skipped", charge)
             return ReceiptOutcome(ALREADY_GENERATED, charge.get("receiptPath"))
         self.faults.after_claim()
         try:
@@ -225,4 +226,32 @@ class LeaseStep(ReceiptStep):
         return counts
 
 
-STEPS: dict[str, type[ReceiptStep]] = {cls.mode: cls for cls in (VulnerableStep, AtomicStep, LeaseStep)}
+class LockedStep(VulnerableStep):
+    """The "fix" many teams try first: the vulnerable check-then-act, held under a process-local asyncio.Lock.
+
+    One lock per payment, taken before the flag is read and released after the receipt is saved, so
+    inside one process duplicates queue up and find the flag set. The lock lives in this process's
+    memory: a second worker process (uvicorn/gunicorn workers, a Node cluster) has locks of its own,
+    reads the same unset flag, and generates a second receipt. The claim has to live in the database.
+    """
+
+    mode = "locked"
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._holders: dict[str, int] = {}  # tasks holding or awaiting each payment's lock
+
+    async def run(self, charge_id: str, channel: str) -> ReceiptOutcome:
+        lock = self._locks.setdefault(charge_id, asyncio.Lock())
+        self._holders[charge_id] = self._holders.get(charge_id, 0) + 1
+        try:
+            async with lock:
+                return await super().run(charge_id, channel)
+        finally:
+            self._holders[charge_id] -= 1
+            if not self._holders[charge_id]:  # nobody else wants it: do not keep a lock per payment forever
+                del self._holders[charge_id], self._locks[charge_id]
+
+
+STEPS: dict[str, type[ReceiptStep]] = {cls.mode: cls for cls in (VulnerableStep, AtomicStep, LeaseStep, LockedStep)}

@@ -1,7 +1,9 @@
 """The charges collection, through pymongo's API on a real MongoDB or on embedded mongomock.
 
-Every method is one single-document MongoDB operation. On a real server each is atomic by
-MongoDB's own guarantee. mongomock gives no such guarantee (its ``find_one_and_update`` is a
+Every method is one single-document MongoDB operation. On a real server (an external MongoDB, or
+the SecantusDB wire-protocol server of ``--store wire``: the same pymongo code for both, nothing
+special-cased for the server behind the URI) each is atomic by MongoDB's own guarantee, across
+every process that shares the database. mongomock gives no such guarantee (its ``find_one_and_update`` is a
 find followed by an update, so two threads can both claim one document), so the embedded store
 runs every operation under one lock: the same atomicity, inside one process.
 """
@@ -19,6 +21,10 @@ from pymongo import ReturnDocument
 from pymongo.collection import Collection
 
 COLLECTION = "servicecharges"
+
+
+class StoreUnavailable(RuntimeError):
+    """The store cannot be used: a malformed URI, or a MongoDB server that does not answer."""
 
 
 class ChargeStore:
@@ -149,14 +155,29 @@ class ChargeStore:
 
 def open_store(mongo_uri: str | None, database: str = "race_harness", *, timeout_ms: int = 5000) -> ChargeStore:
     """A store on ``mongo_uri``, or the embedded mongomock store when it is None."""
-    if mongo_uri:
-        client: pymongo.MongoClient = pymongo.MongoClient(
-            mongo_uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms)
-        store = ChargeStore(client[database][COLLECTION], client=client)
-    else:
+    if not mongo_uri:
         import mongomock  # the embedded default; imported only when used
 
-        client = mongomock.MongoClient()
-        store = ChargeStore(client[database][COLLECTION], lock=threading.Lock())
-    store.ensure_indexes()
+        store = ChargeStore(mongomock.MongoClient()[database][COLLECTION], lock=threading.Lock())
+        store.ensure_indexes()
+        return store
+    from pymongo.errors import ConfigurationError, InvalidName, PyMongoError
+
+    try:
+        client: pymongo.MongoClient = pymongo.MongoClient(
+            mongo_uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms)
+    except (ConfigurationError, ValueError, TypeError) as exc:  # InvalidURI is a ConfigurationError
+        raise StoreUnavailable(f"malformed MongoDB URI {mongo_uri!r}: {exc}") from None
+    try:
+        store = ChargeStore(client[database][COLLECTION], client=client)
+        store.ensure_indexes()  # the first round trip: fails here when nothing answers at the URI
+    except InvalidName as exc:
+        client.close()
+        raise StoreUnavailable(f"invalid database name {database!r}: {exc}") from None
+    except PyMongoError as exc:
+        client.close()
+        text = str(exc) or exc.__class__.__name__
+        first_line = text.split(", Timeout:")[0].split(" (configured timeouts")[0].splitlines()[0]
+        raise StoreUnavailable(f"cannot reach MongoDB at {mongo_uri} within {timeout_ms / 1000:g} s: "
+                               f"{first_line}") from None
     return store

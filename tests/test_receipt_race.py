@@ -57,3 +57,14 @@ def test_failed_generation_rolls_back_and_the_next_callback_makes_exactly_one(st
     state = httpx.get(target.url(target.state_path, payment)).json()
     assert state["receiptGenerated"] is True
     assert state["receiptPath"].endswith(receipt_files(service)[0].name)
+
+
+def test_server_arrival_is_stamped_when_the_request_is_complete_not_when_its_headers_came(start_reference):
+    service = start_reference("atomic", generation_delay_ms=0)
+    target = target_of(service)
+    (payment,) = create_payments(target, 1)
+    # Hold every final byte back for 300 ms after the rest of each request was sent.
+    burst = fire([target.callback_request(payment)] * 3, timeout=30, settle=0.3)
+    for event in burst.history:
+        released = burst.history.origin_wall + event.t_release
+        assert event.server_arrival >= released - 0.005, "arrival stamped before the final byte was sent"
