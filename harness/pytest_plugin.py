@@ -129,7 +129,9 @@ def race(reference_service: Callable[..., ServiceProcess]) -> Callable[..., RunR
 
     ``race(payments=10, duplicates=20, mode="atomic", unpaid=0, channel_mix="callback:1",
     faults=FaultFlags(...), rounds=1, round_interval=0.0, transient_faults=False, sync="last-byte",
-    targets="exactly-once", generation_delay_ms=200, lease_seconds=None, service=None)``.
+    targets="exactly-once", generation_delay_ms=200, lease_seconds=None, store=None, workers=1,
+    service=None)``. ``store`` is "memory", "wire" (a SecantusDB server started for the service) or
+    None (``MONGODB_URI`` when set, else memory); ``workers`` > 1 needs a shared store.
     The service stays up until the test ends (pass ``service=`` to race one you started), so a
     finished run can be judged again with ``harness.reverify(report)``. The default targets are
     the exactly-once invariants alone: timing targets would make a busy CI machine flip verdicts.
@@ -139,19 +141,23 @@ def race(reference_service: Callable[..., ServiceProcess]) -> Callable[..., RunR
             channel_mix: str = "callback:1", faults: FaultFlags | None = None, rounds: int = 1,
             round_interval: float = 0.0, transient_faults: bool = False, sync: str = "last-byte",
             targets: str | Path = "exactly-once", generation_delay_ms: float = 200.0,
-            lease_seconds: float | None = None, service: ServiceProcess | None = None, seed: int = 0) -> RunReport:
+            lease_seconds: float | None = None, store: str | None = None, workers: int = 1,
+            service: ServiceProcess | None = None, seed: int = 0) -> RunReport:
         plan = Plan(payments=payments, duplicates=duplicates, unpaid=unpaid,
                     channel_mix=parse_channel_mix(channel_mix), rounds=rounds, round_interval=round_interval, seed=seed)
         faults = faults or FaultFlags()
         if plan.uses_verify() and service is None:
             config = RunConfig(plan=plan, mode=mode, faults=faults, lease_seconds=lease_seconds,
                                generation_delay_ms=generation_delay_ms, transient_faults=transient_faults,
-                               sync=sync, targets_file=Path(targets), label=mode)
+                               sync=sync, targets_file=Path(targets), label=mode, store=store, workers=workers)
             return run_race(config)  # the runner starts the PhonePe simulator the verify path needs
         if service is None:
             service = reference_service(mode, generation_delay_ms=generation_delay_ms, faults=faults,
-                                        lease_seconds=lease_seconds)
-        config = RunConfig(plan=plan, target=target_of(service), service_pid=service.pid, faults=faults,
+                                        lease_seconds=lease_seconds, store=store, workers=workers)
+        target = target_of(service)
+        if service.mongo_uri:  # read state straight from the database the service uses
+            target = target.with_(mongo_uri=service.mongo_uri, mongo_database=service.database)
+        config = RunConfig(plan=plan, target=target, service_pid=service.pid, faults=faults,
                            transient_faults=transient_faults, sync=sync, targets_file=Path(targets), label=mode)
         return run_race(config)
 

@@ -74,7 +74,7 @@ log = logging.getLogger("race-harness.scenarios")
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per payment created or read back is noise here
 
 VERDICT_PREFIX = "race-harness verdict"
-EMBEDDED_MODES = ("atomic", "vulnerable")
+EMBEDDED_MODES = ("atomic", "vulnerable", "lease", "locked")
 MSG_HELLO, MSG_PREPARE, MSG_READY, MSG_GO, MSG_DONE = "rh:hello", "rh:prepare", "rh:ready", "rh:go", "rh:done"
 LANE_WAIT = 60.0  # seconds the coordinator waits for the first users to say hello
 WAVE_SLACK = 15.0  # seconds beyond the burst timeout a wave may take before it is given up
@@ -113,6 +113,8 @@ class Settings:
     report_dir: Path
     label: str
     embedded: str | None
+    store: str | None  # the embedded service's store: memory, wire, or None (--mongo-uri / MONGODB_URI / memory)
+    workers: int  # the embedded service's worker processes
     generation_delay_ms: float
     failure_rate: float | None
     rounds: int
@@ -162,6 +164,11 @@ def add_options(parser: Any, scenario: Scenario) -> None:
     add("--label", default=None, help="name of the run and its report files (default: the scenario's name)")
     add("--embedded", default="", choices=("",) + EMBEDDED_MODES,
         help="start the reference service in this mode instead of testing -H (one machine only)")
+    add("--store", default="", choices=("", "memory", "wire"),
+        help="the embedded service's store: memory (default) or wire (a SecantusDB server started for the run); "
+             "with --mongo-uri the embedded service uses that MongoDB")
+    add("--workers", type=int, default=1,
+        help="the embedded service's worker processes (default 1; more need --store wire or --mongo-uri)")
     add("--generation-delay-ms", type=float, default=200.0,
         help="the embedded service's receipt generation time in ms (default 200)")
     add("--failure-rate", type=float, default=None,
@@ -218,7 +225,8 @@ def read_settings(environment: Any, scenario: Scenario) -> Settings:
         gateway_url=_opt(o, "gateway_url", str), targets=_opt(o, "targets", str, scenario.targets),
         report_dir=Path(_opt(o, "report_dir", str, "reports/locust")),
         label=_opt(o, "label", str) or (f"{scenario.name}-{embedded}" if embedded else scenario.name),
-        embedded=embedded, generation_delay_ms=_opt(o, "generation_delay_ms", float, 200.0),
+        embedded=embedded, store=_opt(o, "store", str), workers=_opt(o, "workers", int, 1),
+        generation_delay_ms=_opt(o, "generation_delay_ms", float, 200.0),
         failure_rate=failure_rate, rounds=_opt(o, "rounds", int, scenario.rounds),
         heal_after=_opt(o, "heal_after", int, scenario.heal_after), wave_size=_opt(o, "wave_size", int, 10),
         inflight=_opt(o, "inflight", int, 2), release_lead=_opt(o, "release_lead_ms", float, 100.0) / 1000.0,
@@ -232,6 +240,8 @@ def read_settings(environment: Any, scenario: Scenario) -> Settings:
     for name in ("rounds", "wave_size", "inflight"):
         if getattr(settings, name) < 1:
             raise HarnessError(f"--{name.replace('_', '-')} must be at least 1")
+    if not embedded and (settings.store or settings.workers != 1):
+        raise HarnessError("--store and --workers describe the embedded service: give them with --embedded")
     if settings.burst_timeout <= 0 or settings.release_lead < 0:
         raise HarnessError("--burst-timeout must be positive and --release-lead-ms not negative")
     if settings.plan.uses_verify() and not embedded and not settings.gateway_url:
@@ -491,13 +501,14 @@ class Coordinator:
             self.service = start_service(receipts, mode=s.embedded, generation_delay_ms=s.generation_delay_ms,
                                          failure_rate=s.failure_rate or 0.0,
                                          phonepe_base_url=self.simulator.url if self.simulator else None,
-                                         log_path=workdir / "service.log",
+                                         log_path=workdir / "service.log", store=s.store, workers=s.workers,
                                          **({"mongo_uri": s.mongo_uri} if s.mongo_uri else {}))
-        except ServiceStartError as exc:
+        except (ServiceStartError, ValueError) as exc:
             raise HarnessError(f"could not start the reference service: {exc}") from None
         log.info("race-harness: embedded %s service on %s, receipts in %s", s.embedded, self.service.url, receipts)
-        return Target(base_url=self.service.url, receipts_dir=str(receipts), mongo_uri=s.mongo_uri,
-                      gateway_url=self.simulator.url if self.simulator else None)
+        # With a MongoDB store (wire or external) the oracle reads state straight from the database.
+        return Target(base_url=self.service.url, receipts_dir=str(receipts), mongo_uri=self.service.mongo_uri,
+                      mongo_database=self.service.database, gateway_url=self.simulator.url if self.simulator else None)
 
     def _senders(self) -> list[str]:
         runner = self.environment.runner
@@ -695,7 +706,8 @@ class Coordinator:
         }
         if s.embedded:
             config["service"] = {"embedded": True, "mode": s.embedded, "generation_delay_ms": s.generation_delay_ms,
-                                 "failure_rate": s.failure_rate or 0.0}
+                                 "failure_rate": s.failure_rate or 0.0, "store": self.service.store if self.service
+                                 else s.store, "workers": s.workers}
             config["mode"] = s.embedded
         self.report = verify_history(self.target, plan, payments, self.history, targets_file=s.targets,
                                      label=s.label, config=config, memory=memory, started=self.started,

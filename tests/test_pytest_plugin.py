@@ -61,3 +61,9 @@ def test_race_trials_option_repeats_marked_tests(inner):
     result = inner.runpytest_subprocess("--race-trials", "4")
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(["*test_once: 0 of 4 trials showed a violation*"])
+
+
+def test_race_fixture_runs_a_multi_worker_service_on_the_wire_store(race):
+    result = race(payments=3, duplicates=8, store="wire", workers=2, generation_delay_ms=150)
+    assert result.valid, result.explain()
+    assert result.history_summary["state_source"] == "mongodb"  # read from the database, not the service's API

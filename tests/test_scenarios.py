@@ -129,7 +129,18 @@ def test_the_embedded_service_needs_no_host_and_is_judged_like_any_other(tmp_pat
                  "--payments", "2", "--duplicates", "4", "--targets", lenient_targets)
     assert run.returncode == 1, run.stdout
     assert report_of(tmp_path)["config"]["service"] == {
-        "embedded": True, "mode": "vulnerable", "generation_delay_ms": 150.0, "failure_rate": 0.0}
+        "embedded": True, "mode": "vulnerable", "generation_delay_ms": 150.0, "failure_rate": 0.0,
+        "store": "memory", "workers": 1}
+
+
+def test_embedded_locked_service_with_four_workers_on_the_wire_store_duplicates(tmp_path, lenient_targets):
+    # Enough connections that the workers' accept loops share them (one worker can take a small burst whole).
+    run = locust("webhook_storm", tmp_path, "--embedded", "locked", "--store", "wire", "--workers", "4",
+                 "--generation-delay-ms", "150", "--payments", "4", "--duplicates", "20", "--targets", lenient_targets)
+    assert run.returncode == 1, run.stdout
+    report = report_of(tmp_path)
+    assert report["history_summary"]["state_source"] == "mongodb"
+    assert check(report, "exactly-one-receipt")["valid"] is False
 
 
 def test_no_service_to_test_is_a_usage_error_exit_4(tmp_path):
