@@ -7,7 +7,6 @@ store on it gets a database of its own, so tests never see each other's charges.
 
 from __future__ import annotations
 
-import json
 import uuid
 from pathlib import Path
 from typing import Callable, Iterator
@@ -75,11 +74,3 @@ def target_of(service: ServiceProcess, *, state_from_database: bool = False) -> 
     return target
 
 
-@pytest.fixture
-def invariants_only(tmp_path) -> Path:
-    """Targets that hold on any correct service, so speed on a busy machine cannot change a verdict."""
-    path = tmp_path / "invariants.json"
-    path.write_text(json.dumps({"version": 1, "targets": [
-        {"name": "receipt-files-per-payment", "metric": "receipts_per_payment_max", "eq": 1},
-        {"name": "missing-receipts", "metric": "missing_receipts", "eq": 0}]}))
-    return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -20,6 +21,22 @@ pytest_plugins = ["pytester"]
 def start_reference(reference_service) -> Callable[..., ServiceProcess]:
     """The race-harness pytest plugin's ``reference_service`` factory, under the suite's older name."""
     return reference_service
+
+
+@pytest.fixture
+def exactly_once_targets() -> str:
+    """The built-in targets that are the exactly-once invariants alone: on a busy CI machine timing
+    targets would flip verdicts that the invariants decide."""
+    return "exactly-once"
+
+
+@pytest.fixture
+def fast_switching():
+    """Switch threads almost every bytecode, so a non-atomic find-then-update is split between its halves."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(previous)
 
 
 def create_payments(target: Target, count: int, amount: int = 49_900) -> list[Payment]:

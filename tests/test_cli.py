@@ -13,20 +13,12 @@ from conftest import create_payments, target_of
 from harness.cli import main
 
 
-@pytest.fixture
-def lenient_targets(tmp_path):
-    path = tmp_path / "targets.json"
-    path.write_text(json.dumps({"version": 1, "targets": [
-        {"name": "receipt-files-per-payment", "metric": "receipts_per_payment_max", "eq": 1}]}))
-    return str(path)
-
-
 def _run(*argv: str) -> int:
     return main(["run", "--quiet", "--generation-delay-ms", "150", *argv])
 
 
-def test_run_on_the_atomic_service_exits_0_and_writes_three_reports(tmp_path, lenient_targets, capsys):
-    code = _run("--mode", "atomic", "--payments", "3", "--unpaid", "1", "--targets", lenient_targets,
+def test_run_on_the_atomic_service_exits_0_and_writes_three_reports(tmp_path, exactly_once_targets, capsys):
+    code = _run("--mode", "atomic", "--payments", "3", "--unpaid", "1", "--targets", exactly_once_targets,
                 "--report-dir", str(tmp_path / "out"), "--label", "pr-123")
     assert code == 0, capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["pr-123.html", "pr-123.json", "pr-123.md"]
@@ -49,9 +41,9 @@ def test_run_with_a_missed_target_exits_2(tmp_path, capsys):
     assert "impossible-speed" in capsys.readouterr().out
 
 
-def test_run_whose_duplicates_never_overlap_exits_3(tmp_path, lenient_targets):
+def test_run_whose_duplicates_never_overlap_exits_3(tmp_path, exactly_once_targets):
     code = _run("--mode", "vulnerable", "--payments", "2", "--duplicates", "2", "--sync", "sequential",
-                "--targets", lenient_targets, "--report-dir", str(tmp_path))
+                "--targets", exactly_once_targets, "--report-dir", str(tmp_path))
     assert code == 3
 
 
@@ -74,10 +66,10 @@ def test_unknown_flag_is_a_usage_error_exit_4():
     assert "unrecognized arguments" in completed.stderr
 
 
-def test_run_against_a_target_elsewhere_reads_its_receipts_and_state(start_reference, tmp_path, lenient_targets, capsys):
+def test_run_against_a_target_elsewhere_reads_its_receipts_and_state(start_reference, tmp_path, exactly_once_targets, capsys):
     service = start_reference("atomic", generation_delay_ms=150)
     code = _run("--target", service.url, "--receipts-dir", str(service.receipts_dir), "--payments", "2",
-                "--service-pid", str(service.pid), "--targets", lenient_targets, "--report-dir", str(tmp_path),
+                "--service-pid", str(service.pid), "--targets", exactly_once_targets, "--report-dir", str(tmp_path),
                 "--json")
     out = json.loads(capsys.readouterr().out)
     assert code == 0
@@ -102,10 +94,10 @@ def test_raw_burst_at_a_dead_port_exits_1(capsys):
     assert "error" in capsys.readouterr().out
 
 
-def test_compare_prints_the_before_after_table(tmp_path, lenient_targets, capsys):
+def test_compare_prints_the_before_after_table(tmp_path, exactly_once_targets, capsys):
     for mode in ("vulnerable", "atomic"):
         _run("--mode", mode, "--payments", "2", "--label", mode, "--report-dir", str(tmp_path), "--targets",
-             lenient_targets)
+             exactly_once_targets)
     capsys.readouterr()
     code = main(["compare", str(tmp_path / "vulnerable.json"), str(tmp_path / "atomic.json")])
     out = capsys.readouterr().out

@@ -7,7 +7,6 @@ run is judged again from the files as they are now.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -24,17 +23,7 @@ from conftest import target_of
 
 
 @pytest.fixture
-def invariants_only(tmp_path) -> Path:
-    """Targets that hold on any correct service, so speed on a busy CI box cannot change a verdict."""
-    path = tmp_path / "targets.json"
-    path.write_text(json.dumps({"version": 1, "targets": [
-        {"name": "receipt-files-per-payment", "metric": "receipts_per_payment_max", "eq": 1},
-        {"name": "missing-receipts", "metric": "missing_receipts", "eq": 0}]}))
-    return path
-
-
-@pytest.fixture
-def race(start_reference, invariants_only):
+def race(start_reference, exactly_once_targets):
     """Run a race against a reference service that stays up, so the run can be judged again later."""
 
     def run(mode: str = "atomic", *, payments: int = 4, duplicates: int = 5, unpaid: int = 1,
@@ -42,7 +31,7 @@ def race(start_reference, invariants_only):
         service = start_reference(mode, generation_delay_ms=150, failure_rate=failure_rate)
         config = RunConfig(plan=Plan(payments=payments, duplicates=duplicates, unpaid=unpaid),
                            target=target_of(service), service_pid=service.pid, sync=sync,
-                           targets_file=invariants_only, label=mode)
+                           targets_file=exactly_once_targets, label=mode)
         return run_race(config)
 
     return run

@@ -26,14 +26,6 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("locust") is None, reas
 
 
 @pytest.fixture
-def lenient_targets(tmp_path):
-    path = tmp_path / "targets.json"
-    path.write_text(json.dumps({"version": 1, "targets": [
-        {"name": "receipt-files-per-payment", "metric": "receipts_per_payment_max", "eq": 1}]}))
-    return str(path)
-
-
-@pytest.fixture
 def simulator(tmp_path):
     process = start_simulator(log_path=tmp_path / "simulator.log")
     yield process
@@ -62,10 +54,10 @@ def check(report: dict, name: str) -> dict:
 
 
 def test_webhook_storm_on_the_atomic_service_exits_0_with_one_receipt_per_payment(start_reference, tmp_path,
-                                                                                   lenient_targets):
+                                                                                   exactly_once_targets):
     service = start_reference("atomic", generation_delay_ms=150)
     run = locust("webhook_storm", tmp_path, *against(service), "--payments", "4", "--duplicates", "5",
-                 "--targets", lenient_targets)
+                 "--targets", exactly_once_targets)
     assert run.returncode == 0, run.stdout
     report = report_of(tmp_path)
     assert [p["receipts"] for p in report["payments"]] == [1, 1, 1, 1]
@@ -74,10 +66,10 @@ def test_webhook_storm_on_the_atomic_service_exits_0_with_one_receipt_per_paymen
 
 
 def test_webhook_storm_on_the_vulnerable_service_exits_1_and_names_the_duplicates(start_reference, tmp_path,
-                                                                                   lenient_targets):
+                                                                                   exactly_once_targets):
     service = start_reference("vulnerable", generation_delay_ms=150)
     run = locust("webhook_storm", tmp_path, *against(service), "--payments", "3", "--duplicates", "5",
-                 "--targets", lenient_targets)
+                 "--targets", exactly_once_targets)
     assert run.returncode == 1, run.stdout
     assert "duplicate receipts" in run.stdout and "INVALID" in run.stdout
     violations = check(report_of(tmp_path), "exactly-one-receipt")["violations"]
@@ -85,11 +77,11 @@ def test_webhook_storm_on_the_vulnerable_service_exits_1_and_names_the_duplicate
 
 
 def test_distributed_run_verifies_once_on_the_master_with_duplicates_from_both_workers(start_reference, tmp_path,
-                                                                                        lenient_targets):
+                                                                                        exactly_once_targets):
     service = start_reference("atomic", generation_delay_ms=150)
     port = str(free_port())
     run = locust("webhook_storm", tmp_path, *against(service), "--processes", "2", "--master-bind-port", port,
-                 "--master-port", port, "--payments", "4", "--duplicates", "4", "--targets", lenient_targets)
+                 "--master-port", port, "--payments", "4", "--duplicates", "4", "--targets", exactly_once_targets)
     assert run.returncode == 0, run.stdout
     assert run.stdout.count(VERDICT) == 1
     assert len(list((tmp_path / "report").glob("*.json"))) == 1
@@ -103,20 +95,20 @@ def test_distributed_run_verifies_once_on_the_master_with_duplicates_from_both_w
 
 
 def test_callback_vs_verify_on_the_atomic_service_exits_0_with_one_receipt_per_payment(start_reference, simulator,
-                                                                                        tmp_path, lenient_targets):
+                                                                                        tmp_path, exactly_once_targets):
     service = start_reference("atomic", generation_delay_ms=150, phonepe_base_url=simulator.url)
     run = locust("callback_vs_verify", tmp_path, *against(service), "--gateway-url", simulator.url,
-                 "--payments", "3", "--duplicates", "4", "--targets", lenient_targets)
+                 "--payments", "3", "--duplicates", "4", "--targets", exactly_once_targets)
     assert run.returncode == 0, run.stdout
     report = report_of(tmp_path)
     assert all(p["receipts"] == 1 and set(p["channels"]) == {"callback", "verify"} for p in report["payments"])
 
 
 def test_flaky_generation_rolls_back_and_redelivers_until_one_receipt_per_payment(start_reference, tmp_path,
-                                                                                   lenient_targets):
+                                                                                   exactly_once_targets):
     service = start_reference("atomic", generation_delay_ms=150, failure_rate=0.8)
     run = locust("flaky_generation", tmp_path, *against(service), "--payments", "6", "--duplicates", "3",
-                 "--rounds", "4", "--heal-after", "2", "--targets", lenient_targets)
+                 "--rounds", "4", "--heal-after", "2", "--targets", exactly_once_targets)
     assert run.returncode == 0, run.stdout
     report = report_of(tmp_path)
     assert report["metrics"]["rollbacks"] > 0 and report["history_summary"]["outcomes"]["failed"] > 0
@@ -124,19 +116,19 @@ def test_flaky_generation_rolls_back_and_redelivers_until_one_receipt_per_paymen
     assert max(report["config"]["locust"]["rounds"].values()) > 1  # retried deliveries did happen
 
 
-def test_the_embedded_service_needs_no_host_and_is_judged_like_any_other(tmp_path, lenient_targets):
+def test_the_embedded_service_needs_no_host_and_is_judged_like_any_other(tmp_path, exactly_once_targets):
     run = locust("webhook_storm", tmp_path, "--embedded", "vulnerable", "--generation-delay-ms", "150",
-                 "--payments", "2", "--duplicates", "4", "--targets", lenient_targets)
+                 "--payments", "2", "--duplicates", "4", "--targets", exactly_once_targets)
     assert run.returncode == 1, run.stdout
     assert report_of(tmp_path)["config"]["service"] == {
         "embedded": True, "mode": "vulnerable", "generation_delay_ms": 150.0, "failure_rate": 0.0,
         "store": "memory", "workers": 1}
 
 
-def test_embedded_locked_service_with_four_workers_on_the_wire_store_duplicates(tmp_path, lenient_targets):
+def test_embedded_locked_service_with_four_workers_on_the_wire_store_duplicates(tmp_path, exactly_once_targets):
     # Enough connections that the workers' accept loops share them (one worker can take a small burst whole).
     run = locust("webhook_storm", tmp_path, "--embedded", "locked", "--store", "wire", "--workers", "4",
-                 "--generation-delay-ms", "150", "--payments", "4", "--duplicates", "20", "--targets", lenient_targets)
+                 "--generation-delay-ms", "150", "--payments", "4", "--duplicates", "20", "--targets", exactly_once_targets)
     assert run.returncode == 1, run.stdout
     report = report_of(tmp_path)
     assert report["history_summary"]["state_source"] == "mongodb"

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 
 import mongomock
-import pytest
 
 from reference_service.store import ChargeStore, open_store
 
 THREADS = 20
 TRIALS = 60
-
-
-@pytest.fixture
-def fast_switching():
-    # Force the interpreter to switch threads almost every bytecode, so a non-atomic
-    # find-then-update is interrupted between its two halves.
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    yield
-    sys.setswitchinterval(previous)
 
 
 def _winners(claim, charge_id: str) -> int:

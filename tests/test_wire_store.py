@@ -21,7 +21,7 @@ import httpx
 import pymongo
 import pytest
 
-from _wire import invariants_only, start_on_store, store, store_kind, target_of  # noqa: F401 (fixtures)
+from _wire import start_on_store, store, store_kind, target_of  # noqa: F401 (fixtures)
 from harness import wire
 from harness.burst import fire
 from harness.cli import main
@@ -31,15 +31,6 @@ from harness.embedded import FaultFlags, free_port
 
 THREADS = 20
 TRIALS = 20
-
-
-@pytest.fixture
-def fast_switching():
-    # Switch threads almost every bytecode, so a non-atomic find-then-update would be split.
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    yield
-    sys.setswitchinterval(previous)
 
 
 def _new_charge(store) -> str:
@@ -146,12 +137,12 @@ def test_failed_generation_rolls_back_and_the_next_delivery_makes_exactly_one(st
 
 
 def test_crashed_claimants_lease_expires_and_the_retry_round_makes_exactly_one(start_on_store, store_kind,
-                                                                             invariants_only):
+                                                                             exactly_once_targets):
     service = start_on_store(store_kind, "lease", generation_delay_ms=50, lease_seconds=0.5,
                              faults=FaultFlags(crash_after_claim_rate=1.0))
     config = RunConfig(plan=Plan(payments=3, duplicates=5, rounds=2, round_interval=0.7), target=target_of(service),
                        faults=FaultFlags(crash_after_claim_rate=1.0), transient_faults=True,
-                       targets_file=invariants_only)
+                       targets_file=exactly_once_targets)
     report = run_race(config)
     assert (report.metrics["receipts_per_payment_min"], report.metrics["receipts_per_payment_max"]) == (1, 1)
     assert report.metrics["missing_receipts"] == 0
@@ -160,11 +151,11 @@ def test_crashed_claimants_lease_expires_and_the_retry_round_makes_exactly_one(s
 # -- the oracle reads state straight from the database --------------------------------------------------
 
 def test_oracle_reads_state_from_the_wire_database_and_it_agrees_with_the_files(start_on_store, tmp_path,
-                                                                                invariants_only, capsys):
+                                                                                exactly_once_targets, capsys):
     service = start_on_store("wire", "atomic", generation_delay_ms=50)
     code = main(["run", "--quiet", "--target", service.url, "--receipts-dir", str(service.receipts_dir),
                  "--mongo-uri", service.mongo_uri, "--mongo-database", service.database, "--payments", "3",
-                 "--duplicates", "5", "--targets", str(invariants_only), "--report-dir", str(tmp_path),
+                 "--duplicates", "5", "--targets", str(exactly_once_targets), "--report-dir", str(tmp_path),
                  "--label", "from-db"])
     assert code == 0, capsys.readouterr()
     report = json.loads((tmp_path / "from-db.json").read_text())

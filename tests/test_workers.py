@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from _wire import fresh_database, invariants_only, target_of, wire_server  # noqa: F401 (invariants_only: a fixture)
+from _wire import fresh_database, target_of, wire_server  # noqa: F401 (fixtures)
 from harness.cli import main
 from harness.embedded import free_port, start_service
 from harness.plan import Plan
@@ -45,13 +45,13 @@ def service_on_wire(tmp_path_factory):
 
 
 @pytest.fixture
-def race(service_on_wire, invariants_only):
+def race(service_on_wire, exactly_once_targets):
     """Fire TRIALS races of PAYMENTS × DUPLICATES at a service on the wire store; their reports."""
 
     def run(mode: str, workers: int, trials: int = TRIALS) -> list:
         service = service_on_wire(mode, workers)
         config = RunConfig(plan=Plan(payments=PAYMENTS, duplicates=DUPLICATES), target=target_of(service),
-                           service_pid=service.pid, targets_file=invariants_only, label=f"{mode}-{workers}")
+                           service_pid=service.pid, targets_file=exactly_once_targets, label=f"{mode}-{workers}")
         return [run_race(config) for _ in range(trials)]
 
     return run
@@ -97,10 +97,10 @@ def test_metrics_of_a_multi_worker_service_count_every_workers_work(race):
 
 
 def test_run_starts_a_four_worker_locked_service_on_the_wire_store_and_exits_1_naming_duplicates(
-        tmp_path, invariants_only, capsys):
+        tmp_path, exactly_once_targets, capsys):
     code = main(["run", "--quiet", "--store", "wire", "--workers", "4", "--mode", "locked", "--payments", "5",
                  "--duplicates", "10",
-                 "--generation-delay-ms", str(GENERATION_MS), "--targets", str(invariants_only),
+                 "--generation-delay-ms", str(GENERATION_MS), "--targets", str(exactly_once_targets),
                  "--report-dir", str(tmp_path), "--json"])
     captured = capsys.readouterr()
     assert code == EXIT_INVALID
