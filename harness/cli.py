@@ -505,6 +505,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("race-harness: interrupted", file=sys.stderr)
         return 130
+    except Exception:  # a fault of the harness itself: it could not judge, which is not "invalid"
+        import traceback
+
+        traceback.print_exc()
+        print("race-harness: internal error: the run could not be judged (exit 3)", file=sys.stderr)
+        return EXIT_INCONCLUSIVE
 
 
 if __name__ == "__main__":

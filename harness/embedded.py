@@ -61,16 +61,21 @@ class FaultFlags:
     crash_after_claim_rate: float = 0.0
     store_delay_ms: float = 0.0
     write_error_rate: float = 0.0
+    seed: int | None = None  # the service's --seed: which rolls of the dice fail, for repeatable runs
+
+    def _faults(self) -> dict[str, float]:
+        return {k: v for k, v in self.__dict__.items() if k != "seed"}
 
     def args(self) -> list[str]:
-        return [arg for name, value in self.__dict__.items() if value
+        args = [arg for name, value in self._faults().items() if value
                 for arg in (f"--{name.replace('_', '-')}", str(value))]
+        return args + (["--seed", str(self.seed)] if self.seed is not None else [])
 
     def cleared(self) -> dict[str, float]:
-        return {name: 0.0 for name in self.__dict__}
+        return {name: 0.0 for name in self._faults()}
 
     def active(self) -> bool:
-        return any(self.__dict__.values())
+        return any(self._faults().values())
 
 
 def free_port(host: str = "127.0.0.1") -> int:

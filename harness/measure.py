@@ -45,7 +45,7 @@ def payment_rows(ev: Evidence) -> list[dict[str, Any]]:
             "release_spread_ms": _ms(ev.history.release_spread(events)),
             "arrival_spread_ms": _ms(ev.history.arrival_spread(events)),
             "processing_ms": _ms(max(responses) - min(releases)) if releases and responses else None,
-            "overlapped": payment_overlapped(events, ev.history.origin_wall) if len(events) > 1 else None,
+            "overlapped": payment_overlapped(events) if len(events) > 1 else None,
         })
     return rows
 

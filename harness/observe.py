@@ -53,7 +53,6 @@ class Observation:
 def read_receipt(path: Path) -> ReceiptFile:
     """Open one file as a PDF and read its metadata and first page's text."""
     from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
 
     receipt = ReceiptFile(name=path.name, size=path.stat().st_size)
     try:
@@ -61,7 +60,7 @@ def read_receipt(path: Path) -> ReceiptFile:
         meta = reader.metadata
         receipt.subject = (meta.subject if meta else None) or None
         text = reader.pages[0].extract_text() if reader.pages else ""
-    except (PyPdfError, OSError, ValueError, KeyError, IndexError) as exc:
+    except Exception as exc:  # pypdf raises many kinds on damaged files; any of them means unreadable
         receipt.error = f"unreadable PDF: {exc.__class__.__name__}: {exc}"[:300]
         return receipt
     receipt.readable = True

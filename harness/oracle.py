@@ -33,7 +33,8 @@ class Evidence:
     payments: list[PlannedPayment]
     history: History
     observation: Observation
-    # Server errors the run asked for (an injected crash answers 5xx): reported, not violations.
+    # The run injected a fault that answers 5xx: such answers, marked by the service as injected
+    # (Event.meta["injected_fault"]), are reported apart rather than as violations.
     server_errors_injected: bool = False
 
     def by_transaction(self) -> dict[str, PlannedPayment]:
@@ -75,6 +76,25 @@ def exactly_one_receipt(ev: Evidence) -> CheckResult:
             violations.append(Violation(name, f"receipt for an unpaid payment ({len(files)} file(s))",
                                         planned.payment.id, names))
     return CheckResult(name, description, not violations, violations, {"receipts_per_payment": counts})
+
+
+def one_generation(ev: Evidence) -> CheckResult:
+    """At most one request per payment reports that it generated the receipt.
+
+    Files alone can hide duplicates: generations that write one file name overwrite each other.
+    The answers cannot: every ``generated`` beyond the first is a side effect that happened again.
+    """
+    name, description = "one-generation", "at most one request per payment answered that it generated the receipt"
+    if not any(e.outcome is not None for e in ev.history):
+        return CheckResult(name, description, None,
+                           details={"reason": "the service's answers name no outcome (Target.outcome_field)"})
+    violations = []
+    for planned in ev.payments:
+        generated = [e.index for e in ev.events_of(planned.payment) if e.outcome == "generated"]
+        if len(generated) > 1:
+            violations.append(Violation(name, f"{len(generated)} requests answered that they generated the receipt",
+                                        planned.payment.id, events=generated))
+    return CheckResult(name, description, not violations, violations)
 
 
 def receipt_files(ev: Evidence) -> CheckResult:
@@ -176,20 +196,20 @@ def no_errors(ev: Evidence) -> CheckResult:
     transport = [e for e in ev.history if e.error is not None]
     details: dict = {}
     if ev.server_errors_injected:
-        # The run injected a fault that answers 5xx: those answers are the fault, not a finding.
-        details["injected_server_errors"] = len(server)
-        server = []
+        # The run told the service to fail this way: answers the service marks as that injected
+        # fault are the fault, not a finding. Any other 5xx still is.
+        injected = [e for e in server if e.meta.get("injected_fault")]
+        details["injected_server_errors"] = len(injected)
+        server = [e for e in server if not e.meta.get("injected_fault")]
     violations = [Violation(name, e.error or f"HTTP {e.status}: {str(e.body)[:200]}", e.payment, events=[e.index])
                   for e in sorted(server + transport, key=lambda e: e.index)]
     return CheckResult(name, description, not violations, violations, details)
 
 
 def race_exercised(ev: Evidence) -> CheckResult:
-    """Duplicates overlapped: each paid payment's last duplicate arrived before its first generation finished.
-
-    Arrival is the server's own report (X-Arrival-Ns) when it gives one, else the time the final byte
-    left; the finish is when the first response that generated (or failed to) came back. A payment
-    whose duplicates did not overlap proves nothing, so the run is inconclusive, never a pass.
+    """Duplicates overlapped: each paid payment's duplicates all reached the service before its first
+    generation finished. A payment whose duplicates did not (or cannot be shown to) overlap proves
+    nothing, so the run is inconclusive, never a pass. See ``overlap``.
     """
     name = "race-exercised"
     description = "duplicates of each paid payment overlapped its receipt generation"
@@ -201,9 +221,9 @@ def race_exercised(ev: Evidence) -> CheckResult:
         if max(Counter(e.meta.get("round", 0) for e in events).values(), default=0) < 2:
             unjudgeable.append((planned.payment.id, "fewer than two requests: nothing raced"))
             continue
-        overlapped = payment_overlapped(events, ev.history.origin_wall)
+        overlapped, why = overlap(events)
         if overlapped is None:
-            unjudgeable.append((planned.payment.id, "no request reported generating (or failing to generate) a receipt"))
+            unjudgeable.append((planned.payment.id, why))
             continue
         judged += 1
         if not overlapped:
@@ -224,30 +244,45 @@ def race_exercised(ev: Evidence) -> CheckResult:
     return CheckResult(name, description, True, details=details)
 
 
-def _arrival(event: Event, origin_wall: float) -> float:
-    if event.server_arrival is not None:
-        return event.server_arrival
-    return origin_wall + (event.t_release or 0.0)
+def overlap(events: list[Event]) -> tuple[bool | None, str]:
+    """Did every request of a payment reach the service before its first generation finished?
 
+    Judged in the first delivery round in which a request generated (or failed to generate) the
+    receipt; retries in later rounds are meant to come after it. Two kinds of evidence:
 
-def payment_overlapped(events: list[Event], origin_wall: float) -> bool | None:
-    """Did the last request of a payment arrive before its first receipt generation finished?
-
-    Judged in the first delivery round in which a request generated (or failed to generate) a
-    receipt: retries in later rounds are meant to come after it.
+    - the service's own arrival stamps (``X-Arrival-Ns``): the winner finished by its arrival plus
+      its round trip, both on the service's clock plus a duration, so clock skew between the
+      harness and a remote service does not matter;
+    - without stamps, only what the answers prove: two requests that both generated raced; a loser
+      answered before the winner must have arrived before the winner finished. Release times prove
+      nothing (a last-byte burst releases everything before reading anything), so a loser answered
+      after the winner leaves the payment unjudgeable rather than passed.
     """
-    rounds = sorted({e.meta.get("round", 0) for e in events})
-    for round_ in rounds:
+    for round_ in sorted({e.meta.get("round", 0) for e in events}):
         batch = [e for e in events if e.meta.get("round", 0) == round_]
         finishers = [e for e in batch if e.outcome in ("generated", "failed") and e.t_response is not None]
-        if finishers:
-            first_done = origin_wall + min(e.t_response for e in finishers)
-            return max(_arrival(e, origin_wall) for e in batch) < first_done
-    return None
+        if not finishers:
+            continue
+        first = min(finishers, key=lambda e: e.t_response)
+        if all(e.server_arrival is not None for e in batch) and first.latency is not None:
+            done = first.server_arrival + first.latency
+            return max(e.server_arrival for e in batch) < done, "arrivals stamped by the service"
+        if sum(1 for e in batch if e.outcome == "generated") >= 2:
+            return True, "two requests both generated"
+        others = [e for e in batch if e is not first]
+        if all(e.t_response is not None and e.t_response < first.t_response for e in others):
+            return True, "every other request was answered before the first generation finished"
+        return None, ("the service reports no arrival times (X-Arrival-Ns) and some duplicates were answered "
+                      "after the first generation: their overlap cannot be shown")
+    return None, "no request reported generating (or failing to generate) a receipt"
 
 
-CHECKERS: tuple[Checker, ...] = (exactly_one_receipt, receipt_files, state_agrees_with_disk, no_errors,
-                                 race_exercised)
+def payment_overlapped(events: list[Event]) -> bool | None:
+    return overlap(events)[0]
+
+
+CHECKERS: tuple[Checker, ...] = (exactly_one_receipt, one_generation, receipt_files, state_agrees_with_disk,
+                                 no_errors, race_exercised)
 
 
 def check(evidence: Evidence, checkers: tuple[Checker, ...] = CHECKERS) -> list[CheckResult]:

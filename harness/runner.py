@@ -224,6 +224,15 @@ def prepare_payments(target: Target, plan: Plan, client: httpx.Client,
     return payments
 
 
+def read_answers(target: Target, history: History) -> None:
+    """What each answer says, by the target's description: the outcome, and an injected-fault mark."""
+    for event in history:
+        event.outcome = target.outcome_of(event.body)
+        fault = target.injected_fault_of(event.body)
+        if fault:
+            event.meta["injected_fault"] = fault
+
+
 def verify_history(target: Target, plan: Plan, payments: list[Payment], history: History, *,
                    targets_file: Path | None = None, label: str = "run", config: dict[str, Any] | None = None,
                    counters: dict[str, float] | None = None, memory: dict[str, Any] | None = None,
@@ -237,11 +246,11 @@ def verify_history(target: Target, plan: Plan, payments: list[Payment], history:
         targets = load_targets(targets_file)
     except ValueError as exc:
         raise HarnessError(str(exc)) from None
-    for event in history:
-        event.outcome = target.outcome_of(event.body)
+    read_answers(target, history)
     planned = [PlannedPayment(p, plan.is_paid(i)) for i, p in enumerate(payments)]
     with httpx.Client(timeout=10.0) as client:
         observation = observe(target, payments, client)
+    config = {**(config or {}), "server_errors_injected": server_errors_injected}
     return judge(Evidence(planned, history, observation, server_errors_injected), target, targets,
                  counters=counters or {},
                  memory=memory or {}, label=label, config={"plan": plan.to_dict(), **(config or {})},
@@ -342,7 +351,8 @@ def reverify(previous: RunReport, target_changes: dict[str, Any] | None = None,
         if not target.mongo_uri:
             _check_reachable(target, client)
         observation = observe(target, [p.payment for p in planned], client)
-    return judge(Evidence(planned, history, observation), target, targets, counters={}, memory={},
+    injected = bool(previous.config.get("server_errors_injected"))
+    return judge(Evidence(planned, history, observation, injected), target, targets, counters={}, memory={},
                  label=f"{previous.label}-reverified", config={**previous.config, "reverified_from": previous.label},
                  started=time.time())
 

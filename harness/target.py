@@ -67,6 +67,8 @@ class Target:
     signing: Signing = field(default_factory=Signing)
     # The JSON field of a callback/verify answer that says what happened to the receipt.
     outcome_field: str = "receipt"
+    # The JSON field by which the service marks an error answer as a fault it was told to inject.
+    injected_fault_field: str | None = "injectedFault"
     # The payment gateway's status API the service's verify path asks (a simulator in local runs);
     # when set, the harness tells it each paid payment's state before a verify call races.
     gateway_url: str | None = None
@@ -91,6 +93,12 @@ class Target:
     def outcome_of(self, body: Any) -> str | None:
         value = body.get(self.outcome_field) if isinstance(body, dict) else None
         return value if isinstance(value, str) else None
+
+    def injected_fault_of(self, body: Any) -> str | None:
+        if not self.injected_fault_field or not isinstance(body, dict):
+            return None
+        value = body.get(self.injected_fault_field)
+        return str(value) if value else None
 
     # -- talking to the service -------------------------------------------------------------
     def create_payment(self, client: httpx.Client, amount: int, *, vendor: str = "race-harness vendor",

@@ -163,8 +163,10 @@ def create_app(config: ServiceConfig, store: ChargeStore | None = None,
             try:
                 result = await step.run(charge["_id"], channel)
             except SimulatedCrash as exc:
-                # The injected "process death": no rollback ran; the client sees a server error.
-                return _error(500, str(exc))
+                # The injected "process death": no rollback ran; the client sees a server error,
+                # marked as injected so a harness can tell it from a real one.
+                return JSONResponse({"success": False, "error": str(exc), "injectedFault": "crash_after_claim"},
+                                    status_code=500)
         else:
             if data.state == "FAILED":
                 await run_blocking(store.mark_failed, charge["_id"])

@@ -133,7 +133,7 @@ class AtomicStep(ReceiptStep):
         self.faults.after_claim()  # a crash here leaves the flag set and no receipt: the seed's hole
         try:
             path = await self.generator.generate(claimed)
-        except GenerationFailed as exc:
+        except Exception as exc:  # any failure after the claim must give the claim back
             _log(logging.ERROR, channel, "Receipt generation failed", "generation_failed", claimed, error=str(exc))
             await self._db(self.store.release_claim, charge_id)
             self.metrics.rollbacks.inc()
@@ -176,7 +176,7 @@ class LeaseStep(ReceiptStep):
         self.faults.after_claim()  # a crash here leaves a lease that expires: a later delivery takes over
         try:
             final = await self.generator.generate(claimed, writer=write_temp_receipt)
-        except GenerationFailed as exc:
+        except Exception as exc:  # any failure after the claim must give the claim back
             _log(logging.ERROR, channel, "Receipt generation failed", "generation_failed", claimed, error=str(exc))
             await self._db(self.store.release_lease, charge_id, token)
             self.metrics.rollbacks.inc()
@@ -211,18 +211,26 @@ class LeaseStep(ReceiptStep):
         return reopened
 
     async def sweep(self) -> dict[str, int]:
-        """Complete every paid charge that has no receipt (expired leases, rolled-back failures)."""
+        """Complete every paid charge left without a receipt: expired leases, rolled-back failures,
+        completions whose rename was interrupted, and receipts whose file was lost."""
         counts: dict[str, int] = {}
+
+        def count(key: str) -> None:
+            counts[key] = counts.get(key, 0) + 1
+
+        for charge in await self._db(self.store.completed_receipts):
+            path = charge.get("receiptPath")
+            if path and not Path(path).exists() and not await self._repair(charge, "sweep"):
+                count("repaired")  # renamed into place
         for charge in await self._db(self.store.paid_without_receipt):
             claim = charge.get("receiptClaim") or {}
             if claim.get("expiresAt", 0) > time.time():
-                counts["leased"] = counts.get("leased", 0) + 1  # someone is working on it
+                count("leased")  # someone is working on it
                 continue
             try:
-                outcome = (await self.run(charge["_id"], "sweep")).outcome
+                count((await self.run(charge["_id"], "sweep")).outcome)
             except SimulatedCrash:
-                outcome = "crashed"
-            counts[outcome] = counts.get(outcome, 0) + 1
+                count("crashed")
         return counts
 
 

@@ -93,8 +93,16 @@ def write_temp_receipt(receipts_dir: Path, charge: dict) -> Path:
 
 
 def publish_receipt(final: Path) -> None:
-    """Rename the temporary file into place: atomic, so a reader sees no receipt or a whole one."""
-    os.replace(temp_path_for(final), final)
+    """Rename the temporary file into place: atomic, so a reader sees no receipt or a whole one.
+
+    Idempotent: the owner and a delivery repairing an interrupted completion may both try; whoever
+    comes second finds the receipt already in place.
+    """
+    try:
+        os.replace(temp_path_for(final), final)
+    except FileNotFoundError:
+        if not final.exists():
+            raise
 
 
 def discard_receipt(final: Path) -> None:

@@ -147,6 +147,13 @@ class ChargeStore:
         with self._lock:
             return list(self._charges.find({"paymentStatus": "paid", "receiptGenerated": {"$ne": True}}).limit(limit))
 
+    def completed_receipts(self, limit: int = 10_000) -> list[dict]:
+        """Charges marked done, for the sweep to check their files are really there."""
+        with self._lock:
+            return list(self._charges.find({"receiptGenerated": True, "receiptPath": {"$ne": None}},
+                                           {"_id": 1, "receiptPath": 1, "receiptGenerated": 1,
+                                            "merchantTransactionId": 1}).limit(limit))
+
     def save_receipt(self, charge_id: str, receipt_path: str) -> None:
         with self._lock:
             self._charges.update_one({"_id": charge_id},

@@ -129,16 +129,23 @@ def test_unknown_or_malformed_charge_ids_are_404(service, charge_id):
         assert response.status_code == 404, (method, suffix, response.text)
 
 
-def test_hostile_vendor_name_cannot_move_the_receipt_outside_its_directory(service, tmp_path):
-    url = service.url + API
-    created = httpx.post(url, json={"vendorName": "../../../../tmp/evil\x00", "exhibitionId": "../x",
-                                    "amount": 500}).json()
-    from harness.target import Payment
+@pytest.mark.parametrize("transaction_id", ["../evil", "/etc/passwd", "MT1/../../x", "MT\x00", "A" * 65, ""])
+def test_receipt_names_refuse_any_transaction_id_that_could_leave_the_directory(tmp_path, transaction_id):
+    from reference_service.receipts import UnsafeName, receipt_path
 
-    payment = Payment(created["id"], created["merchantTransactionId"], 500)
-    body, headers = _callback(payment)
-    response = httpx.post(f"{url}/phonepe/callback", content=body, headers=headers).json()
-    assert response["receipt"] == "generated"
-    from pathlib import Path
+    with pytest.raises(UnsafeName):
+        receipt_path(tmp_path, transaction_id)
 
-    assert Path(response["receiptPath"]).parent == service.receipts_dir.resolve()
+
+def test_a_stored_receipt_path_outside_the_directory_is_never_served(tmp_path):
+    from _inprocess import serve_in_thread
+    from reference_service import ServiceConfig, create_app, open_store
+
+    store = open_store(None)
+    charge = store.create(vendor_name="v", exhibition_id="e", amount=100, merchant_transaction_id="MT1")
+    secret = tmp_path / "secret.pdf"
+    secret.write_bytes(b"%PDF-1.4 not yours")
+    store.save_receipt(charge["_id"], str(secret))  # as if the database had been tampered with
+    with serve_in_thread(create_app(ServiceConfig(receipts_dir=tmp_path / "receipts"), store=store)) as url:
+        response = httpx.get(f"{url}{API}/{charge['_id']}/receipt")
+    assert response.status_code == 404 and b"not yours" not in response.content

@@ -37,6 +37,16 @@ def test_lease_mode_under_a_crash_after_claim_ends_with_exactly_one_receipt_afte
     assert report.valid, report.explain()
     assert report.metrics["receipts_per_payment_min"] == report.metrics["receipts_per_payment_max"] == 1
     assert _check(report, "no-errors").details["injected_server_errors"] == 4
+    assert reverify(report).valid  # judged again later, the injected crashes are still the fault, not a finding
+
+
+# What shows that each fault really struck in a run (a fault that never fired proves nothing).
+FIRED = {
+    "none": lambda report: True,
+    "generation failure": lambda report: report.metrics["rollbacks"] > 0,
+    "crash after claim": lambda report: _check(report, "no-errors").details["injected_server_errors"] > 0,
+    "slow store": lambda report: report.metrics["processing_ms_max"] >= 100,
+}
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
@@ -44,8 +54,10 @@ def test_lease_mode_under_a_crash_after_claim_ends_with_exactly_one_receipt_afte
 def test_no_fault_ever_yields_two_receipts(race, mode, fault):
     report = race(payments=3, duplicates=6, mode=mode, faults=FAULTS[fault], transient_faults=FAULTS[fault].active(),
                   lease_seconds=0.5, rounds=2, round_interval=0.7, generation_delay_ms=100)
+    assert FIRED[fault](report), f"the {fault} fault never struck: {report.metrics}"
     assert report.metrics["payments_with_duplicates"] == 0, report.explain()
     assert report.metrics["receipts_per_payment_max"] <= 1
+    assert _check(report, "one-generation").valid is True
 
 
 def test_a_slow_former_owner_cannot_overwrite_the_newer_owners_receipt(start_reference):
@@ -117,7 +129,30 @@ def test_the_sweep_completes_payments_whose_owner_crashed(start_reference):
     assert len(receipt_files(service)) == 3
 
 
+def test_the_sweep_renames_an_interrupted_completion_and_regenerates_a_lost_receipt(race):
+    report = race(payments=2, duplicates=2, mode="lease", generation_delay_ms=0)
+    receipts = Path(report.config["target"]["receipts_dir"])
+    interrupted, lost = sorted(receipts.iterdir())
+    interrupted.rename(receipts / f".{interrupted.name}.tmp")
+    lost.unlink()
+
+    swept = httpx.post(report.config["target"]["base_url"] + "/_admin/sweep").json()["swept"]
+
+    assert swept == {"repaired": 1, "generated": 1}
+    assert interrupted.exists() and len(list(receipts.iterdir())) == 2
+    assert reverify(report).valid
+
+
 def test_the_sweep_is_refused_outside_lease_mode(start_reference):
     service = start_reference("atomic", generation_delay_ms=0)
     response = httpx.post(service.url + "/_admin/sweep")
     assert response.status_code == 409 and "lease" in response.json()["error"]
+
+
+def test_publishing_a_receipt_twice_is_harmless_for_whoever_comes_second(tmp_path):
+    from reference_service.receipts import publish_receipt, write_temp_receipt
+
+    final = write_temp_receipt(tmp_path, {"_id": "c1", "merchantTransactionId": "MT1", "amount": 100})
+    publish_receipt(final)  # the owner
+    publish_receipt(final)  # a delivery repairing what it thought was an interrupted completion
+    assert [p.name for p in tmp_path.iterdir()] == [final.name]

@@ -13,8 +13,9 @@ import pytest
 
 from harness import Plan, RunConfig, run_race
 from harness.history import Event, History
-from harness.observe import Observation
-from harness.oracle import Evidence, PlannedPayment, check, no_errors
+from harness.observe import Observation, ReceiptFile
+from harness.oracle import (Evidence, PlannedPayment, check, exactly_one_receipt, no_errors, one_generation, overlap,
+                            race_exercised, receipt_files, state_agrees_with_disk)
 from harness.result import EXIT_INCONCLUSIVE, EXIT_INVALID
 from harness.runner import reverify
 from harness.target import Payment
@@ -147,9 +148,82 @@ def test_single_request_per_payment_is_inconclusive(race):
     assert _check(report, "race-exercised").valid is None
 
 
-def _evidence(events: list[Event]) -> Evidence:
+def _evidence(events: list[Event], *, paid: bool = True, receipts: list[ReceiptFile] | None = None,
+              state: dict | None = None, injected: bool = False) -> Evidence:
     payment = Payment("p1", "MT1", 100)
-    return Evidence([PlannedPayment(payment, True)], History(events=events), Observation(receipts_dir="/nonexistent"))
+    observation = Observation(receipts=receipts or [], receipts_dir="/receipts", state={"p1": state} if state else {},
+                              state_source="http" if state else "none")
+    return Evidence([PlannedPayment(payment, paid)], History(events=events), observation, injected)
+
+
+def _receipt(name: str = "receipt-MT1-1.pdf") -> ReceiptFile:
+    return ReceiptFile(name, 900, readable=True, subject="MT1", text_transaction="MT1", amount=100)
+
+
+def _answer(index: int, outcome: str, *, released: float = 0.0, answered: float = 0.2, path: str | None = None,
+            arrival: float | None = None) -> Event:
+    body = {"receipt": outcome, "receiptPath": path}
+    return Event(index, "p1", "callback", t_release=released, t_response=answered, status=200, body=body,
+                 outcome=outcome, server_arrival=arrival)
+
+
+def test_two_generations_reporting_one_file_are_an_overwrite():
+    events = [_answer(0, "generated", path="/r/receipt-MT1-1.pdf"), _answer(1, "generated", path="/r/receipt-MT1-1.pdf")]
+    result = receipt_files(_evidence(events, receipts=[_receipt()]))
+    assert result.valid is False
+    assert [(v.message, v.events) for v in result.violations] == [
+        ("file conflict: 2 generations wrote the same file", [0, 1])]
+
+
+def test_two_generated_answers_are_a_violation_even_with_one_file_and_no_paths():
+    # A service that names receipts by payment overwrites one file and would look exactly-once on disk.
+    events = [_answer(i, "generated") for i in range(3)]
+    ev = _evidence(events, receipts=[_receipt()])
+    assert exactly_one_receipt(ev).valid is True
+    result = one_generation(ev)
+    assert result.valid is False and result.violations[0].events == [0, 1, 2]
+
+
+def test_an_unpaid_control_marked_paid_with_a_receipt_path_disagrees_with_disk():
+    state = {"paymentStatus": "paid", "receiptGenerated": True, "receiptPath": "/r/receipt-MT1-1.pdf"}
+    result = state_agrees_with_disk(_evidence([], paid=False, receipts=[_receipt()], state=state))
+    assert [v.message for v in result.violations] == ["an unpaid control payment is marked paid",
+                                                      "an unpaid charge has receiptGenerated or a receiptPath"]
+
+
+def test_a_receipt_path_naming_another_file_than_the_one_on_disk_disagrees():
+    state = {"paymentStatus": "paid", "receiptGenerated": True, "receiptPath": "/r/receipt-MT1-2.pdf"}
+    receipts = [_receipt("receipt-MT1-1.pdf"), ReceiptFile("receipt-MT1-2.pdf", 900, readable=True, subject="OTHER")]
+    result = state_agrees_with_disk(_evidence([], receipts=receipts, state=state))
+    assert [v.message for v in result.violations] == ["receiptPath names another file than the receipt on disk"]
+
+
+def test_without_arrival_stamps_losers_answered_after_the_winner_prove_no_overlap():
+    # A service that handles one request at a time: the winner answers first, the rest queue behind it.
+    events = [_answer(0, "generated", answered=0.2)] + [_answer(i, "already_generated", answered=0.2 + i / 100)
+                                                        for i in range(1, 5)]
+    assert overlap(events)[0] is None
+    assert race_exercised(_evidence(events)).valid is None
+
+
+def test_without_arrival_stamps_losers_answered_before_the_winner_prove_overlap():
+    events = [_answer(0, "generated", answered=0.2)] + [_answer(i, "already_generated", answered=0.01)
+                                                        for i in range(1, 5)]
+    assert overlap(events) == (True, "every other request was answered before the first generation finished")
+
+
+def test_arrival_stamps_after_the_winner_finished_are_not_an_overlap():
+    events = [_answer(0, "generated", released=0.0, answered=0.2, arrival=1000.0),
+              _answer(1, "already_generated", released=0.0, answered=0.5, arrival=1000.3)]
+    assert overlap(events)[0] is False
+
+
+def test_only_server_errors_marked_as_injected_are_excused_in_a_faulted_run():
+    crash = Event(0, "p1", status=500, body={"injectedFault": "crash_after_claim"}, meta={"injected_fault": "crash"})
+    real = Event(1, "p1", status=500, body={"error": "boom"})
+    result = no_errors(_evidence([crash, real], injected=True))
+    assert result.details["injected_server_errors"] == 1
+    assert [v.events for v in result.violations] == [[1]]
 
 
 def test_server_errors_and_transport_errors_fail_no_errors():
