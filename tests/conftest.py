@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -37,6 +38,24 @@ def fast_switching():
     sys.setswitchinterval(1e-6)
     yield
     sys.setswitchinterval(previous)
+
+
+def claim_winners(claim, *args, threads: int = 20) -> int:
+    """How many of ``threads`` threads, released together by a barrier, got a claim (a non-None answer)."""
+    barrier = threading.Barrier(threads)
+    wins = []
+
+    def racer() -> None:
+        barrier.wait()
+        if claim(*args) is not None:
+            wins.append(1)
+
+    racers = [threading.Thread(target=racer) for _ in range(threads)]
+    for t in racers:
+        t.start()
+    for t in racers:
+        t.join(10)
+    return len(wins)
 
 
 def create_payments(target: Target, count: int, amount: int = 49_900) -> list[Payment]:

@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 
 import mongomock
 
+from conftest import claim_winners
 from reference_service.store import ChargeStore, open_store
 
-THREADS = 20
 TRIALS = 60
-
-
-def _winners(claim, charge_id: str) -> int:
-    barrier = threading.Barrier(THREADS)
-    wins = []
-
-    def racer() -> None:
-        barrier.wait()
-        if claim(charge_id) is not None:
-            wins.append(1)
-
-    threads = [threading.Thread(target=racer) for _ in range(THREADS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
-    return len(wins)
 
 
 def _new_charge(store: ChargeStore, n: int) -> str:
@@ -36,13 +18,13 @@ def _new_charge(store: ChargeStore, n: int) -> str:
 def test_raw_mongomock_find_one_and_update_double_claims(fast_switching):
     collection = mongomock.MongoClient().db.charges
     raw = ChargeStore(collection)  # the store's code, but without its lock
-    multi = sum(_winners(raw.claim_receipt, _new_charge(raw, n)) > 1 for n in range(TRIALS))
+    multi = sum(claim_winners(raw.claim_receipt, _new_charge(raw, n)) > 1 for n in range(TRIALS))
     assert multi > 0, "raw mongomock never double-claimed: the atomicity test below would prove nothing"
 
 
 def test_embedded_store_claims_exactly_once(fast_switching):
     store = open_store(None)
-    winners = [_winners(store.claim_receipt, _new_charge(store, n)) for n in range(TRIALS)]
+    winners = [claim_winners(store.claim_receipt, _new_charge(store, n)) for n in range(TRIALS)]
     assert winners == [1] * TRIALS
 
 

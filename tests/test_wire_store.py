@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 
@@ -22,6 +21,7 @@ import pymongo
 import pytest
 
 from _wire import start_on_store, store, store_kind, target_of  # noqa: F401 (fixtures)
+from conftest import claim_winners
 from harness import wire
 from harness.burst import fire
 from harness.cli import main
@@ -29,7 +29,6 @@ from harness.plan import Plan
 from harness.runner import RunConfig, run_race
 from harness.embedded import FaultFlags, free_port
 
-THREADS = 20
 TRIALS = 20
 
 
@@ -38,27 +37,10 @@ def _new_charge(store) -> str:
                         merchant_transaction_id=f"MT{uuid.uuid4().hex[:12]}")["_id"]
 
 
-def _winners(claim, *args) -> int:
-    barrier = threading.Barrier(THREADS)
-    wins = []
-
-    def racer() -> None:
-        barrier.wait()
-        if claim(*args) is not None:
-            wins.append(1)
-
-    threads = [threading.Thread(target=racer) for _ in range(THREADS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
-    return len(wins)
-
-
 # -- the store's operations, on both stores ----------------------------------------------------------
 
 def test_claim_is_won_exactly_once_by_racing_threads(store, fast_switching):
-    winners = [_winners(store.claim_receipt, _new_charge(store)) for _ in range(TRIALS)]
+    winners = [claim_winners(store.claim_receipt, _new_charge(store)) for _ in range(TRIALS)]
     assert winners == [1] * TRIALS
 
 
@@ -72,7 +54,7 @@ def test_released_claim_can_be_won_again(store):
 
 def test_lease_is_won_once_and_completed_only_by_its_holder(store, fast_switching):
     charge_id = _new_charge(store)
-    assert _winners(lambda: store.claim_lease(charge_id, uuid.uuid4().hex, 30.0)) == 1
+    assert claim_winners(lambda: store.claim_lease(charge_id, uuid.uuid4().hex, 30.0)) == 1
     holder = store.get(charge_id)["receiptClaim"]["token"]
     assert store.complete_lease(charge_id, "someone-else", "/r.pdf") is False
     assert store.complete_lease(charge_id, holder, "/r.pdf") is True
