@@ -7,7 +7,6 @@ oracle's checks and the race having happened decide the exit code.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -21,8 +20,8 @@ from harness.embedded import free_port, start_simulator
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 VERDICT = "race-harness verdict"
 
-# Not importorskip: importing locust monkey-patches this process with gevent (and breaks xdist's workers).
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("locust") is None, reason="locust is not installed")
+# Locust comes with the test extra; it is only ever run as a subprocess here, because importing it
+# monkey-patches the importing process with gevent (and breaks xdist's workers).
 
 
 @pytest.fixture
