@@ -16,7 +16,8 @@ from typing import Any, Callable
 
 from .faults import Faults, GenerationFailed, SimulatedCrash
 from .metrics import ServiceMetrics
-from .receipts import discard_receipt, publish_receipt, temp_path_for, write_receipt, write_temp_receipt
+from .receipts import (discard_receipt, publish_receipt, stale_temp_receipts, temp_path_for, write_receipt,
+                       write_temp_receipt)
 from .store import ChargeStore
 
 log = logging.getLogger("reference_service.receipts")
@@ -212,7 +213,8 @@ class LeaseStep(ReceiptStep):
 
     async def sweep(self) -> dict[str, int]:
         """Complete every paid charge left without a receipt: expired leases, rolled-back failures,
-        completions whose rename was interrupted, and receipts whose file was lost."""
+        completions whose rename was interrupted, and receipts whose file was lost; then remove
+        temporary receipts older than a lease that no completion will ever rename."""
         counts: dict[str, int] = {}
 
         def count(key: str) -> None:
@@ -231,6 +233,11 @@ class LeaseStep(ReceiptStep):
                 count((await self.run(charge["_id"], "sweep")).outcome)
             except SimulatedCrash:
                 count("crashed")
+        # Completed-but-unrenamed temps were renamed above; what is left older than a lease belonged
+        # to an owner that died before completing (its lease expired, someone else made the receipt).
+        for orphan in await self._db(stale_temp_receipts, self.generator.receipts_dir, self.lease_seconds):
+            await self._db(orphan.unlink, True)
+            count("orphans_removed")
         return counts
 
 

@@ -105,6 +105,12 @@ def publish_receipt(final: Path) -> None:
             raise
 
 
+def stale_temp_receipts(receipts_dir: Path, older_than_s: float) -> list[Path]:
+    """Temporary receipts nobody finished: left by an owner that died between writing and completing."""
+    cutoff = time.time() - older_than_s
+    return [p for p in receipts_dir.glob(".receipt-*.pdf.tmp") if p.stat().st_mtime < cutoff]
+
+
 def discard_receipt(final: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         temp_path_for(final).unlink()

@@ -156,3 +156,17 @@ def test_publishing_a_receipt_twice_is_harmless_for_whoever_comes_second(tmp_pat
     publish_receipt(final)  # the owner
     publish_receipt(final)  # a delivery repairing what it thought was an interrupted completion
     assert [p.name for p in tmp_path.iterdir()] == [final.name]
+
+
+def test_the_sweep_removes_a_temporary_receipt_whose_owner_died_before_completing(race):
+    report = race(payments=1, duplicates=2, mode="lease", generation_delay_ms=0, lease_seconds=0.3)
+    receipts = Path(report.config["target"]["receipts_dir"])
+    orphan = receipts / ".receipt-MT0DEAD-1.pdf.tmp"  # written, never completed: its owner died
+    orphan.write_bytes(b"%PDF-1.4 half a receipt")
+    assert not reverify(report).valid  # the oracle sees the leftover as a file conflict
+
+    time.sleep(0.4)  # older than a lease: no owner can still complete it
+    swept = httpx.post(report.config["target"]["base_url"] + "/_admin/sweep").json()["swept"]
+
+    assert swept == {"orphans_removed": 1}
+    assert not orphan.exists() and reverify(report).valid
