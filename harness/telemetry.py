@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,9 +105,3 @@ class MemorySampler:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
-
-
-def wait_quiet(seconds: float) -> None:
-    """Let the service finish work it does after answering (none for the reference service)."""
-    if seconds > 0:
-        time.sleep(seconds)

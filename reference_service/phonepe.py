@@ -12,7 +12,6 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-STATES = ("COMPLETED", "FAILED", "PENDING")
 
 
 class BadRequest(Exception):
