@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import selectors
 import socket
 import ssl
@@ -44,6 +43,8 @@ from urllib.parse import urlsplit
 import h11
 
 from .history import Event, History
+from .stats import ms as _ms
+from .stats import percentile
 
 SYNC_MODES = ("last-byte", "naive")
 ARRIVAL_HEADER = "x-arrival-ns"  # the server's own arrival time, epoch nanoseconds
@@ -104,8 +105,8 @@ class BurstResult:
             "errors": sum(1 for e in events if e.error is not None),
             "error_kinds": dict(Counter(e.error.split(":", 1)[0] for e in events if e.error is not None)),
             "latency_ms": {
-                "p50": _ms(_percentile(latencies, 0.50)),
-                "p95": _ms(_percentile(latencies, 0.95)),
+                "p50": _ms(percentile(latencies, 50)),
+                "p95": _ms(percentile(latencies, 95)),
                 "max": _ms(latencies[-1] if latencies else None),
             },
             "release_spread_ms": _ms(self.release_spread),
@@ -276,15 +277,6 @@ def _parse_arrival(value: str | None) -> float | None:
         return None
 
 
-def _percentile(sorted_values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile."""
-    if not sorted_values:
-        return None
-    return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
-
-
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000, 3)
 
 
 def _remaining(deadline: float) -> float:

@@ -23,6 +23,8 @@ from typing import Any, Sequence
 
 import httpx
 
+from ._process import LoggedProcess
+
 STORES = ("memory", "wire")
 
 
@@ -85,7 +87,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @dataclass
-class ServiceProcess:
+class ServiceProcess(LoggedProcess):
     """A running process that serves HTTP on ``url``; stop() it (or use it as a context manager)."""
 
     url: str
@@ -98,19 +100,6 @@ class ServiceProcess:
     database: str = "race_harness"
     workers: int = 1
     owned: list[Any] = field(default_factory=list)  # stopped after the process (a wire server started for it)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the process and its worker processes, then what was started for it (its wire server)."""

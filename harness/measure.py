@@ -7,19 +7,10 @@ from typing import Any
 
 from .oracle import Evidence, payment_overlapped, receipts_unreadable
 from .result import CheckResult
+from .stats import ms as _ms
+from .stats import percentile
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100); None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))
-    return ordered[rank - 1]
-
-
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000, 3)
 
 
 def payment_rows(ev: Evidence) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from .result import MET, MISSED, NOT_MEASURED, CheckResult, RunReport, TargetResult
+from .stats import percentile
 
 DASH = "—"
 MD_PAYMENT_ROWS = 30
@@ -554,12 +555,6 @@ def _latency_ms(event: dict[str, Any]) -> float | None:
     return (response - release) * 1000
 
 
-def _percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of non-empty values."""
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))]
-
-
 # ---------------------------------------------------------------------------------------------
 # SVG primitives
 
@@ -757,7 +752,8 @@ def _latency_chart(report: RunReport) -> str:
         parts += _stack(frame, low + i * width, low + (i + 1) * width, counter)
     values = [s for s, _ in samples]
     for q, dash in ((50, "5 3"), (95, "2 3")):
-        x, value = frame.x(_percentile(values, q)), _percentile(values, q)
+        value = percentile(values, q)
+        x = frame.x(value)
         parts.append(f'<line x1="{x:.1f}" y1="{frame.top:.1f}" x2="{x:.1f}" y2="{frame.top + frame.plot_h:.1f}" '
                      f'stroke="#000" stroke-dasharray="{dash}"/>')
         near_right = x > frame.left + frame.plot_w - 100

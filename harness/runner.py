@@ -12,6 +12,7 @@ import socket
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -242,19 +243,24 @@ def verify_history(target: Target, plan: Plan, payments: list[Payment], history:
     Events are matched to payments by ``Event.payment`` (the payment id); their outcomes are read
     here with the target's description of its answers.
     """
+    read_answers(target, history)
+    planned = [PlannedPayment(p, plan.is_paid(i)) for i, p in enumerate(payments)]
+    config = {"plan": plan.to_dict(), **(config or {}), "server_errors_injected": server_errors_injected}
+    return _observe_and_judge(target, planned, history, targets_file, server_errors_injected, counters=counters or {},
+                              memory=memory or {}, label=label, config=config,
+                              started=started or history.origin_wall or time.time())
+
+
+def _observe_and_judge(target: Target, planned: list[PlannedPayment], history: History,
+                       targets_file: Path | str | None, server_errors_injected: bool, **report: Any) -> RunReport:
+    """Read the receipts and state as they are now, then judge the history against them."""
     try:
         targets = load_targets(targets_file)
     except ValueError as exc:
         raise HarnessError(str(exc)) from None
-    read_answers(target, history)
-    planned = [PlannedPayment(p, plan.is_paid(i)) for i, p in enumerate(payments)]
     with httpx.Client(timeout=10.0) as client:
-        observation = observe(target, payments, client)
-    config = {**(config or {}), "server_errors_injected": server_errors_injected}
-    return judge(Evidence(planned, history, observation, server_errors_injected), target, targets,
-                 counters=counters or {},
-                 memory=memory or {}, label=label, config={"plan": plan.to_dict(), **(config or {})},
-                 started=started or history.origin_wall or time.time())
+        observation = observe(target, [p.payment for p in planned], client)
+    return judge(Evidence(planned, history, observation, server_errors_injected), target, targets, **report)
 
 
 def _before_retry(config: RunConfig, target: Target, client: httpx.Client) -> None:
@@ -311,8 +317,8 @@ def judge(evidence: Evidence, target: Target, targets: list, *, counters: dict[s
         "sync": history.sync,
         "release_spread_ms": metrics["release_spread_ms"],
         "arrival_spread_ms": metrics["arrival_spread_ms"],
-        "statuses": _status_counts(history),
-        "outcomes": _outcome_counts(history),
+        "statuses": dict(Counter(str(e.status) if e.status is not None else "error" for e in history)),
+        "outcomes": dict(Counter(e.outcome or "none" for e in history)),
         "observation_errors": evidence.observation.errors,
         "state_source": evidence.observation.state_source,
     }
@@ -340,35 +346,13 @@ def reverify(previous: RunReport, target_changes: dict[str, Any] | None = None,
     not repeated, so memory and counters are not measured.
     """
     target = Target.from_dict(previous.config["target"]).with_(**(target_changes or {}))
-    try:
-        targets = load_targets(targets_file or previous.config.get("targets_file"))
-    except ValueError as exc:
-        raise HarnessError(str(exc)) from None
     planned = [PlannedPayment(Payment(r["payment"], r["merchant_transaction_id"], r["amount"]), r["expected"] == "paid")
                for r in previous.payments]
-    history = History.from_dict(previous.history)
-    with httpx.Client(timeout=10.0) as client:
-        if not target.mongo_uri:
+    if not target.mongo_uri:
+        with httpx.Client(timeout=10.0) as client:
             _check_reachable(target, client)
-        observation = observe(target, [p.payment for p in planned], client)
-    injected = bool(previous.config.get("server_errors_injected"))
-    return judge(Evidence(planned, history, observation, injected), target, targets, counters={}, memory={},
-                 label=f"{previous.label}-reverified", config={**previous.config, "reverified_from": previous.label},
-                 started=time.time())
-
-
-def _status_counts(history: History) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for event in history:
-        key = str(event.status) if event.status is not None else "error"
-        counts[key] = counts.get(key, 0) + 1
-    return counts
-
-
-def _outcome_counts(history: History) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for event in history:
-        key = event.outcome or "none"
-        counts[key] = counts.get(key, 0) + 1
-    return counts
-
+    return _observe_and_judge(target, planned, History.from_dict(previous.history),
+                              targets_file or previous.config.get("targets_file"),
+                              bool(previous.config.get("server_errors_injected")), counters={}, memory={},
+                              label=f"{previous.label}-reverified",
+                              config={**previous.config, "reverified_from": previous.label}, started=time.time())

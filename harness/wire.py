@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from ._process import LoggedProcess
+
 DAEMON = "secantusd-py"
 INSTALL_COMMAND = "pip install -e '.[wire]'"
 START_TIMEOUT = 15.0  # the daemon starts in about half a second here
@@ -51,7 +53,7 @@ def daemon_command() -> list[str]:
 
 
 @dataclass
-class WireServer:
+class WireServer(LoggedProcess):
     """A running SecantusDB daemon; ``uri`` is what pymongo (and a service's --mongo-uri) connect to."""
 
     host: str
@@ -65,21 +67,8 @@ class WireServer:
         return f"mongodb://{self.host}:{self.port}/"
 
     @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def log_path(self) -> Path:
+    def log_path(self) -> Path:  # type: ignore[override]
         return self.workdir / "secantusd.log"
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the daemon and remove its storage; safe to call twice.

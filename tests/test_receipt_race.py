@@ -67,4 +67,6 @@ def test_server_arrival_is_stamped_when_the_request_is_complete_not_when_its_hea
     burst = fire([target.callback_request(payment)] * 3, timeout=30, settle=0.3)
     for event in burst.history:
         released = burst.history.origin_wall + event.t_release
-        assert event.server_arrival >= released - 0.005, "arrival stamped before the final byte was sent"
+        # 50 ms of slack for mapping the harness clock to wall time on a busy machine; a stamp taken at
+        # the headers would be 300 ms early.
+        assert event.server_arrival >= released - 0.05, "arrival stamped before the final byte was sent"
