@@ -1,0 +1,140 @@
+"""A small TCP relay between the harness and a service: a network with delays, or one that refuses.
+
+This machine's kernel has no netem, so a path's latency comes from userspace: each accepted
+connection is relayed to the upstream service, and every chunk is forwarded a set time after it
+was received (order kept, per direction, per connection). A connection can also be refused
+(accepted and closed at once), as a crashed or overloaded peer would. Bounded: it listens on
+loopback only, serves at most ``max_connections``, and stops with ``close()`` (or ``with``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+Delay = Callable[[int], float]  # connection number (0-based, in accept order) -> seconds
+
+
+def _no_delay(_: int) -> float:
+    return 0.0
+
+
+def _never(_: int) -> bool:
+    return False
+
+
+@dataclass
+class RelayStats:
+    accepted: int = 0
+    refused: int = 0
+    bytes_up: int = 0
+    bytes_down: int = 0
+    # (connection, direction, seconds between receiving a chunk and forwarding it)
+    held: list[tuple[int, str, float]] = field(default_factory=list)
+
+
+class Relay:
+    """``Relay(upstream_port, up_delay=..., down_delay=..., refuse=...)``; ``relay.url`` is where to connect."""
+
+    def __init__(self, upstream_port: int, *, upstream_host: str = "127.0.0.1", up_delay: Delay = _no_delay,
+                 down_delay: Delay = _no_delay, refuse: Callable[[int], bool] = _never,
+                 max_connections: int = 10_000) -> None:
+        self.upstream = (upstream_host, upstream_port)
+        self.up_delay, self.down_delay, self.refuse = up_delay, down_delay, refuse
+        self.max_connections = max_connections
+        self.stats = RelayStats()
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._server: asyncio.base_events.Server | None = None
+        self._thread = threading.Thread(target=self._run, name="relay", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the relay did not start")
+        assert self._server is not None
+        self.port: int = self._server.sockets[0].getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._server = self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        number = self.stats.accepted + self.stats.refused
+        if number >= self.max_connections or self.refuse(number):
+            self.stats.refused += 1
+            writer.transport.abort()  # an RST, as from a peer that is not there
+            return
+        self.stats.accepted += 1
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        except OSError:
+            writer.transport.abort()
+            return
+        await asyncio.gather(self._pipe(number, "up", reader, up_writer, self.up_delay(number)),
+                             self._pipe(number, "down", up_reader, writer, self.down_delay(number)),
+                             return_exceptions=True)
+
+    async def _pipe(self, number: int, direction: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    delay: float) -> None:
+        """Forward each chunk ``delay`` seconds after it arrived, in order, then close the far side."""
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def forward() -> None:
+            while True:
+                received, chunk = await queue.get()
+                if not chunk:
+                    break
+                wait = received + delay - time.perf_counter()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                writer.write(chunk)
+                await writer.drain()
+                self.stats.held.append((number, direction, time.perf_counter() - received))
+                if direction == "up":
+                    self.stats.bytes_up += len(chunk)
+                else:
+                    self.stats.bytes_down += len(chunk)
+
+        sender = asyncio.ensure_future(forward())
+        try:
+            while True:
+                chunk = await reader.read(65536)
+                queue.put_nowait((time.perf_counter(), chunk))
+                if not chunk:
+                    break
+            await sender
+        except (OSError, asyncio.CancelledError):
+            sender.cancel()
+        finally:
+            writer.close()
+
+    def close(self) -> None:
+        """Stop listening, drop every relayed connection, and end the relay's thread."""
+        if not self._loop.is_running():
+            return
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    async def _shutdown(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def __enter__(self) -> "Relay":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
