@@ -203,6 +203,9 @@ def _print_report(report: RunReport, as_json: bool, paths: dict[str, Path] | Non
         return
     print(f"[{report.label}] {report.explain(limit=5)}")
     m = report.metrics
+    if m.get("payments_unjudged"):
+        print(f"  judged {m.get('payments_judged')} of {m.get('payments')} payments; {m.get('payments_unjudged')} "
+              f"unjudged: none of their requests reached the service")
     print(f"  payments {m.get('payments_paid')} paid + {m.get('payments_unpaid')} unpaid, {m.get('requests')} requests; "
           f"receipt files per paid payment {m.get('receipts_per_payment_min')}–{m.get('receipts_per_payment_max')}; "
           f"release spread {m.get('release_spread_ms')} ms, server-seen spread {m.get('arrival_spread_ms')} ms")

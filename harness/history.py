@@ -8,6 +8,11 @@ from typing import Any, Iterable, Iterator
 
 HISTORY_VERSION = 1
 
+# The phases a sender names in ``Event.error`` ("connect: ...", see harness.burst); those before the
+# request was complete prove it never reached the service.
+_PHASES = frozenset({"connect", "warm-up", "send", "release", "read", "timeout"})
+_BEFORE_COMPLETE = frozenset({"connect", "warm-up", "send", "release"})
+
 
 @dataclass
 class Event:
@@ -42,6 +47,53 @@ class Event:
     @property
     def ok(self) -> bool:
         return self.error is None and self.status is not None and self.status < 500
+
+    @property
+    def error_phase(self) -> str | None:
+        """Where a transport error happened: the sender prefixes every error with its phase."""
+        if self.error is None:
+            return None
+        phase = self.error.split(":", 1)[0].strip()
+        return phase if phase in _PHASES else None
+
+    @property
+    def delivered(self) -> bool | None:
+        """Did the request provably reach the service?
+
+        True: an answer came back, or the request was complete (its final byte left) before an error.
+        False: the error happened before the final byte left (refused, reset, timed out while
+        connecting, warming up or sending), so the service never had the whole request.
+        None: an error whose phase the sender did not name.
+        """
+        if self.status is not None:
+            return True
+        phase = self.error_phase
+        if phase in _BEFORE_COMPLETE:
+            return False
+        if phase == "timeout":
+            return self.t_release is not None
+        if phase == "read":
+            return True
+        return None
+
+    @property
+    def server_duration(self) -> float | None:
+        """Seconds the service says it worked on the request (``Server-Timing`` durations), if it says.
+
+        With several metrics the longest is taken: a total contains its parts.
+        """
+        timing = self.meta.get("server_timing")
+        durations = [v for v in timing.values() if isinstance(v, (int, float))] if isinstance(timing, dict) else []
+        return max(durations) / 1000 if durations else None
+
+    @property
+    def clock(self) -> str | None:
+        """Which process's clock measured ``t_release``/``t_response`` (None: the harness's own).
+
+        Times on different clocks (e.g. distributed Locust workers) are never compared.
+        """
+        clock = self.meta.get("clock")
+        return None if clock is None else str(clock)
 
 
 @dataclass

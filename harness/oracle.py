@@ -8,16 +8,24 @@ The checkers know the service only through the Target's data and what it left be
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import PurePath
 from typing import Callable
 
+from .content import amount_named, transactions_named
 from .history import Event, History
-from .observe import Observation, ReceiptFile
+from .observe import RECEIPT_VANISHED, RECEIPTS_DIR, STATE, Observation, ReceiptFile
 from .result import CheckResult, Violation
 from .target import Payment
 
 SERVER_ERROR = 500
+
+# Violation kinds: reports and metrics count by kind, never by message text.
+MISSING, DUPLICATE, UNPAID_RECEIPT = "missing-receipt", "duplicate-receipts", "unpaid-receipt"
+GENERATED_TWICE, FILE_CONFLICT, UNREADABLE = "generated-twice", "file-conflict", "unreadable-receipt"
+WRONG_PAYMENT, WRONG_AMOUNT, STATE_MISMATCH = "wrong-payment", "wrong-amount", "state-mismatch"
+SERVER_ERROR_KIND, TRANSPORT_ERROR = "server-error", "transport-error"
 
 
 @dataclass(frozen=True)
@@ -36,15 +44,61 @@ class Evidence:
     # The run injected a fault that answers 5xx: such answers, marked by the service as injected
     # (Event.meta["injected_fault"]), are reported apart rather than as violations.
     server_errors_injected: bool = False
+    _events: dict[str, list[Event]] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._events = self.history.by_payment()
 
     def by_transaction(self) -> dict[str, PlannedPayment]:
         return {p.payment.merchant_transaction_id: p for p in self.payments}
 
     def events_of(self, payment: Payment) -> list[Event]:
-        return [e for e in self.history if e.payment == payment.id]
+        return self._events.get(payment.id, [])
+
+    def delivered_events_of(self, payment: Payment) -> list[Event]:
+        """The payment's requests that provably reached the service."""
+        return [e for e in self.events_of(payment) if e.delivered]
+
+    def judged(self, planned: PlannedPayment) -> bool:
+        """A paid payment none of whose requests reached the service cannot be judged: the service was
+        never told it was paid. Unpaid controls are always judged (they must end with no receipt)."""
+        return not planned.expected_paid or bool(self.delivered_events_of(planned.payment))
+
+    @property
+    def unjudged(self) -> list[PlannedPayment]:
+        return [p for p in self.payments if not self.judged(p)]
+
+    @cached_property
+    def receipt_owners(self) -> dict[str, str]:
+        """Receipt file name -> the transaction id of the payment it belongs to.
+
+        By the PDF's Subject when it names one of the run's payments, else by the one transaction id
+        of the run its page text prints, else by the one its file name carries. A file naming none
+        (or several) of the run's payments is not ours to judge (another run's file, or ambiguous).
+        """
+        known = set(self.by_transaction())
+        owners = {}
+        for receipt in self.observation.receipts:
+            if receipt.subject in known:
+                owners[receipt.name] = receipt.subject
+                continue
+            for source in (receipt.text, receipt.name):
+                named = transactions_named(source, known)
+                if len(named) == 1:
+                    owners[receipt.name] = named.pop()
+                    break
+        return owners
+
+    @cached_property
+    def _receipts_by_transaction(self) -> dict[str, list[ReceiptFile]]:
+        grouped: dict[str, list[ReceiptFile]] = {}
+        for receipt in self.observation.receipts:
+            if owner := self.receipt_owners.get(receipt.name):
+                grouped.setdefault(owner, []).append(receipt)
+        return grouped
 
     def receipts_of(self, payment: Payment) -> list[ReceiptFile]:
-        return self.observation.receipts_by_transaction().get(payment.merchant_transaction_id, [])
+        return self._receipts_by_transaction.get(payment.merchant_transaction_id, [])
 
 
 Checker = Callable[[Evidence], CheckResult]
@@ -53,12 +107,17 @@ Checker = Callable[[Evidence], CheckResult]
 def receipts_unreadable(ev: Evidence) -> str | None:
     if ev.observation.receipts_dir is None:
         return "no receipts directory to read"
-    bad = [e for e in ev.observation.errors if "receipts" in e]
-    return bad[0] if bad else None
+    bad = ev.observation.problems_of(RECEIPTS_DIR)
+    return bad[0].message if bad else None
+
+
+def _unjudged_details(ev: Evidence) -> dict:
+    unjudged = ev.unjudged
+    return {"unjudged": [p.payment.id for p in unjudged]} if unjudged else {}
 
 
 def exactly_one_receipt(ev: Evidence) -> CheckResult:
-    """Exactly one receipt file per paid payment and none per unpaid one, grouped by the PDF's own metadata."""
+    """Exactly one receipt file per paid payment and none per unpaid one, grouped by the receipt's own content."""
     name, description = "exactly-one-receipt", "exactly one receipt file per paid payment, none for unpaid ones"
     if reason := receipts_unreadable(ev):
         return CheckResult(name, description, None, details={"reason": reason})
@@ -68,14 +127,18 @@ def exactly_one_receipt(ev: Evidence) -> CheckResult:
         counts[planned.payment.id] = len(files)
         names = [f.name for f in files]
         if planned.expected_paid and len(files) == 0:
-            violations.append(Violation(name, "missing receipt: paid payment has no receipt file", planned.payment.id))
+            if ev.judged(planned):  # a payment the service never heard of is not missing a receipt
+                violations.append(Violation(name, "missing receipt: paid payment has no receipt file",
+                                            planned.payment.id, kind=MISSING))
         elif planned.expected_paid and len(files) > 1:
             violations.append(Violation(name, f"duplicate receipts: {len(files)} files for one payment",
-                                        planned.payment.id, names))
+                                        planned.payment.id, names, kind=DUPLICATE))
         elif not planned.expected_paid and files:
             violations.append(Violation(name, f"receipt for an unpaid payment ({len(files)} file(s))",
-                                        planned.payment.id, names))
-    return CheckResult(name, description, not violations, violations, {"receipts_per_payment": counts})
+                                        planned.payment.id, names, kind=UNPAID_RECEIPT))
+    vanished = [p.file for p in ev.observation.problems_of(RECEIPT_VANISHED)]
+    details = {"receipts_per_payment": counts, **_unjudged_details(ev), **({"vanished": vanished} if vanished else {})}
+    return CheckResult(name, description, not violations, violations, details)
 
 
 def one_generation(ev: Evidence) -> CheckResult:
@@ -93,39 +156,65 @@ def one_generation(ev: Evidence) -> CheckResult:
         generated = [e.index for e in ev.events_of(planned.payment) if e.outcome == "generated"]
         if len(generated) > 1:
             violations.append(Violation(name, f"{len(generated)} requests answered that they generated the receipt",
-                                        planned.payment.id, events=generated))
+                                        planned.payment.id, events=generated, kind=GENERATED_TWICE))
     return CheckResult(name, description, not violations, violations)
 
 
 def receipt_files(ev: Evidence) -> CheckResult:
-    """Every file is a finished, readable PDF whose transaction and amount match its payment; no overwrites."""
+    """Every file is a finished, readable PDF that prints its payment's transaction id and amount; no overwrites.
+
+    The content is looked for in the page's text in whatever words the service chose; a page that
+    prints neither the transaction nor any amount cannot be checked, which is unknown, never a failure.
+    """
     name = "receipt-files"
     description = "every receipt is a readable PDF matching its payment; no partial files or overwritten generations"
     if reason := receipts_unreadable(ev):
         return CheckResult(name, description, None, details={"reason": reason})
     known = ev.by_transaction()
-    violations, foreign = [], []
+    violations, foreign, unchecked = [], [], []
     for receipt in ev.observation.receipts:
         if not receipt.is_final:
             violations.append(Violation(name, "file conflict: temporary or partial file left in the receipts directory",
-                                        files=[receipt.name]))
+                                        files=[receipt.name], kind=FILE_CONFLICT))
             continue
         if not receipt.readable:
-            violations.append(Violation(name, f"unreadable receipt ({receipt.error})", files=[receipt.name]))
+            violations.append(Violation(name, f"unreadable receipt ({receipt.error})", files=[receipt.name],
+                                        kind=UNREADABLE))
             continue
-        planned = known.get(receipt.subject or "")
-        if planned is None:
+        owner = ev.receipt_owners.get(receipt.name)
+        if owner is None:
             foreign.append(receipt.name)  # another run's file; not ours to judge
             continue
-        payment = planned.payment
-        if receipt.text_transaction != payment.merchant_transaction_id:
-            violations.append(Violation(name, f"printed transaction {receipt.text_transaction!r} differs from the "
-                                              f"metadata's {payment.merchant_transaction_id!r}", payment.id, [receipt.name]))
-        if receipt.amount != payment.amount:
-            violations.append(Violation(name, f"printed amount {receipt.amount} differs from the payment's "
-                                              f"{payment.amount}", payment.id, [receipt.name]))
+        found, problems = _content_of(receipt, known[owner].payment, set(known))
+        violations += problems
+        if not found:
+            unchecked.append(receipt.name)
     violations += _overwritten_generations(ev)
-    return CheckResult(name, description, not violations, violations, {"foreign_files": foreign})
+    details: dict = {"foreign_files": foreign}
+    if unchecked and not violations:
+        details["unchecked"] = unchecked
+        details["reason"] = (f"{len(unchecked)} receipt(s) print neither their transaction id nor a money amount "
+                             f"that could be checked (e.g. {unchecked[0]})")
+        return CheckResult(name, description, None, violations, details)
+    return CheckResult(name, description, not violations, violations, details)
+
+
+def _content_of(receipt: ReceiptFile, payment: Payment, known: set[str]) -> tuple[bool, list[Violation]]:
+    """(whether the page could be checked at all, the violations it shows) for one receipt of ``payment``."""
+    violations = []
+    printed = transactions_named(receipt.text, known)
+    others = sorted(printed - {payment.merchant_transaction_id})
+    if others and payment.merchant_transaction_id not in printed:
+        violations.append(Violation("receipt-files", f"prints transaction {others[0]!r}, not its payment's "
+                                                     f"{payment.merchant_transaction_id!r}",
+                                    payment.id, [receipt.name], kind=WRONG_PAYMENT))
+    amount_ok, amounts = amount_named(receipt.text, payment.amount)
+    if amount_ok is False:
+        violations.append(Violation("receipt-files", f"prints amount {', '.join(amounts)}, not its payment's "
+                                                     f"{payment.amount} paise", payment.id, [receipt.name],
+                                    kind=WRONG_AMOUNT))
+    checked = bool(printed) and amount_ok is not None
+    return checked or bool(violations), violations
 
 
 def _overwritten_generations(ev: Evidence) -> list[Violation]:
@@ -139,7 +228,8 @@ def _overwritten_generations(ev: Evidence) -> list[Violation]:
             if count > 1:
                 out.append(Violation("receipt-files", f"file conflict: {count} generations wrote the same file",
                                      planned.payment.id, [path],
-                                     [e.index for e in generated if _basename(e.body.get("receiptPath")) == path]))
+                                     [e.index for e in generated if _basename(e.body.get("receiptPath")) == path],
+                                     kind=FILE_CONFLICT))
     return out
 
 
@@ -151,40 +241,45 @@ def state_agrees_with_disk(ev: Evidence) -> CheckResult:
     """paid <-> receiptGenerated <-> receiptPath names the one existing file; unpaid stays unpaid."""
     name = "state-agrees-with-disk"
     description = "paid, receiptGenerated and receiptPath agree with the one file on disk; unpaid charges stay unpaid"
-    if not ev.observation.state and ev.observation.errors:
-        return CheckResult(name, description, None, details={"reason": "; ".join(ev.observation.errors)})
+    if not ev.observation.state and (problems := ev.observation.problems_of(STATE)):
+        return CheckResult(name, description, None, details={"reason": "; ".join(p.message for p in problems)})
     if reason := receipts_unreadable(ev):
         return CheckResult(name, description, None, details={"reason": reason})
     violations = []
     existing = {r.name for r in ev.observation.receipts}
+
+    def wrong(message: str, pid: str, files: list[str] | None = None) -> None:
+        violations.append(Violation(name, message, pid, files or [], kind=STATE_MISMATCH))
+
     for planned in ev.payments:
+        if not ev.judged(planned):
+            continue
         pid = planned.payment.id
         state = ev.observation.state.get(pid)
         if state is None:
-            violations.append(Violation(name, "the service has no record of this payment", pid))
+            wrong("the service has no record of this payment", pid)
             continue
         files = [f.name for f in ev.receipts_of(planned.payment)]
         paid = state["paymentStatus"] == "paid"
         recorded = _basename(state.get("receiptPath"))
         if planned.expected_paid:
             if not paid:
-                violations.append(Violation(name, f"paymentStatus is {state['paymentStatus']!r} after a COMPLETED callback", pid))
+                wrong(f"paymentStatus is {state['paymentStatus']!r} after a COMPLETED callback", pid)
             if not state["receiptGenerated"]:
-                violations.append(Violation(name, "receiptGenerated is false for a paid payment", pid, files))
+                wrong("receiptGenerated is false for a paid payment", pid, files)
             if not recorded:
-                violations.append(Violation(name, "receiptPath is empty for a paid payment", pid, files))
+                wrong("receiptPath is empty for a paid payment", pid, files)
             elif recorded not in existing:
-                violations.append(Violation(name, "receiptPath names a file that does not exist", pid, [recorded]))
+                wrong("receiptPath names a file that does not exist", pid, [recorded])
             elif len(files) == 1 and recorded != files[0]:
-                violations.append(Violation(name, "receiptPath names another file than the receipt on disk", pid,
-                                            [recorded, files[0]]))
+                wrong("receiptPath names another file than the receipt on disk", pid, [recorded, files[0]])
         else:
             if paid:
-                violations.append(Violation(name, "an unpaid control payment is marked paid", pid))
+                wrong("an unpaid control payment is marked paid", pid)
             if state["receiptGenerated"] or recorded:
-                violations.append(Violation(name, "an unpaid charge has receiptGenerated or a receiptPath", pid,
-                                            [recorded] if recorded else []))
-    return CheckResult(name, description, not violations, violations, {"state_source": ev.observation.state_source})
+                wrong("an unpaid charge has receiptGenerated or a receiptPath", pid, [recorded] if recorded else [])
+    details = {"state_source": ev.observation.state_source, **_unjudged_details(ev)}
+    return CheckResult(name, description, not violations, violations, details)
 
 
 def no_errors(ev: Evidence) -> CheckResult:
@@ -201,25 +296,29 @@ def no_errors(ev: Evidence) -> CheckResult:
         injected = [e for e in server if e.meta.get("injected_fault")]
         details["injected_server_errors"] = len(injected)
         server = [e for e in server if not e.meta.get("injected_fault")]
-    violations = [Violation(name, e.error or f"HTTP {e.status}: {str(e.body)[:200]}", e.payment, events=[e.index])
+    violations = [Violation(name, e.error or f"HTTP {e.status}: {str(e.body)[:200]}", e.payment, events=[e.index],
+                            kind=TRANSPORT_ERROR if e.error else SERVER_ERROR_KIND)
                   for e in sorted(server + transport, key=lambda e: e.index)]
+    if transport:
+        details["undelivered_requests"] = sum(1 for e in transport if e.delivered is False)
     return CheckResult(name, description, not violations, violations, details)
 
 
 def race_exercised(ev: Evidence) -> CheckResult:
-    """Duplicates overlapped: each paid payment's duplicates all reached the service before its first
-    generation finished. A payment whose duplicates did not (or cannot be shown to) overlap proves
-    nothing, so the run is inconclusive, never a pass. See ``overlap``.
+    """Duplicates overlapped: in every delivery round in which a paid payment's receipt was generated (or
+    failed to be), its duplicates all reached the service before that generation finished. A payment
+    whose duplicates did not (or cannot be shown to) overlap proves nothing, so the run is
+    inconclusive, never a pass. See ``overlap``.
     """
     name = "race-exercised"
     description = "duplicates of each paid payment overlapped its receipt generation"
     judged, not_overlapped, unjudgeable = 0, [], []
     for planned in ev.payments:
-        if not planned.expected_paid:
+        if not planned.expected_paid or not ev.judged(planned):
             continue
-        events = [e for e in ev.events_of(planned.payment) if e.t_release is not None]
+        events = [e for e in ev.delivered_events_of(planned.payment) if e.t_release is not None]
         if max(Counter(e.meta.get("round", 0) for e in events).values(), default=0) < 2:
-            unjudgeable.append((planned.payment.id, "fewer than two requests: nothing raced"))
+            unjudgeable.append((planned.payment.id, "fewer than two requests reached the service: nothing raced"))
             continue
         overlapped, why = overlap(events)
         if overlapped is None:
@@ -230,7 +329,8 @@ def race_exercised(ev: Evidence) -> CheckResult:
             not_overlapped.append(planned.payment.id)
     skipped = sum(1 for e in ev.history if e.outcome == "already_generated")
     details = {"payments_judged": judged, "not_overlapped": not_overlapped,
-               "unjudgeable": [f"{p}: {why}" for p, why in unjudgeable], "duplicates_skipped": skipped}
+               "unjudgeable": [f"{p}: {why}" for p, why in unjudgeable], "duplicates_skipped": skipped,
+               **_unjudged_details(ev)}
     if not_overlapped or unjudgeable or judged == 0:
         reasons = []
         if not_overlapped:
@@ -245,36 +345,67 @@ def race_exercised(ev: Evidence) -> CheckResult:
 
 
 def overlap(events: list[Event]) -> tuple[bool | None, str]:
-    """Did every request of a payment reach the service before its first generation finished?
+    """Did every request of a payment reach the service before the generation it raced finished?
 
-    Judged in the first delivery round in which a request generated (or failed to generate) the
-    receipt; retries in later rounds are meant to come after it. Two kinds of evidence:
-
-    - the service's own arrival stamps (``X-Arrival-Ns``): the winner finished by its arrival plus
-      its round trip, both on the service's clock plus a duration, so clock skew between the
-      harness and a remote service does not matter;
-    - without stamps, only what the answers prove: two requests that both generated raced; a loser
-      answered before the winner must have arrived before the winner finished. Release times prove
-      nothing (a last-byte burst releases everything before reading anything), so a loser answered
-      after the winner leaves the payment unjudgeable rather than passed.
+    Every delivery round in which a request generated (or failed to generate) the receipt is judged;
+    a round in which nothing was generated (the receipt was already there) raced nothing. The
+    payment overlapped when every such round did; one round shown not to overlap is False; one that
+    cannot be judged makes the payment unknown. See ``round_overlap`` for the evidence.
     """
+    verdicts = []
     for round_ in sorted({e.meta.get("round", 0) for e in events}):
         batch = [e for e in events if e.meta.get("round", 0) == round_]
-        finishers = [e for e in batch if e.outcome in ("generated", "failed") and e.t_response is not None]
-        if not finishers:
-            continue
-        first = min(finishers, key=lambda e: e.t_response)
-        if all(e.server_arrival is not None for e in batch) and first.latency is not None:
-            done = first.server_arrival + first.latency
-            return max(e.server_arrival for e in batch) < done, "arrivals stamped by the service"
-        if sum(1 for e in batch if e.outcome == "generated") >= 2:
-            return True, "two requests both generated"
-        others = [e for e in batch if e is not first]
-        if all(e.t_response is not None and e.t_response < first.t_response for e in others):
-            return True, "every other request was answered before the first generation finished"
-        return None, ("the service reports no arrival times (X-Arrival-Ns) and some duplicates were answered "
-                      "after the first generation: their overlap cannot be shown")
-    return None, "no request reported generating (or failing to generate) a receipt"
+        if len(batch) > 1 and any(_finished(e) for e in batch):
+            verdicts.append(round_overlap(batch))
+    if not verdicts:
+        return None, "no request reported generating (or failing to generate) a receipt"
+    for wanted in (False, None):
+        for verdict in verdicts:
+            if verdict[0] is wanted:
+                return verdict
+    return True, "; ".join(dict.fromkeys(why for _, why in verdicts))
+
+
+def _finished(event: Event) -> bool:
+    return event.outcome in ("generated", "failed") and event.t_response is not None
+
+
+def round_overlap(batch: list[Event]) -> tuple[bool | None, str]:
+    """Did every request of one round reach the service before the round's first generation finished?
+
+    The evidence, strongest first:
+
+    - the service's own clock: its arrival stamp (``X-Arrival-Ns``) of every request, and the time it
+      says it worked on the generating request (``Server-Timing``): the first generation was done at
+      arrival + duration, with no network time in it;
+    - arrival stamps without durations: a request that arrived no later than the first finisher
+      arrived was in time; one that arrived after a finisher's arrival plus its whole round trip
+      (an upper bound of its work) was not; anything between cannot be told from stamps;
+    - what the answers prove: two requests that both generated raced; a loser answered before the
+      winner, on the same clock, must have arrived before the winner finished. Release times prove
+      nothing (a last-byte burst releases everything before reading anything), and times measured
+      on different clocks (distributed workers) are never compared.
+    """
+    finishers = [e for e in batch if _finished(e)]
+    if all(e.server_arrival is not None for e in batch):
+        arrivals = [e.server_arrival for e in batch]
+        timed = [e.server_arrival + e.server_duration for e in finishers if e.server_duration is not None]
+        if timed:
+            return max(arrivals) < min(timed), "arrivals and processing time reported by the service"
+        bounds = [e.server_arrival + e.latency for e in finishers if e.latency is not None]
+        if bounds and max(arrivals) > min(bounds):
+            return False, "a request arrived after the first generation's whole round trip"
+        if max(arrivals) <= min(e.server_arrival for e in finishers):
+            return True, "every request arrived before the first generating request did"
+    if sum(1 for e in batch if e.outcome == "generated") >= 2:
+        return True, "two requests both generated"
+    first = min(finishers, key=lambda e: e.t_response)
+    others = [e for e in batch if e is not first]
+    if all(e.clock == first.clock and e.t_response is not None and e.t_response < first.t_response for e in others):
+        return True, "every other request was answered before the first generation finished"
+    return None, ("the service reports no processing time (Server-Timing) or arrival times (X-Arrival-Ns), and some "
+                  "duplicates were answered after the first generation or on another clock: their overlap cannot "
+                  "be shown")
 
 
 def payment_overlapped(events: list[Event]) -> bool | None:

@@ -21,6 +21,7 @@ class Violation:
     payment: str | None = None
     files: list[str] = field(default_factory=list)
     events: list[int] = field(default_factory=list)
+    kind: str = ""  # what went wrong, for counting (e.g. "duplicate-receipts", "file-conflict")
 
     def __str__(self) -> str:
         where = f"payment {self.payment}: " if self.payment else ""
@@ -61,15 +62,39 @@ class Verdict:
     summary: str
 
 
-def decide(checks: list[CheckResult], targets: list[TargetResult]) -> Verdict:
+@dataclass(frozen=True)
+class Coverage:
+    """How many paid payments could be judged: the others received no request that reached the service."""
+
+    judged: int
+    paid: int
+
+    @property
+    def mostly_unjudged(self) -> bool:
+        return self.paid > 0 and self.judged * 2 < self.paid
+
+
+# Checks about the service's side effects; "no-errors" is about the run (transport errors included).
+_RUN_CHECKS = frozenset({"no-errors"})
+
+
+def decide(checks: list[CheckResult], targets: list[TargetResult], coverage: Coverage | None = None) -> Verdict:
     """Compose checker results and targets into one verdict and exit code.
 
     A violated invariant beats everything; a missed target beats inconclusive (something was
     measured and found wanting); an unknown checker makes the run inconclusive, never a pass.
+    A run in which most paid payments never received a delivery is inconclusive unless an
+    invariant was violated on the payments that did: its transport errors alone say the network
+    (or a crash) failed, not the service.
     """
     failed = [c for c in checks if c.valid is False]
     unknown = [c for c in checks if c.valid is None]
     missed = [t for t in targets if t.status == MISSED]
+    if coverage is not None and coverage.mostly_unjudged and all(c.name in _RUN_CHECKS for c in failed):
+        also = f"; {', '.join(c.name for c in failed)} failed" if failed else ""
+        return Verdict(None, EXIT_INCONCLUSIVE,
+                       f"INCONCLUSIVE: only {coverage.judged} of {coverage.paid} paid payment(s) received a request "
+                       f"that reached the service{also}")
     if failed:
         count = sum(len(c.violations) for c in failed)
         return Verdict(False, EXIT_INVALID, f"INVALID: {count} violation(s) in {', '.join(c.name for c in failed)}")

@@ -27,7 +27,7 @@ from .measure import compute_metrics, payment_rows
 from .observe import observe
 from .oracle import Evidence, PlannedPayment, check
 from .plan import Plan, PlanError
-from .result import RunReport, decide
+from .result import Coverage, RunReport, decide
 from .target import Payment, Target, TargetError
 from .targets import evaluate, load_targets
 from .telemetry import MemorySampler, counter_deltas, scrape
@@ -320,6 +320,8 @@ def judge(evidence: Evidence, target: Target, targets: list, *, counters: dict[s
         "statuses": dict(Counter(str(e.status) if e.status is not None else "error" for e in history)),
         "outcomes": dict(Counter(e.outcome or "none" for e in history)),
         "observation_errors": evidence.observation.errors,
+        "payments_judged": metrics["payments_judged"],
+        "payments_unjudged": metrics["payments_unjudged"],
         "state_source": evidence.observation.state_source,
     }
     return RunReport(
@@ -332,7 +334,8 @@ def judge(evidence: Evidence, target: Target, targets: list, *, counters: dict[s
         checks=checks,
         metrics=metrics,
         targets=target_results,
-        verdict=decide(checks, target_results),
+        verdict=decide(checks, target_results, Coverage(sum(1 for r in rows if r["expected"] == "paid" and r["judged"]),
+                                                        metrics["payments_paid"])),
         started_at=started,
         finished_at=time.time(),
     )

@@ -38,6 +38,9 @@ class Payment:
     amount: int
 
 
+SIGNING_SCHEMES = ("phonepe-v1",)  # the schemes the harness can sign with
+
+
 @dataclass(frozen=True)
 class Signing:
     """PhonePe PG v1 X-VERIFY signing (sha256(payload + salt key) ### salt index)."""
@@ -46,6 +49,13 @@ class Signing:
     merchant_id: str = UAT_MERCHANT_ID
     salt_key: str = UAT_SALT_KEY
     salt_index: int = UAT_SALT_INDEX
+
+    def __post_init__(self) -> None:
+        # A scheme the harness cannot sign with must stop the run: signing it as PhonePe v1 instead
+        # would send deliveries the service rightly refuses, and judge that.
+        if self.scheme not in SIGNING_SCHEMES:
+            raise ValueError(f"signing.scheme {self.scheme!r} is not one the harness can sign with "
+                             f"(known: {', '.join(SIGNING_SCHEMES)})")
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,7 @@ def test_vulnerable_service_fails_exactly_one_receipt_naming_payments_and_files(
 
 def test_generation_failures_without_retry_leave_missing_receipts(race):
     report = race("atomic", failure_rate=1.0)
-    missing = [v for v in _check(report, "exactly-one-receipt").violations if v.message.startswith("missing receipt")]
+    missing = [v for v in _check(report, "exactly-one-receipt").violations if v.kind == "missing-receipt"]
     assert len(missing) == 4
     assert _check(report, "state-agrees-with-disk").valid is False
     assert report.metrics["rollbacks"] == 4
@@ -102,7 +102,7 @@ def test_leftover_temporary_file_is_a_file_conflict(race):
 
     again = reverify(report)
 
-    assert any(v.message.startswith("file conflict") for v in _check(again, "receipt-files").violations)
+    assert any(v.kind == "file-conflict" for v in _check(again, "receipt-files").violations)
     assert again.metrics["file_conflicts"] == 1
 
 
@@ -132,7 +132,7 @@ def test_receipt_with_the_wrong_amount_is_a_violation(race):
 
     again = reverify(report)
 
-    assert any("printed amount" in v.message for v in _check(again, "receipt-files").violations)
+    assert [v.kind for v in _check(again, "receipt-files").violations] == ["wrong-amount"]
 
 
 @pytest.mark.parametrize("mode", ["atomic", "vulnerable"])
@@ -157,7 +157,7 @@ def _evidence(events: list[Event], *, paid: bool = True, receipts: list[ReceiptF
 
 
 def _receipt(name: str = "receipt-MT1-1.pdf") -> ReceiptFile:
-    return ReceiptFile(name, 900, readable=True, subject="MT1", text_transaction="MT1", amount=100)
+    return ReceiptFile(name, 900, readable=True, subject="MT1", text="Receipt for MT1: Rs. 1.00")
 
 
 def _answer(index: int, outcome: str, *, released: float = 0.0, answered: float = 0.2, path: str | None = None,
@@ -192,9 +192,9 @@ def test_an_unpaid_control_marked_paid_with_a_receipt_path_disagrees_with_disk()
 
 
 def test_a_receipt_path_naming_another_file_than_the_one_on_disk_disagrees():
-    state = {"paymentStatus": "paid", "receiptGenerated": True, "receiptPath": "/r/receipt-MT1-2.pdf"}
-    receipts = [_receipt("receipt-MT1-1.pdf"), ReceiptFile("receipt-MT1-2.pdf", 900, readable=True, subject="OTHER")]
-    result = state_agrees_with_disk(_evidence([], receipts=receipts, state=state))
+    state = {"paymentStatus": "paid", "receiptGenerated": True, "receiptPath": "/r/receipt-OTHER-2.pdf"}
+    receipts = [_receipt("receipt-MT1-1.pdf"), ReceiptFile("receipt-OTHER-2.pdf", 900, readable=True, subject="OTHER")]
+    result = state_agrees_with_disk(_evidence([_answer(0, "generated")], receipts=receipts, state=state))
     assert [v.message for v in result.violations] == ["receiptPath names another file than the receipt on disk"]
 
 
