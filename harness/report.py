@@ -537,14 +537,32 @@ def _events(report: RunReport) -> list[dict[str, Any]]:
 
 
 def _outcome(event: dict[str, Any]) -> str:
-    """The event's category for colouring: the service's receipt outcome, or error / other."""
+    """The event's category for colouring: the outcome the target's description read from the answer.
+
+    The body is never looked into here: which field names the outcome is the target's business
+    (``Target.outcome_field``), already applied when the history was judged.
+    """
     status = event.get("status")
     if event.get("error") or status is None:
         return "error"
-    body = event.get("body")
-    if isinstance(body, dict) and body.get("receipt") in OUTCOMES:
-        return str(body["receipt"])
+    outcome = event.get("outcome")
+    if outcome in OUTCOMES:
+        return str(outcome)
     return "error" if isinstance(status, int) and status >= 500 else "other"
+
+
+def _arrival(event: dict[str, Any], origin_wall: Any) -> float | None:
+    """The service's arrival stamp on the history clock (seconds), mapped by wall time, or None."""
+    arrival = event.get("server_arrival")
+    if not isinstance(arrival, (int, float)) or not isinstance(origin_wall, (int, float)) or not origin_wall:
+        return None
+    return arrival - origin_wall
+
+
+def _server_duration(event: dict[str, Any]) -> float | None:
+    """The service's own processing time for this request (Server-Timing), in seconds, or None."""
+    value = (event.get("meta") or {}).get("server_duration")
+    return float(value) if isinstance(value, (int, float)) and value >= 0 else None
 
 
 def _latency_ms(event: dict[str, Any]) -> float | None:
@@ -651,15 +669,19 @@ def _axes(frame: _Frame, xticks: list[tuple[float, str]], yticks: list[tuple[flo
 
 
 def _legend(items: list[tuple[str, str, str]], x: float, y: float, width: float) -> list[str]:
-    """A one-or-more-line legend of (kind 'box'|'line'|'dash', colour, label) items."""
+    """A one-or-more-line legend of (kind 'box'|'pale'|'tick'|'line'|'dash', colour, label) items."""
     parts, cx, cy = [], x, y
     for kind, color, label in items:
         span = 22 + 6.2 * len(label) + 16
         if cx + span > x + width and cx > x:
             cx, cy = x, cy + 16
-        if kind == "box":
+        if kind in ("box", "pale"):
+            pale = ' fill-opacity="0.35"' if kind == "pale" else ""
             parts.append(f'<rect class="legend-swatch" x="{cx:.1f}" y="{cy - 9:.1f}" width="12" height="10" '
-                         f'fill="{color}"/>')
+                         f'fill="{color}"{pale}/>')
+        elif kind == "tick":
+            parts.append(f'<line x1="{cx + 6:.1f}" y1="{cy - 10:.1f}" x2="{cx + 6:.1f}" y2="{cy + 1:.1f}" '
+                         f'stroke="{color}" stroke-width="1.5"/>')
         else:
             dash = ' stroke-dasharray="4 3"' if kind == "dash" else ""
             parts.append(f'<line x1="{cx:.1f}" y1="{cy - 4:.1f}" x2="{cx + 14:.1f}" y2="{cy - 4:.1f}" '
@@ -775,7 +797,7 @@ def _stack(frame: _Frame, left: float, right: float, counter: Counter) -> list[s
             continue
         top, bottom = frame.y(below + n), frame.y(below)
         tip = f"{format_number(left)}–{format_number(right)} ms: {n} {outcome}"
-        parts.append(f'<rect class="hist" x="{x:.1f}" y="{top:.1f}" width="{w:.1f}" height="{bottom - top:.1f}" '
+        parts.append(f'<rect class="hist" data-outcome="{outcome}" x="{x:.1f}" y="{top:.1f}" width="{w:.1f}" height="{bottom - top:.1f}" '
                      f'fill="{OUTCOME_COLORS[outcome]}"><title>{_esc(tip)}</title></rect>')
         below += n
     return parts
@@ -797,18 +819,33 @@ def _timeline_payments(report: RunReport) -> tuple[list[tuple[str, list[dict[str
 
 
 def _timeline_caption(report: RunReport) -> str:
-    """What the timeline shows and what it leaves out."""
+    """What the timeline shows, on which clock each mark is, and what it leaves out."""
     shown, total = _timeline_payments(report)
-    text = ("Per-payment timeline: each bar is one request, from its final byte sent to its response read, "
-            "coloured by outcome; the black line marks the first 'generated' response. Bars that start left of "
-            "the line arrived before the winner finished.")
+    origin = (report.history or {}).get("origin_wall")
+    events = [e for _, evs in shown for e in evs]
+    stamped = any(_arrival(e, origin) is not None for e in events)
+    timed = any(_arrival(e, origin) is not None and _server_duration(e) is not None for e in events)
+    text = ("Per-payment timeline, coloured by the outcome the service reported. Pale bars are the client's view "
+            "on the harness clock: final byte sent to response read; a request sent before the winner finished "
+            "may still have reached the service after it.")
+    if stamped:
+        text += (" Black ticks are the service's own arrival stamps, on the service's clock mapped to the harness "
+                 "clock by wall time (the two clocks may differ by their offset).")
+    if timed:
+        text += " Solid bars are the service's processing (arrival to arrival + Server-Timing duration)."
+    text += (" The black line marks when the first 'generated' request finished: "
+             + ("on the service's clock (arrival + duration) where the service reports both, else "
+                if timed else "") + "its response read on the harness clock.")
+    if not stamped:
+        text += " The target reports no arrival stamps, so only the client's view is drawn."
     return text + (f" Showing {len(shown)} of {total} payments (unexpected receipt counts first)."
                    if total > len(shown) else "")
 
 
 def _timeline_chart(report: RunReport) -> str:
-    """One row per payment; each request a bar from t_release to t_response on a shared ms axis."""
+    """One row per payment; each request a client bar (send→read), its arrival tick and service bar."""
     rows, _ = _timeline_payments(report)
+    origin = (report.history or {}).get("origin_wall")
     timed = [e for _, events in rows for e in events if isinstance(e.get("t_release"), (int, float))]
     lanes = sum(len(events) for _, events in rows)
     lane = max(2.0, min(9.0, 720 / max(lanes, 1)))
@@ -818,29 +855,45 @@ def _timeline_chart(report: RunReport) -> str:
         parts = _axes(frame, [], [], "ms since the first final byte", "") + [_empty(frame, "no timed requests")]
         return _svg(frame.width, frame.height, "per-payment request timeline", parts)
     t0 = min(e["t_release"] for e in timed)
-    end = max(max(e.get("t_response") or e["t_release"] for e in timed) - t0, 1e-3) * 1000
-    frame.x0, frame.x1 = 0, _nice_top(end * 1.03, 8)
-    parts = _axes(frame, [(v, format_number(v)) for v in _ticks(0, frame.x1, 8)], [],
-                  "ms since the first final byte (run clock)", "")
+    ends = [t for e in timed for t in (e.get("t_response"), _service_end(e, origin)) if isinstance(t, (int, float))]
+    end = max(max(ends + [e["t_release"] for e in timed]) - t0, 1e-3) * 1000
+    start = min([0.0] + [(a - t0) * 1000 for e in timed if (a := _arrival(e, origin)) is not None])
+    frame.x0, frame.x1 = (-_nice_top(-start * 1.03, 8) if start < 0 else 0), _nice_top(end * 1.03, 8)
+    parts = _axes(frame, [(v, format_number(v)) for v in _ticks(frame.x0, frame.x1, 8)], [],
+                  "ms since the first final byte (harness clock; service marks mapped by wall time)", "")
     y = frame.top
     for index, (payment, events) in enumerate(rows):
-        parts += _timeline_row(frame, payment, events, t0, y, lane, index)
+        parts += _timeline_row(frame, payment, events, t0, origin, y, lane, index)
         y += len(events) * lane + 8
     present = [o for o in OUTCOMES if any(_outcome(e) == o for e in timed)]
-    items = [("box", OUTCOME_COLORS[o], o) for o in present] + [("line", "#000", "first 'generated' response")]
+    items = [("box", OUTCOME_COLORS[o], o) for o in present]
+    items.append(("pale", "#777", "client: sent → read (harness clock)"))
+    if any(_arrival(e, origin) is not None for e in timed):
+        items.append(("tick", "#000", "arrival stamp (service clock)"))
+    if any(_service_end(e, origin) is not None for e in timed):
+        items.append(("box", "#777", "service: arrival → + Server-Timing (service clock)"))
+    items.append(("line", "#000", "first 'generated' request finished"))
     parts += _legend(items, frame.left, 18, frame.plot_w)
     return _svg(frame.width, frame.height, "per-payment request timeline", parts)
 
 
-def _timeline_row(frame: _Frame, payment: str, events: list[dict[str, Any]], t0: float, y: float,
+def _service_end(event: dict[str, Any], origin: Any) -> float | None:
+    """When the service says it finished this request (history clock), or None."""
+    arrival, duration = _arrival(event, origin), _server_duration(event)
+    return None if arrival is None or duration is None else arrival + duration
+
+
+def _timeline_row(frame: _Frame, payment: str, events: list[dict[str, Any]], t0: float, origin: Any, y: float,
                   lane: float, index: int) -> list[str]:
-    """One payment's band: background, label, a bar per request and the winner's finish line."""
+    """One payment's band: background, label, per request its client bar, arrival tick and service bar,
+    and the winner's finish line."""
     height = len(events) * lane + 8
     right = frame.left + frame.plot_w
     parts = [f'<rect class="tl-row" x="{frame.left:.1f}" y="{y:.1f}" width="{frame.plot_w:.1f}" height="{height:.1f}" '
              f'fill="{"#f5f5f5" if index % 2 else "#fff"}"/>',
              _text(frame.left - 8, y + height / 2 + 4, _clip(payment, 22), "end")]
     ordered = sorted(events, key=lambda e: (e.get("t_release") is None, e.get("t_release") or 0, e.get("index") or 0))
+    bar_h = max(lane - 1, 1.5)
     for lane_no, event in enumerate(ordered):
         if not isinstance(event.get("t_release"), (int, float)):
             continue
@@ -849,11 +902,22 @@ def _timeline_row(frame: _Frame, payment: str, events: list[dict[str, Any]], t0:
         x2 = frame.x((response - t0) * 1000) if isinstance(response, (int, float)) else x + 3
         top = y + 4 + lane_no * lane
         outcome = _outcome(event)
-        parts.append(f'<rect class="tl-bar" x="{x:.1f}" y="{top:.1f}" width="{max(x2 - x, 1.5):.1f}" '
-                     f'height="{max(lane - 1, 1.5):.1f}" fill="{OUTCOME_COLORS[outcome]}">'
+        color = OUTCOME_COLORS[outcome]
+        parts.append(f'<rect class="tl-bar" data-outcome="{outcome}" x="{x:.1f}" y="{top:.1f}" '
+                     f'width="{max(x2 - x, 1.5):.1f}" height="{bar_h:.1f}" fill="{color}" fill-opacity="0.35">'
                      f"<title>{_esc(_event_tip(event, outcome))}</title></rect>")
-    finishes = [e["t_response"] for e in events
-                if _outcome(e) == "generated" and isinstance(e.get("t_response"), (int, float))]
+        arrival, finish = _arrival(event, origin), _service_end(event, origin)
+        if finish is not None:
+            xa, xf = frame.x((arrival - t0) * 1000), frame.x((finish - t0) * 1000)
+            parts.append(f'<rect class="tl-service" data-outcome="{outcome}" x="{xa:.1f}" y="{top + bar_h * 0.2:.1f}" '
+                         f'width="{max(xf - xa, 1.5):.1f}" height="{max(bar_h * 0.6, 1):.1f}" fill="{color}"/>')
+        if arrival is not None:
+            xa = frame.x((arrival - t0) * 1000)
+            parts.append(f'<line class="tl-arrival" x1="{xa:.1f}" y1="{top:.1f}" x2="{xa:.1f}" y2="{top + bar_h:.1f}" '
+                         f'stroke="#000" stroke-width="1.5"/>')
+    finishes = [t for e in events if _outcome(e) == "generated"
+                for t in [_service_end(e, origin) if _service_end(e, origin) is not None else e.get("t_response")]
+                if isinstance(t, (int, float))]
     if finishes:
         x = min(frame.x((min(finishes) - t0) * 1000), right)
         parts.append(f'<line class="tl-winner" x1="{x:.1f}" y1="{y + 1:.1f}" x2="{x:.1f}" y2="{y + height - 1:.1f}" '
