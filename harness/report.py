@@ -9,6 +9,7 @@ from a report is escaped, because response bodies come from the service under te
 from __future__ import annotations
 
 import html
+import json
 import math
 import re
 from collections import Counter
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from .redact import redact
 from .result import MET, MISSED, NOT_MEASURED, CheckResult, RunReport, TargetResult
 from .stats import percentile
 
@@ -82,7 +84,11 @@ METRIC_LABELS: dict[str, str] = {
 
 
 def write_report(report: RunReport, directory: Path, stem: str | None = None) -> dict[str, Path]:
-    """Write ``<stem>.json``, ``<stem>.md`` and ``<stem>.html`` into directory; return them by format."""
+    """Write ``<stem>.json``, ``<stem>.md`` and ``<stem>.html`` into directory; return them by format.
+
+    Secrets are masked here, once, on the JSON form every view is rendered from (``redact``).
+    """
+    report = redacted(report)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     stem = stem or _safe_stem(report.label)
@@ -91,6 +97,12 @@ def write_report(report: RunReport, directory: Path, stem: str | None = None) ->
     paths["md"].write_text(render_markdown(report), encoding="utf-8")
     paths["html"].write_text(render_html(report), encoding="utf-8")
     return paths
+
+
+def redacted(report: RunReport) -> RunReport:
+    """The report as its JSON says it, with every secret masked (the one rule in ``harness.redact``)."""
+    # Through JSON first, so values that only become text when dumped are searched too.
+    return RunReport.from_dict(redact(json.loads(report.dumps())))
 
 
 def _safe_stem(label: str) -> str:
