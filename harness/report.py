@@ -44,6 +44,8 @@ METRIC_LABELS: dict[str, str] = {
     "payments": "Payments",
     "payments_paid": "Paid payments",
     "payments_unpaid": "Unpaid controls",
+    "payments_judged": "Judged payments",
+    "payments_unjudged": "Unjudged payments (no delivery reached the service)",
     "requests": "Requests",
     "receipt_files": "Receipt files",
     "receipts_per_payment_min": "Receipts per payment (min)",
@@ -293,30 +295,63 @@ def _counts(counter: Counter, order: Iterable[str] = ()) -> str:
     return ", ".join(f"{k}×{counter[k]}" for k in keys) or DASH
 
 
+def _judged(row: dict[str, Any]) -> bool:
+    """Whether the oracle judged this payment: some delivery provably reached the service.
+
+    Reports written before payments could go unjudged have no "judged" key: they judged all.
+    """
+    return row.get("judged", True) is not False
+
+
 def _payment_ok(row: dict[str, Any]) -> bool:
     """A paid payment has exactly one receipt; an unpaid control has none."""
     return row.get("receipts") == (1 if row.get("expected") == "paid" else 0)
 
 
+_UNEXPECTED, _UNJUDGED, _AS_EXPECTED = 0, 1, 2
+
+
+def _payment_standing(row: dict[str, Any]) -> int:
+    """Unexpected receipt count, unjudged (nothing to hold against the service), or as expected."""
+    if not _judged(row):
+        return _UNJUDGED
+    return _AS_EXPECTED if _payment_ok(row) else _UNEXPECTED
+
+
 def _ordered_payments(report: RunReport) -> list[dict[str, Any]]:
-    """Payments with unexpected receipt counts first, otherwise in run order."""
-    return sorted(report.payments, key=lambda row: _payment_ok(row))
+    """Payments with unexpected receipt counts first, then unjudged ones, otherwise in run order."""
+    return sorted(report.payments, key=_payment_standing)
+
+
+def judged_line(report: RunReport) -> str:
+    """'3 of 5 payments judged (2 unjudged: no delivery reached the service)'."""
+    metrics = report.metrics or {}
+    judged, unjudged = metrics.get("payments_judged"), metrics.get("payments_unjudged")
+    if not (isinstance(judged, int) and isinstance(unjudged, int)):
+        unjudged = sum(1 for row in report.payments if not _judged(row))
+        judged = len(report.payments) - unjudged
+    text = f"{judged} of {judged + unjudged} payments judged"
+    return text + (f" ({unjudged} unjudged: no delivery reached the service)" if unjudged else "")
 
 
 def _payments_table(report: RunReport, limit: int) -> _Table:
     """One compact row per payment, problems first, capped at limit."""
-    table = _Table(["", "Payment", "Expected", "Requests", "Outcomes", "Receipts", "Files", "Final state",
+    table = _Table(["", "Payment", "Judged", "Expected", "Requests", "Outcomes", "Receipts", "Files", "Final state",
                     "Spread ms (release / arrival)", "Processing ms", "Overlap"])
     rows = _ordered_payments(report)
+    icons = {_UNEXPECTED: "❌", _UNJUDGED: "➖", _AS_EXPECTED: "✅"}
+    css = {_UNEXPECTED: "bad", _UNJUDGED: "unjudged", _AS_EXPECTED: ""}
     for row in rows[:limit]:
-        ok = _payment_ok(row)
-        table.add(["✅" if ok else "❌", row.get("payment", DASH), row.get("expected", DASH), _requests_cell(row),
+        standing = _payment_standing(row)
+        table.add([icons[standing], row.get("payment", DASH),
+                   "yes" if _judged(row) else "no: unjudged, no delivery reached the service",
+                   row.get("expected", DASH), _requests_cell(row),
                    _counts(Counter({k: v for k, v in (row.get("outcomes") or {}).items() if v}), OUTCOMES),
                    format_number(row.get("receipts")), _files_cell(row.get("receipt_files") or []),
                    _state_cell(row.get("state")),
                    f"{format_number(row.get('release_spread_ms'))} / {format_number(row.get('arrival_spread_ms'))}",
                    format_number(row.get("processing_ms")), format_number(row.get("overlapped"))],
-                  "" if ok else "bad")
+                  css[standing])
     if len(rows) > limit:
         table.note = f"… {len(rows) - limit} more payment(s) not shown (see the JSON)."
     return table
@@ -393,7 +428,7 @@ def render_markdown(report: RunReport) -> str:
     """The report as a pull-request comment (GitHub-flavoured Markdown, readable as plain text)."""
     lines = [f"## {verdict_icon(report)} race-harness run `{_md_code(report.label)}` — {_md(report.verdict.summary)}",
              "", f"**Run:** {_md(_config_line(report))}  ", f"**Environment:** {_md(_environment_line(report))}  ",
-             f"**Exit code:** {report.verdict.exit_code}", ""]
+             f"**Judged:** {_md(judged_line(report))}  ", f"**Exit code:** {report.verdict.exit_code}", ""]
     sections = [("Checks", _checks_table(report)), ("Targets", _targets_table(report)),
                 ("Metrics", _metrics_table(report)), ("History", _history_table(report)),
                 (_payments_heading(report, MD_PAYMENT_ROWS), _payments_table(report, MD_PAYMENT_ROWS))]
@@ -406,7 +441,7 @@ def _payments_heading(report: RunReport, limit: int) -> str:
     """'Payments (unexpected receipt counts first; 30 of 120 shown)'."""
     total = len(report.payments)
     shown = f"{min(total, limit)} of {total} shown" if total > limit else f"{total}"
-    return f"Payments ({shown}; unexpected receipt counts first)"
+    return f"Payments ({shown}; unexpected receipt counts first, then unjudged)"
 
 
 def _md_table(table: _Table) -> list[str]:
@@ -447,6 +482,7 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bott
 table{border-collapse:collapse;width:100%;background:#fff;font-size:13px;margin:4px 0}
 th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f0f0f0}tr.bad td{background:#fdecea}tr.warn td{background:#fff6e0}tr.muted td{color:#888}
+tr.unjudged td{background:#e8eef3;color:#455a64}
 figure{margin:12px 0 20px;background:#fff;border:1px solid #ddd;border-radius:6px;padding:8px}
 figcaption{font-size:13px;color:#444;margin:4px 4px 0}svg{width:100%;height:auto;display:block}
 .note{color:#666;font-style:italic}details{margin:6px 0}summary{cursor:pointer}
@@ -462,10 +498,10 @@ def render_html(report: RunReport) -> str:
         f"<h1>race-harness run <code>{e(report.label)}</code></h1>",
         f'<p class="meta">{e(_config_line(report))}</p><p class="meta">{e(_environment_line(report))}</p>',
         f'<div class="banner {css}"><strong>{_icons(verdict_icon(report))} {e(report.verdict.summary)}</strong>'
-        f"<p>exit code {report.verdict.exit_code}</p></div>",
+        f'<p>exit code {report.verdict.exit_code} · <span class="judged">{e(judged_line(report))}</span></p></div>',
         "<h2>Charts</h2>",
         _figure(_receipts_chart(report), "Receipt files per payment. A paid payment should have exactly one; "
-                "unpaid controls none."),
+                "unpaid controls none; an unjudged payment (no delivery reached the service) is a pale column."),
         _figure(_latency_chart(report), "Request latency (response read minus final byte sent), stacked by the "
                 "outcome the service reported."),
         _figure(_timeline_chart(report), _timeline_caption(report)),
@@ -712,12 +748,14 @@ def _empty(frame: _Frame, message: str) -> str:
 # Chart 1: receipts per payment
 
 _RECEIPT_COLORS = {"one": "#43a047", "many": "#d32f2f", "none": "#ff9800", "control": "#bdbdbd",
-                   "control_receipt": "#8e24aa"}
+                   "control_receipt": "#8e24aa", "unjudged": "#546e7a"}
 
 
 def _receipt_kind(row: dict[str, Any]) -> str:
     """Which colour a payment's bar gets."""
     count = row.get("receipts") or 0
+    if not _judged(row):
+        return "unjudged"
     if row.get("expected") != "paid":
         return "control_receipt" if count else "control"
     return "many" if count > 1 else ("one" if count == 1 else "none")
@@ -737,9 +775,13 @@ def _receipts_chart(report: RunReport) -> str:
         kind = _receipt_kind(row)
         x, w = frame.x(i + 0.12), max(frame.x(i + 0.88) - frame.x(i + 0.12), 0.8)
         top = frame.y(count) if count else base - 3
-        tip = f"{row.get('payment')}: {count} receipt file(s), expected {row.get('expected')}"
+        pale = ""
+        if kind == "unjudged":  # a pale column up to the expected line: nothing is known, not "zero"
+            top, pale = frame.y(max(count, 1)), ' fill-opacity="0.45" stroke="#546e7a" stroke-dasharray="3 2"'
+        tip = f"{row.get('payment')}: {count} receipt file(s), expected {row.get('expected')}" + (
+            "; unjudged: no delivery reached the service" if kind == "unjudged" else "")
         parts.append(f'<rect class="bar {kind}" x="{x:.1f}" y="{top:.1f}" width="{w:.1f}" height="{base - top:.1f}" '
-                     f'fill="{_RECEIPT_COLORS[kind]}"><title>{_esc(tip)}</title></rect>')
+                     f'fill="{_RECEIPT_COLORS[kind]}"{pale}><title>{_esc(tip)}</title></rect>')
         if i % every == 0:
             cx = frame.x(i + 0.5)
             label = _esc(_clip(str(row.get("payment", i)), 14)) if len(rows) <= 40 else str(i + 1)
@@ -755,6 +797,8 @@ def _receipts_chart(report: RunReport) -> str:
                       ("box", _RECEIPT_COLORS["none"], "missing (0, paid)"),
                       ("box", _RECEIPT_COLORS["control"], "unpaid control"),
                       ("box", _RECEIPT_COLORS["control_receipt"], "receipt for unpaid"),
+                      *([("box", _RECEIPT_COLORS["unjudged"], "unjudged (no delivery reached it)")]
+                        if any(not _judged(r) for r in rows) else []),
                       ("dash", "#000", "expected = 1")], frame.left, 18, frame.plot_w)
     return _svg(frame.width, frame.height, "receipt files per payment", parts)
 
