@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from collections import Counter
 
@@ -55,7 +56,7 @@ def test_timeline_marks_each_service_arrival_stamp_and_says_which_clock() -> Non
     chart, page = _timeline(report), render_html(report)
     assert chart.count('class="tl-arrival"') == 6
     assert "arrival stamp (service clock)" in chart and "harness clock" in chart
-    assert "service&#x27;s clock mapped to the harness clock by wall time" in page
+    assert "service's clock mapped to the harness clock by wall time" in html.unescape(page)
 
 
 def test_timeline_draws_no_arrival_marks_when_the_target_reports_none() -> None:
