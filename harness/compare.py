@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .report import DASH, _md, _md_code as _code, format_metric, format_number, metric_keys, metric_label, metric_unit
+from .report_format import (DASH, format_metric, format_number, md_code, md_escape, metric_keys, metric_label,
+                            metric_unit)
 from .result import MET, MISSED, CheckResult, RunReport
 
 COMPARISON_VERSION = 1
@@ -72,7 +73,7 @@ class Comparison:
 
     def to_markdown(self) -> str:
         """Markdown tables, one per section, then both verdicts in full."""
-        lines = [f"## Before / after: `{_code(self.before_label)}` → `{_code(self.after_label)}`", ""]
+        lines = [f"## Before / after: `{md_code(self.before_label)}` → `{md_code(self.after_label)}`", ""]
         for section, title in SECTIONS.items():
             rows = self.section(section)
             if not rows:
@@ -80,13 +81,13 @@ class Comparison:
             headers = [self._first_header(section), *self.headers()[1:]]
             if section == "headline":
                 headers = headers[:3]
-            lines += [f"### {title}", "", "| " + " | ".join(_md(h) for h in headers) + " |",
+            lines += [f"### {title}", "", "| " + " | ".join(md_escape(h) for h in headers) + " |",
                       "|" + "|".join("---" for _ in headers) + "|"]
             for r in rows:
                 cells = [r.name, r.before, r.after, r.change][: len(headers)]
-                lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
+                lines.append("| " + " | ".join(md_escape(c) for c in cells) + " |")
             lines.append("")
-        lines += [f"- **Before:** {_md(self.before_verdict)}", f"- **After:** {_md(self.after_verdict)}"]
+        lines += [f"- **Before:** {md_escape(self.before_verdict)}", f"- **After:** {md_escape(self.after_verdict)}"]
         return "\n".join(lines) + "\n"
 
     def to_text(self) -> str:

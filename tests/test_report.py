@@ -11,98 +11,9 @@ from rich.console import Console
 
 from harness.compare import compare, compare_files, print_comparison, write_comparison
 from harness.report import TIMELINE_PAYMENTS, render_html, render_markdown, write_report
-from harness.result import CheckResult, RunReport, TargetResult, Verdict, Violation, decide
+from harness.result import RunReport, decide
 
-HOSTILE = "<script>alert(1)</script>"
-
-
-def _events_for(payment: str, receipts: int, duplicates: int, start_index: int, slow: float,
-                paid: bool = True) -> list[dict]:
-    """Duplicate requests for one payment: the first `receipts` generate, the rest are skipped."""
-    events = []
-    for dup in range(duplicates):
-        release = 0.100 + dup * 0.0002
-        if not paid:
-            outcome, took = "not_paid", 0.004
-        elif dup < receipts:
-            outcome, took = "generated", 0.2 + slow * dup / max(duplicates - 1, 1)
-        else:
-            outcome, took = "already_generated", 0.006 + dup * 0.001
-        events.append({"index": start_index + dup, "payment": payment, "channel": "callback" if dup % 4 else "verify",
-                       "connection": start_index + dup, "t_release": release, "t_response": release + took,
-                       "status": 200, "body": {"receipt": outcome}, "error": None,
-                       "server_arrival": 1_700_000_000.1 + dup * 0.0004, "meta": {}})
-    return events
-
-
-def _payment_row(payment: str, receipts: int, duplicates: int, paid: bool, processing: float) -> dict:
-    generated = receipts if paid else 0
-    return {"payment": payment, "merchant_transaction_id": f"MT-{payment}", "amount": 49_900,
-            "expected": "paid" if paid else "unpaid", "requests": duplicates,
-            "channels": {"callback": duplicates - 2, "verify": 2},
-            "outcomes": {"generated": generated, "already_generated": duplicates - generated if paid else 0,
-                         "failed": 0, "not_paid": 0 if paid else duplicates},
-            "receipt_files": [f"receipt-{payment}-{i}.pdf" for i in range(receipts)], "receipts": receipts,
-            "state": {"paymentStatus": "paid" if paid else "failed", "receiptGenerated": bool(receipts),
-                      "receiptPath": f"receipts/receipt-{payment}-0.pdf" if receipts else None},
-            "release_spread_ms": 0.8, "arrival_spread_ms": 1.6, "processing_ms": processing, "overlapped": True}
-
-
-def make_report(label: str, receipts: list[int], *, unpaid: int = 1, duplicates: int = 5,
-                slow: float = 0.8, metrics: dict | None = None, hostile: bool = False) -> RunReport:
-    """A synthetic run: paid payments with the given receipt counts, plus unpaid controls."""
-    rows, events = [], []
-    for n, count in enumerate(receipts + [0] * unpaid):
-        paid, payment = n < len(receipts), f"pay-{n + 1:03d}"
-        events += _events_for(payment, count, duplicates, len(events), slow, paid)
-        rows.append(_payment_row(payment, count, duplicates, paid, 200 + slow * 1000 * (count > 1) + n))
-    if hostile:
-        events[0]["body"] = {"receipt": "generated", "note": HOSTILE}
-    dupes = [r for r in rows if r["receipts"] > 1]
-    exactly_once = CheckResult(
-        "receipt_exactly_once", "every paid payment has exactly one receipt file", not dupes,
-        [Violation("receipt_exactly_once", f"{r['receipts']} receipt files" + (f" {HOSTILE}" if hostile else ""),
-                   r["payment"], r["receipt_files"], [0, 1]) for r in dupes])
-    checks = [exactly_once, CheckResult("unpaid_no_receipt", "unpaid controls never get a receipt", True)]
-    processing_max = max(r["processing_ms"] for r in rows)
-    targets = [TargetResult("processing_time", "per-payment processing", "<= 300 ms",
-                            "met" if processing_max <= 300 else "missed", processing_max, "ms"),
-               TargetResult("memory", "service peak RSS", "<= 60 MB", "not measured", None, "MB")]
-    per_payment = [r["receipts"] for r in rows if r["expected"] == "paid"]
-    default_metrics = {"payments": len(rows), "requests": len(events), "receipt_files": sum(per_payment),
-                       "receipts_per_payment_min": min(per_payment), "receipts_per_payment_max": max(per_payment),
-                       "receipts_per_payment_mean": sum(per_payment) / len(per_payment),
-                       "file_conflicts": sum(c - 1 for c in per_payment if c > 1),
-                       "processing_ms_p50": 212.0, "processing_ms_max": processing_max,
-                       "service_peak_rss_mb": 250.0, "service_rss_growth_mb": 200.0,
-                       "success_rate_pct": 100.0, "rollbacks": 0}
-    return RunReport(label=label, config={"plan": {"payments": len(receipts), "duplicates": duplicates,
-                                                   "unpaid": unpaid, "channel_mix": {"callback": 3, "verify": 1},
-                                                   "seed": 7}, "sync": "last-byte", "mode": label,
-                                          "target": {"base_url": "http://127.0.0.1:8000"}},
-                     environment={"python": "3.12.1", "platform": "linux", "cpu_count": 2, "harness": "0.1.0"},
-                     history={"version": 1, "sync": "last-byte", "origin_wall": 1_700_000_000.0, "events": events},
-                     history_summary={"requests": len(events)}, payments=rows, checks=checks,
-                     metrics=default_metrics if metrics is None else metrics, targets=targets,
-                     verdict=decide(checks, targets), started_at=1_700_000_000.0, finished_at=1_700_000_002.0)
-
-
-@pytest.fixture
-def vulnerable() -> RunReport:
-    return make_report("vulnerable", [5, 1, 3, 2])
-
-
-@pytest.fixture
-def atomic() -> RunReport:
-    metrics = {"payments": 5, "requests": 25, "receipt_files": 4, "receipts_per_payment_min": 1,
-               "receipts_per_payment_max": 1, "receipts_per_payment_mean": 1.0, "file_conflicts": 0,
-               "processing_ms_p50": 212.0, "processing_ms_max": 290.0, "service_peak_rss_mb": None,
-               "success_rate_pct": 100.0, "claims_won": 4, "claims_skipped": 16}
-    return make_report("atomic", [1, 1, 1, 1], slow=0.0, metrics=metrics)
-
-
-def _svgs(page: str) -> list[str]:
-    return re.findall(r"<svg\b.*?</svg>", page, flags=re.S)
+from _reports import HOSTILE, atomic, make_report, svgs, vulnerable  # noqa: F401 (fixtures)
 
 
 # --- files and JSON --------------------------------------------------------------------------
@@ -184,7 +95,7 @@ def test_html_references_no_external_assets(vulnerable: RunReport) -> None:
 
 
 def test_html_contains_three_svg_charts(vulnerable: RunReport) -> None:
-    assert len(_svgs(render_html(vulnerable))) == 3
+    assert len(svgs(render_html(vulnerable))) == 3
 
 
 def test_html_escapes_hostile_text_from_violations_and_bodies() -> None:
@@ -197,34 +108,34 @@ def test_html_banner_is_red_for_invalid_run(vulnerable: RunReport) -> None:
 
 
 def test_receipts_chart_draws_a_bar_per_payment_and_highlights_duplicates() -> None:
-    chart = _svgs(render_html(make_report("mix", [5, 1, 0, 2])))[0]
+    chart = svgs(render_html(make_report("mix", [5, 1, 0, 2])))[0]
     kinds = re.findall(r'<rect class="bar (\w+)"', chart)
     assert kinds == ["many", "one", "none", "many", "control"]
     assert 'class="expected"' in chart and "expected = 1" in chart
 
 
 def test_latency_histogram_counts_every_timed_request(vulnerable: RunReport) -> None:
-    chart = _svgs(render_html(vulnerable))[1]
+    chart = svgs(render_html(vulnerable))[1]
     counts = re.findall(r'<rect class="hist"[^>]*><title>[^:]*: (\d+) ', chart)
     assert sum(map(int, counts)) == len(vulnerable.history["events"])
     assert "latency" in chart and "p95" in chart
 
 
 def test_timeline_draws_one_bar_per_event_for_the_shown_payments(vulnerable: RunReport) -> None:
-    chart = _svgs(render_html(vulnerable))[2]
+    chart = svgs(render_html(vulnerable))[2]
     assert chart.count('class="tl-bar"') == len(vulnerable.history["events"])
     assert chart.count('class="tl-winner"') == 4  # one per paid payment that generated
 
 
 def test_timeline_caps_the_payments_it_shows() -> None:
     report = make_report("big", [1] * 30, unpaid=0, duplicates=3)
-    chart = _svgs(render_html(report))[2]
+    chart = svgs(render_html(report))[2]
     assert chart.count('class="tl-bar"') == TIMELINE_PAYMENTS * 3
     assert f"Showing {TIMELINE_PAYMENTS} of 30 payments" in render_html(report)
 
 
 def test_timeline_colours_bars_by_outcome(atomic: RunReport) -> None:
-    chart = _svgs(render_html(atomic))[2]
+    chart = svgs(render_html(atomic))[2]
     fills = re.findall(r'<rect class="tl-bar"[^>]*fill="(#\w+)"', chart)
     assert fills.count("#2e7d32") == 4 and fills.count("#1e88e5") == 16 and fills.count("#9e9e9e") == 5
 
@@ -232,7 +143,7 @@ def test_timeline_colours_bars_by_outcome(atomic: RunReport) -> None:
 def test_report_without_history_or_metrics_still_renders(vulnerable: RunReport) -> None:
     vulnerable.history, vulnerable.metrics, vulnerable.payments = {"version": 1, "events": []}, {}, []
     page = render_html(vulnerable)
-    assert len(_svgs(page)) == 3 and "no timed requests" in page and "no payments" in page
+    assert len(svgs(page)) == 3 and "no timed requests" in page and "no payments" in page
     assert "### Checks" in render_markdown(vulnerable)
 
 
