@@ -14,6 +14,14 @@ _PHASES = frozenset({"connect", "warm-up", "send", "release", "read", "timeout"}
 _BEFORE_COMPLETE = frozenset({"connect", "warm-up", "send", "release"})
 
 
+def server_duration(meta: dict[str, Any]) -> float | None:
+    """Seconds from an event's ``meta``: its ``server_timing`` (name -> ms, the ``Server-Timing`` header's
+    durations; with several metrics the longest, as a total contains its parts)."""
+    timing = meta.get("server_timing")
+    durations = [v for v in timing.values() if isinstance(v, (int, float)) and v >= 0] if isinstance(timing, dict) else []
+    return max(durations) / 1000 if durations else None
+
+
 @dataclass
 class Event:
     """One request and what came back.
@@ -82,9 +90,7 @@ class Event:
 
         With several metrics the longest is taken: a total contains its parts.
         """
-        timing = self.meta.get("server_timing")
-        durations = [v for v in timing.values() if isinstance(v, (int, float))] if isinstance(timing, dict) else []
-        return max(durations) / 1000 if durations else None
+        return server_duration(self.meta)
 
     @property
     def clock(self) -> str | None:

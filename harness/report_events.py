@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .history import server_duration
 from .report_format import OUTCOMES
 from .result import RunReport
 
@@ -66,8 +67,7 @@ def arrival_of(event: dict[str, Any], origin_wall: Any) -> float | None:
 
 def server_duration_of(event: dict[str, Any]) -> float | None:
     """The service's own processing time for this request (Server-Timing), in seconds, or None."""
-    value = (event.get("meta") or {}).get("server_duration")
-    return float(value) if isinstance(value, (int, float)) and value >= 0 else None
+    return server_duration(event.get("meta") or {})
 
 
 def latency_ms(event: dict[str, Any]) -> float | None:

@@ -81,7 +81,7 @@ def test_service_bar_spans_arrival_to_server_timing_and_winner_line_ends_it() ->
     assert 'class="tl-service"' not in _timeline(report)  # no Server-Timing, no service bar
     events = report.history["events"]
     for n, event in enumerate(events):
-        event["meta"]["server_duration"] = 0.050 + 0.010 * n
+        event["meta"]["server_timing"] = {"app": 50.0 + 10.0 * n}  # ms, as the Server-Timing header says
     chart = _timeline(report)
     bars = re.findall(r'<rect class="tl-service"[^>]*>', chart)
     assert len(bars) == 3 and "Server-Timing" in chart
