@@ -17,6 +17,7 @@ directory under the test's ``tmp_path``, so the fixtures work under ``pytest -n 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -30,6 +31,8 @@ from .target import Target
 
 _TRIAL_FIXTURE = "race_trial"
 _TRIAL_ID = re.compile(r"trial-\d+-of-\d+")
+VERDICT_PROPERTY = "race_verdict"  # a user property per race() call: one of the words below
+VIOLATION, INCONCLUSIVE, VALID, NO_RACE = "violation", "inconclusive", "valid", "no race"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -45,26 +48,46 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 class _TrialCounter:
-    """Counts, per repeated race test, how many of its trials failed (a violation was seen)."""
+    """Counts, per repeated race test, the trials whose race result was invalid, inconclusive, or valid.
+
+    A trial's outcome comes from what the ``race`` fixture returned during it (recorded in the
+    test's ``user_properties``, so it reaches an xdist controller with the report), never from
+    whether the test's assertions passed: ``assert not race(mode="vulnerable").valid`` passes on
+    every trial that showed a violation.
+    """
 
     def __init__(self) -> None:
-        self.counts: dict[str, list[int]] = {}  # base test id -> [trials, failed]
+        self.counts: dict[str, Counter[str]] = {}  # base test id -> trial outcome -> trials
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if "trial-" not in report.nodeid:
+        # The teardown report comes once per trial, with every verdict the setup and call recorded.
+        if report.when != "teardown" or not _TRIAL_ID.search(report.nodeid):
             return
-        if report.when != "call" and not (report.when == "setup" and report.failed):
-            return
-        counts = self.counts.setdefault(_base_id(report.nodeid), [0, 0])
-        counts[0] += 1
-        counts[1] += int(report.failed)
+        verdicts = [value for name, value in report.user_properties if name == VERDICT_PROPERTY]
+        self.counts.setdefault(_base_id(report.nodeid), Counter())[_trial_outcome(verdicts)] += 1
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.counts:
             return
         terminalreporter.section("race trials")
-        for base, (trials, failed) in sorted(self.counts.items()):
-            terminalreporter.write_line(f"{base}: {failed} of {trials} trials showed a violation")
+        for base, outcomes in sorted(self.counts.items()):
+            line = (f"{base}: {outcomes[VIOLATION]} of {outcomes.total()} trials showed a violation "
+                    f"({outcomes[INCONCLUSIVE]} inconclusive)")
+            if outcomes[NO_RACE]:
+                line += f"; {outcomes[NO_RACE]} ran no race"
+            terminalreporter.write_line(line)
+
+
+def _verdict_word(valid: bool | None) -> str:
+    return {False: VIOLATION, None: INCONCLUSIVE}.get(valid, VALID)
+
+
+def _trial_outcome(verdicts: list[str]) -> str:
+    """One trial: a violation if any of its races was invalid, else inconclusive if any could not tell."""
+    for outcome in (VIOLATION, INCONCLUSIVE, VALID):
+        if outcome in verdicts:
+            return outcome
+    return NO_RACE
 
 
 def _base_id(nodeid: str) -> str:
@@ -124,7 +147,8 @@ def target_of(service: ServiceProcess, **changes: Any) -> Target:
 
 
 @pytest.fixture
-def race(reference_service: Callable[..., ServiceProcess]) -> Callable[..., RunReport]:
+def race(request: pytest.FixtureRequest,
+         reference_service: Callable[..., ServiceProcess]) -> Callable[..., RunReport]:
     """A factory: fire a race at a reference service and return the oracle's report.
 
     ``race(payments=10, duplicates=20, mode="atomic", unpaid=0, channel_mix="callback:1",
@@ -150,7 +174,7 @@ def race(reference_service: Callable[..., ServiceProcess]) -> Callable[..., RunR
             config = RunConfig(plan=plan, mode=mode, faults=faults, lease_seconds=lease_seconds,
                                generation_delay_ms=generation_delay_ms, transient_faults=transient_faults,
                                sync=sync, targets_file=Path(targets), label=mode, store=store, workers=workers)
-            return run_race(config)  # the runner starts the PhonePe simulator the verify path needs
+            return _recorded(request, run_race(config))  # the runner starts the PhonePe simulator
         if service is None:
             service = reference_service(mode, generation_delay_ms=generation_delay_ms, faults=faults,
                                         lease_seconds=lease_seconds, store=store, workers=workers)
@@ -159,6 +183,11 @@ def race(reference_service: Callable[..., ServiceProcess]) -> Callable[..., RunR
             target = target.with_(mongo_uri=service.mongo_uri, mongo_database=service.database)
         config = RunConfig(plan=plan, target=target, service_pid=service.pid, faults=faults,
                            transient_faults=transient_faults, sync=sync, targets_file=Path(targets), label=mode)
-        return run_race(config)
+        return _recorded(request, run_race(config))
 
     return run
+
+
+def _recorded(request: pytest.FixtureRequest, report: RunReport) -> RunReport:
+    request.node.user_properties.append((VERDICT_PROPERTY, _verdict_word(report.verdict.valid)))
+    return report
