@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from .embedded import FaultFlags, ServiceProcess, start_service
+from .embedded import FaultFlags, ServiceProcess, start_service, start_simulator
 from .plan import Plan, parse_channel_mix
 from .result import RunReport
 from .runner import RunConfig, run_race
@@ -147,8 +147,8 @@ def target_of(service: ServiceProcess, **changes: Any) -> Target:
 
 
 @pytest.fixture
-def race(request: pytest.FixtureRequest,
-         reference_service: Callable[..., ServiceProcess]) -> Callable[..., RunReport]:
+def race(request: pytest.FixtureRequest, reference_service: Callable[..., ServiceProcess],
+         tmp_path: Path) -> Iterator[Callable[..., RunReport]]:
     """A factory: fire a race at a reference service and return the oracle's report.
 
     ``race(payments=10, duplicates=20, mode="atomic", unpaid=0, channel_mix="callback:1",
@@ -156,10 +156,19 @@ def race(request: pytest.FixtureRequest,
     targets="exactly-once", generation_delay_ms=200, lease_seconds=None, store=None, workers=1,
     service=None)``. ``store`` is "memory", "wire" (a SecantusDB server started for the service) or
     None (``MONGODB_URI`` when set, else memory); ``workers`` > 1 needs a shared store.
-    The service stays up until the test ends (pass ``service=`` to race one you started), so a
-    finished run can be judged again with ``harness.reverify(report)``. The default targets are
-    the exactly-once invariants alone: timing targets would make a busy CI machine flip verdicts.
+    The service (and the PhonePe simulator that verify calls need) stays up until the test ends
+    (pass ``service=`` to race one you started), so a finished run can be judged again with
+    ``harness.reverify(report)``. The default targets are the exactly-once invariants alone: timing
+    targets would make a busy CI machine flip verdicts. Every result's verdict is recorded for the
+    ``race_trials`` count.
     """
+    simulators: list[ServiceProcess] = []
+
+    def simulator_url() -> str:
+        """One PhonePe simulator per test, started when a race first makes verify calls."""
+        if not simulators:
+            simulators.append(start_simulator(log_path=tmp_path / "simulator.log"))
+        return simulators[0].url
 
     def run(payments: int = 10, duplicates: int = 20, *, mode: str = "atomic", unpaid: int = 0,
             channel_mix: str = "callback:1", faults: FaultFlags | None = None, rounds: int = 1,
@@ -170,24 +179,21 @@ def race(request: pytest.FixtureRequest,
         plan = Plan(payments=payments, duplicates=duplicates, unpaid=unpaid,
                     channel_mix=parse_channel_mix(channel_mix), rounds=rounds, round_interval=round_interval, seed=seed)
         faults = faults or FaultFlags()
-        if plan.uses_verify() and service is None:
-            config = RunConfig(plan=plan, mode=mode, faults=faults, lease_seconds=lease_seconds,
-                               generation_delay_ms=generation_delay_ms, transient_faults=transient_faults,
-                               sync=sync, targets_file=Path(targets), label=mode, store=store, workers=workers)
-            return _recorded(request, run_race(config))  # the runner starts the PhonePe simulator
+        gateway_url = None
         if service is None:
+            gateway_url = simulator_url() if plan.uses_verify() else None
             service = reference_service(mode, generation_delay_ms=generation_delay_ms, faults=faults,
-                                        lease_seconds=lease_seconds, store=store, workers=workers)
-        target = target_of(service)
+                                        lease_seconds=lease_seconds, store=store, workers=workers,
+                                        phonepe_base_url=gateway_url)
+        target = target_of(service, gateway_url=gateway_url)
         if service.mongo_uri:  # read state straight from the database the service uses
             target = target.with_(mongo_uri=service.mongo_uri, mongo_database=service.database)
         config = RunConfig(plan=plan, target=target, service_pid=service.pid, faults=faults,
                            transient_faults=transient_faults, sync=sync, targets_file=Path(targets), label=mode)
-        return _recorded(request, run_race(config))
+        report = run_race(config)
+        request.node.user_properties.append((VERDICT_PROPERTY, _verdict_word(report.verdict.valid)))
+        return report
 
-    return run
-
-
-def _recorded(request: pytest.FixtureRequest, report: RunReport) -> RunReport:
-    request.node.user_properties.append((VERDICT_PROPERTY, _verdict_word(report.verdict.valid)))
-    return report
+    yield run
+    for simulator in simulators:
+        simulator.stop()

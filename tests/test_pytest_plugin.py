@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
+import json
 
+import httpx
+import pytest
 
 
 def test_race_fixture_reads_like_the_readme(race):
@@ -22,6 +24,29 @@ def test_race_fixture_races_callbacks_against_verify_calls(race):
     assert result.valid, result.explain()
     channels = {e["channel"] for e in result.history["events"]}
     assert channels == {"callback", "verify"}
+
+
+def test_a_verify_mix_race_keeps_its_service_and_simulator_up_for_reverify_until_the_test_ends(inner):
+    urls = inner.path / "urls.json"
+    inner.makepyfile(f"""
+        import json
+
+        from harness import reverify
+
+        def test_verify_mix(race):
+            result = race(payments=2, duplicates=4, channel_mix="callback:1,verify:1", generation_delay_ms=100)
+            target = result.config["target"]
+            with open({str(urls)!r}, "w") as f:
+                json.dump([target["base_url"], target["gateway_url"]], f)
+            again = reverify(result)  # reads the service's state afresh: it must still answer
+            assert again.valid, again.explain()
+            assert again.metrics["payments_paid"] == 2
+    """)
+    result = inner.runpytest_subprocess()
+    result.assert_outcomes(passed=1)
+    for url in json.loads(urls.read_text()):
+        with pytest.raises(httpx.ConnectError):  # stopped when the test ended
+            httpx.get(url, timeout=2.0)
 
 
 def test_reference_services_get_their_own_ports_and_receipt_directories(reference_service):
