@@ -352,7 +352,9 @@ class Sender:
         finally:
             self._go.pop(wave, None)
         for event, name in zip(result.events, names):
-            event.meta.update({"worker": node, "wave": wave, "late_ms": round(late * 1000, 3)})
+            # "clock": whose perf_counter timed the event. Workers' clocks are not one clock, so the
+            # oracle compares times only between events of one clock (the node id names one process).
+            event.meta.update({"worker": node, "clock": node, "wave": wave, "late_ms": round(late * 1000, 3)})
             _record_in_locust(environment, event, name)
         runner.send_message(MSG_DONE, {"run": job["run"], "wave": wave,
                                        "events": [event_to_wire(e) for e in result.events],

@@ -77,8 +77,8 @@ def test_webhook_storm_on_the_vulnerable_service_exits_1_and_names_the_duplicate
     assert violations and all(len(v["files"]) > 1 for v in violations)
 
 
-def test_distributed_run_verifies_once_on_the_master_with_duplicates_from_both_workers(start_reference, tmp_path,
-                                                                                        exactly_once_targets):
+def test_distributed_run_verifies_once_on_the_master_with_duplicates_timed_on_both_workers_clocks(
+        start_reference, tmp_path, exactly_once_targets):
     service = start_reference("atomic", generation_delay_ms=150)
     port = str(free_port())
     run = locust("webhook_storm", tmp_path, *against(service), "--processes", "2", "--master-bind-port", port,
@@ -88,10 +88,12 @@ def test_distributed_run_verifies_once_on_the_master_with_duplicates_from_both_w
     assert len(list((tmp_path / "report").glob("*.json"))) == 1
     report = report_of(tmp_path)
     assert report["config"]["locust"]["runner"] == "MasterRunner"
-    workers_of = {}
+    workers_of, clocks_of = {}, {}
     for event in report["history"]["events"]:
         workers_of.setdefault(event["payment"], set()).add(event["meta"]["worker"])
+        clocks_of.setdefault(event["payment"], set()).add(event["meta"]["clock"])
     assert len(workers_of) == 4 and all(len(w) == 2 for w in workers_of.values())  # each payment from both
+    assert clocks_of == workers_of  # each event names the worker process whose clock timed it
     assert [p["receipts"] for p in report["payments"]] == [1, 1, 1, 1]
 
 
