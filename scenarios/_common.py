@@ -132,11 +132,12 @@ class Settings:
                     channel_mix=self.channel_mix, seed=self.seed)
 
     def describe(self) -> dict[str, Any]:
+        """The options as the report shows them. Secrets (a ``--mongo-uri`` with credentials) are
+        not masked here: the report reaches disk only through ``harness.report.write_report``,
+        which redacts every secret-bearing field of every report by one rule."""
         data = {k: v for k, v in asdict(self).items() if k not in ("scenario", "plan")}
         data["report_dir"] = str(self.report_dir)
         data["scenario"] = self.scenario.name
-        if data.get("mongo_uri"):
-            data["mongo_uri"] = "***"  # may carry credentials
         return data
 
 
