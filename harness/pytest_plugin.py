@@ -17,12 +17,13 @@ directory under the test's ``tmp_path``, so the fixtures work under ``pytest -n 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 
-from .embedded import FaultFlags, ServiceProcess, start_service
+from .embedded import FaultFlags, ServiceProcess, start_service, start_simulator
 from .plan import Plan, parse_channel_mix
 from .result import RunReport
 from .runner import RunConfig, run_race
@@ -30,6 +31,8 @@ from .target import Target
 
 _TRIAL_FIXTURE = "race_trial"
 _TRIAL_ID = re.compile(r"trial-\d+-of-\d+")
+VERDICT_PROPERTY = "race_verdict"  # a user property per race() call: one of the words below
+VIOLATION, INCONCLUSIVE, VALID, NO_RACE = "violation", "inconclusive", "valid", "no race"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -45,26 +48,46 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 class _TrialCounter:
-    """Counts, per repeated race test, how many of its trials failed (a violation was seen)."""
+    """Counts, per repeated race test, the trials whose race result was invalid, inconclusive, or valid.
+
+    A trial's outcome comes from what the ``race`` fixture returned during it (recorded in the
+    test's ``user_properties``, so it reaches an xdist controller with the report), never from
+    whether the test's assertions passed: ``assert not race(mode="vulnerable").valid`` passes on
+    every trial that showed a violation.
+    """
 
     def __init__(self) -> None:
-        self.counts: dict[str, list[int]] = {}  # base test id -> [trials, failed]
+        self.counts: dict[str, Counter[str]] = {}  # base test id -> trial outcome -> trials
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if "trial-" not in report.nodeid:
+        # The teardown report comes once per trial, with every verdict the setup and call recorded.
+        if report.when != "teardown" or not _TRIAL_ID.search(report.nodeid):
             return
-        if report.when != "call" and not (report.when == "setup" and report.failed):
-            return
-        counts = self.counts.setdefault(_base_id(report.nodeid), [0, 0])
-        counts[0] += 1
-        counts[1] += int(report.failed)
+        verdicts = [value for name, value in report.user_properties if name == VERDICT_PROPERTY]
+        self.counts.setdefault(_base_id(report.nodeid), Counter())[_trial_outcome(verdicts)] += 1
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.counts:
             return
         terminalreporter.section("race trials")
-        for base, (trials, failed) in sorted(self.counts.items()):
-            terminalreporter.write_line(f"{base}: {failed} of {trials} trials showed a violation")
+        for base, outcomes in sorted(self.counts.items()):
+            line = (f"{base}: {outcomes[VIOLATION]} of {outcomes.total()} trials showed a violation "
+                    f"({outcomes[INCONCLUSIVE]} inconclusive)")
+            if outcomes[NO_RACE]:
+                line += f"; {outcomes[NO_RACE]} ran no race"
+            terminalreporter.write_line(line)
+
+
+def _verdict_word(valid: bool | None) -> str:
+    return {False: VIOLATION, None: INCONCLUSIVE}.get(valid, VALID)
+
+
+def _trial_outcome(verdicts: list[str]) -> str:
+    """One trial: a violation if any of its races was invalid, else inconclusive if any could not tell."""
+    for outcome in (VIOLATION, INCONCLUSIVE, VALID):
+        if outcome in verdicts:
+            return outcome
+    return NO_RACE
 
 
 def _base_id(nodeid: str) -> str:
@@ -124,7 +147,8 @@ def target_of(service: ServiceProcess, **changes: Any) -> Target:
 
 
 @pytest.fixture
-def race(reference_service: Callable[..., ServiceProcess]) -> Callable[..., RunReport]:
+def race(request: pytest.FixtureRequest, reference_service: Callable[..., ServiceProcess],
+         tmp_path: Path) -> Iterator[Callable[..., RunReport]]:
     """A factory: fire a race at a reference service and return the oracle's report.
 
     ``race(payments=10, duplicates=20, mode="atomic", unpaid=0, channel_mix="callback:1",
@@ -132,10 +156,19 @@ def race(reference_service: Callable[..., ServiceProcess]) -> Callable[..., RunR
     targets="exactly-once", generation_delay_ms=200, lease_seconds=None, store=None, workers=1,
     service=None)``. ``store`` is "memory", "wire" (a SecantusDB server started for the service) or
     None (``MONGODB_URI`` when set, else memory); ``workers`` > 1 needs a shared store.
-    The service stays up until the test ends (pass ``service=`` to race one you started), so a
-    finished run can be judged again with ``harness.reverify(report)``. The default targets are
-    the exactly-once invariants alone: timing targets would make a busy CI machine flip verdicts.
+    The service (and the PhonePe simulator that verify calls need) stays up until the test ends
+    (pass ``service=`` to race one you started), so a finished run can be judged again with
+    ``harness.reverify(report)``. The default targets are the exactly-once invariants alone: timing
+    targets would make a busy CI machine flip verdicts. Every result's verdict is recorded for the
+    ``race_trials`` count.
     """
+    simulators: list[ServiceProcess] = []
+
+    def simulator_url() -> str:
+        """One PhonePe simulator per test, started when a race first makes verify calls."""
+        if not simulators:
+            simulators.append(start_simulator(log_path=tmp_path / "simulator.log"))
+        return simulators[0].url
 
     def run(payments: int = 10, duplicates: int = 20, *, mode: str = "atomic", unpaid: int = 0,
             channel_mix: str = "callback:1", faults: FaultFlags | None = None, rounds: int = 1,
@@ -146,19 +179,21 @@ def race(reference_service: Callable[..., ServiceProcess]) -> Callable[..., RunR
         plan = Plan(payments=payments, duplicates=duplicates, unpaid=unpaid,
                     channel_mix=parse_channel_mix(channel_mix), rounds=rounds, round_interval=round_interval, seed=seed)
         faults = faults or FaultFlags()
-        if plan.uses_verify() and service is None:
-            config = RunConfig(plan=plan, mode=mode, faults=faults, lease_seconds=lease_seconds,
-                               generation_delay_ms=generation_delay_ms, transient_faults=transient_faults,
-                               sync=sync, targets_file=Path(targets), label=mode, store=store, workers=workers)
-            return run_race(config)  # the runner starts the PhonePe simulator the verify path needs
+        gateway_url = None
         if service is None:
+            gateway_url = simulator_url() if plan.uses_verify() else None
             service = reference_service(mode, generation_delay_ms=generation_delay_ms, faults=faults,
-                                        lease_seconds=lease_seconds, store=store, workers=workers)
-        target = target_of(service)
+                                        lease_seconds=lease_seconds, store=store, workers=workers,
+                                        phonepe_base_url=gateway_url)
+        target = target_of(service, gateway_url=gateway_url)
         if service.mongo_uri:  # read state straight from the database the service uses
             target = target.with_(mongo_uri=service.mongo_uri, mongo_database=service.database)
         config = RunConfig(plan=plan, target=target, service_pid=service.pid, faults=faults,
                            transient_faults=transient_faults, sync=sync, targets_file=Path(targets), label=mode)
-        return run_race(config)
+        report = run_race(config)
+        request.node.user_properties.append((VERDICT_PROPERTY, _verdict_word(report.verdict.valid)))
+        return report
 
-    return run
+    yield run
+    for simulator in simulators:
+        simulator.stop()

@@ -20,9 +20,10 @@ One wave (``--wave-size`` payments, or deliveries of payments):
    reads the answers, fires Locust ``request`` events (so Locust's statistics and failure counts
    are real, grouped by endpoint) and reports its events to the coordinator (``rh:done``).
 
-Up to ``--inflight`` waves are under way at once; with ``--rounds`` above 1, a paid payment whose
+Up to ``--inflight`` waves are under way at once; with ``--redelivery-rounds K``, a paid payment whose
 duplicates produced no receipt (every generation failed and was rolled back) is delivered again
-in a later wave, up to that many rounds.
+in a later wave, up to K more times. (Not the CLI's ``--rounds``, the plan's delivery rounds, in
+which every request is sent again: a Locust run's plan has one.)
 
 Why one release loop per worker rather than one Locust user per duplicate waiting on a gevent
 rendezvous: measured with ``benchmarks/rendezvous_overlap.py``, the last-byte loop lands N=50 requests
@@ -67,7 +68,7 @@ from harness.report import write_report
 from harness.result import EXIT_INCONCLUSIVE, EXIT_USAGE, RunReport
 from harness.runner import HarnessError, build_requests, prepare_payments, verify_history
 from harness.target import Payment, Target
-from harness.targets import load_targets
+from harness.targets import BUILT_IN, load_targets
 from harness.telemetry import MemorySampler, counter_deltas, scrape
 
 log = logging.getLogger("race-harness.scenarios")
@@ -89,7 +90,7 @@ class Scenario:
 
     name: str
     channel_mix: str = "callback:1"
-    rounds: int = 1
+    redelivery_rounds: int = 0
     failure_rate: float = 0.0  # the embedded service's injected generation failures, unless --failure-rate says
     heal_after: int = 0
     targets: str | None = None  # default targets file or built-in name (None: the seed's)
@@ -117,7 +118,7 @@ class Settings:
     workers: int  # the embedded service's worker processes
     generation_delay_ms: float
     failure_rate: float | None
-    rounds: int
+    redelivery_rounds: int  # deliver a payment again while it has no receipt, up to this many more times
     heal_after: int
     wave_size: int
     inflight: int
@@ -131,11 +132,12 @@ class Settings:
                     channel_mix=self.channel_mix, seed=self.seed)
 
     def describe(self) -> dict[str, Any]:
+        """The options as the report shows them. Secrets (a ``--mongo-uri`` with credentials) are
+        not masked here: the report reaches disk only through ``harness.report.write_report``,
+        which redacts every secret-bearing field of every report by one rule."""
         data = {k: v for k, v in asdict(self).items() if k not in ("scenario", "plan")}
         data["report_dir"] = str(self.report_dir)
         data["scenario"] = self.scenario.name
-        if data.get("mongo_uri"):
-            data["mongo_uri"] = "***"  # may carry credentials
         return data
 
 
@@ -174,11 +176,13 @@ def add_options(parser: Any, scenario: Scenario) -> None:
     add("--failure-rate", type=float, default=None,
         help="injected receipt generation failures, 0..1: the embedded service's flag (default "
              f"{scenario.failure_rate:g}), or set on -H for the run through PUT /_admin/faults (default: leave it)")
-    add("--rounds", type=int, default=scenario.rounds,
-        help="deliver a payment's duplicates again while it has no receipt, up to this many rounds "
-             f"(default {scenario.rounds})")
+    add("--redelivery-rounds", type=int, default=None,
+        help="deliver a payment's duplicates again while it has no receipt, up to this many more times "
+             f"(default {scenario.redelivery_rounds})")
+    # The old name, --rounds N (N deliveries in all), read like the CLI's --rounds (every request sent again).
+    add("--rounds", type=int, default=None, help="deprecated: --redelivery-rounds N-1", include_in_web_ui=False)
     add("--heal-after", type=int, default=scenario.heal_after,
-        help="after this many rounds set the service's failure rate to 0 through PUT /_admin/faults (0: never)")
+        help="after this many delivery rounds set the service's failure rate to 0 through PUT /_admin/faults (0: never)")
     add("--wave-size", type=int, default=10, help="payments released at one instant (default 10)")
     add("--inflight", type=int, default=2, help="waves under way at once (default 2)")
     add("--release-lead-ms", type=float, default=100.0,
@@ -227,7 +231,7 @@ def read_settings(environment: Any, scenario: Scenario) -> Settings:
         label=_opt(o, "label", str) or (f"{scenario.name}-{embedded}" if embedded else scenario.name),
         embedded=embedded, store=_opt(o, "store", str), workers=_opt(o, "workers", int, 1),
         generation_delay_ms=_opt(o, "generation_delay_ms", float, 200.0),
-        failure_rate=failure_rate, rounds=_opt(o, "rounds", int, scenario.rounds),
+        failure_rate=failure_rate, redelivery_rounds=_redelivery_rounds(o, scenario),
         heal_after=_opt(o, "heal_after", int, scenario.heal_after), wave_size=_opt(o, "wave_size", int, 10),
         inflight=_opt(o, "inflight", int, 2), release_lead=_opt(o, "release_lead_ms", float, 100.0) / 1000.0,
         burst_timeout=_opt(o, "burst_timeout", float, 30.0), headless=bool(getattr(o, "headless", False)),
@@ -237,9 +241,11 @@ def read_settings(environment: Any, scenario: Scenario) -> Settings:
         load_targets(settings.targets)
     except (PlanError, ValueError) as exc:
         raise HarnessError(str(exc)) from None
-    for name in ("rounds", "wave_size", "inflight"):
+    for name in ("wave_size", "inflight"):
         if getattr(settings, name) < 1:
             raise HarnessError(f"--{name.replace('_', '-')} must be at least 1")
+    if settings.redelivery_rounds < 0:
+        raise HarnessError("--redelivery-rounds must be at least 0")
     if not embedded and (settings.store or settings.workers != 1):
         raise HarnessError("--store and --workers describe the embedded service: give them with --embedded")
     if settings.burst_timeout <= 0 or settings.release_lead < 0:
@@ -247,6 +253,19 @@ def read_settings(environment: Any, scenario: Scenario) -> Settings:
     if settings.plan.uses_verify() and not embedded and not settings.gateway_url:
         raise HarnessError("verify calls need --gateway-url: the PhonePe status API (simulator) the service asks")
     return settings
+
+
+def _redelivery_rounds(options: Any, scenario: Scenario) -> int:
+    """--redelivery-rounds, or the deprecated --rounds N (N deliveries in all) as N - 1."""
+    redeliveries, rounds = _opt(options, "redelivery_rounds", int), _opt(options, "rounds", int)
+    if rounds is None:
+        return scenario.redelivery_rounds if redeliveries is None else redeliveries
+    if redeliveries is not None:
+        raise HarnessError("give --redelivery-rounds only (--rounds is its deprecated old name)")
+    if rounds < 1:
+        raise HarnessError("--rounds must be at least 1")
+    log.warning("race-harness: --rounds %d is deprecated here: use --redelivery-rounds %d", rounds, rounds - 1)
+    return rounds - 1
 
 
 # -- plain data over the wire (msgpack: dicts, lists, strings, numbers) ------------------------
@@ -334,7 +353,9 @@ class Sender:
         finally:
             self._go.pop(wave, None)
         for event, name in zip(result.events, names):
-            event.meta.update({"worker": node, "wave": wave, "late_ms": round(late * 1000, 3)})
+            # "clock": whose perf_counter timed the event. Workers' clocks are not one clock, so the
+            # oracle compares times only between events of one clock (the node id names one process).
+            event.meta.update({"worker": node, "clock": node, "wave": wave, "late_ms": round(late * 1000, 3)})
             _record_in_locust(environment, event, name)
         runner.send_message(MSG_DONE, {"run": job["run"], "wave": wave,
                                        "events": [event_to_wire(e) for e in result.events],
@@ -547,7 +568,8 @@ class Coordinator:
         queue = deque(Delivery(slot, 1) for slot in range(plan.slots))
         inflight: deque[Wave] = deque()
         count = 0
-        max_waves = math.ceil(plan.slots * s.rounds / s.wave_size) + plan.slots * s.rounds  # a hard bound
+        deliveries = plan.slots * (s.redelivery_rounds + 1)
+        max_waves = math.ceil(deliveries / s.wave_size) + deliveries  # a hard bound
         while (queue or inflight) and not self.stopping.is_set() and count <= max_waves:
             while inflight and (len(inflight) >= s.inflight or not queue):
                 self._complete(inflight.popleft(), queue)
@@ -631,7 +653,7 @@ class Coordinator:
             outcomes = {self.target.outcome_of(e.body) for e in events if e.payment == self.payments[delivery.slot].id}
             if "generated" in outcomes:
                 self.receipted.add(delivery.slot)
-            elif (self.plan.is_paid(delivery.slot) and delivery.round < s.rounds and outcomes
+            elif (self.plan.is_paid(delivery.slot) and delivery.round <= s.redelivery_rounds and outcomes
                   and not self.stopping.is_set()):
                 queue.append(Delivery(delivery.slot, delivery.round + 1))
 
@@ -702,7 +724,9 @@ class Coordinator:
             "locust": {"runner": type(runner).__name__, "senders": dict(self.lanes),
                        "waves": len(self.waves), "planned_payments": self.plan.slots,
                        "not_delivered": [p.id for i, p in enumerate(self.payments) if i not in slots],
-                       "rounds": {self.payments[i].id: self.rounds_of.get(i, 1) for i in slots}},
+                       "redeliveries": {self.payments[i].id: self.rounds_of.get(i, 1) - 1 for i in slots}},
+            # What reverify reads: the run's targets, resolved so that they are found from another directory.
+            "targets_file": _targets_source(s.targets),
         }
         if s.embedded:
             config["service"] = {"embedded": True, "mode": s.embedded, "generation_delay_ms": s.generation_delay_ms,
@@ -780,6 +804,11 @@ def _wait(flag: Flag, timeout: float, stop: Flag) -> bool:
             return False
         flag.wait(min(0.1, remaining))
     return True
+
+
+def _targets_source(targets: str | None) -> str | None:
+    """A built-in targets name as it is; a file by its absolute path."""
+    return targets if targets is None or targets in BUILT_IN else str(Path(targets).resolve())
 
 
 def _num(value: Any) -> Any:

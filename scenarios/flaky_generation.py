@@ -6,7 +6,7 @@ Against a service with injected generation failures (the embedded service's ``--
 default 0.3 here; against ``-H`` either the service's own flag or ``--failure-rate``, set for the
 run through ``PUT /_admin/faults``) a failed generation rolls the receipt flag back. Like PhonePe
 retrying a webhook, every paid payment that has no receipt after a round of duplicates gets
-another round, up to ``--rounds`` (``--heal-after K`` turns the failures off after K rounds). The
+another round, up to ``--redelivery-rounds`` more (``--heal-after K`` turns the failures off after K rounds). The
 oracle then checks exactly one receipt per payment; each round must have raced on its own.
 """
 
@@ -14,7 +14,7 @@ from _common import Scenario, SwarmUser, install
 
 from harness.targets import BUILT_IN
 
-install(Scenario(name="flaky_generation", channel_mix="callback:1", rounds=8, failure_rate=0.3,
+install(Scenario(name="flaky_generation", channel_mix="callback:1", redelivery_rounds=7, failure_rate=0.3,
                  # the seed's targets ask for > 99 % successful generations, which injected failures rule out
                  targets="exactly-once" if "exactly-once" in BUILT_IN else None))
 

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from harness import reverify
 from harness.embedded import free_port, start_simulator
+from harness.result import RunReport
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 VERDICT = "race-harness verdict"
@@ -75,8 +77,8 @@ def test_webhook_storm_on_the_vulnerable_service_exits_1_and_names_the_duplicate
     assert violations and all(len(v["files"]) > 1 for v in violations)
 
 
-def test_distributed_run_verifies_once_on_the_master_with_duplicates_from_both_workers(start_reference, tmp_path,
-                                                                                        exactly_once_targets):
+def test_distributed_run_verifies_once_on_the_master_with_duplicates_timed_on_both_workers_clocks(
+        start_reference, tmp_path, exactly_once_targets):
     service = start_reference("atomic", generation_delay_ms=150)
     port = str(free_port())
     run = locust("webhook_storm", tmp_path, *against(service), "--processes", "2", "--master-bind-port", port,
@@ -86,10 +88,12 @@ def test_distributed_run_verifies_once_on_the_master_with_duplicates_from_both_w
     assert len(list((tmp_path / "report").glob("*.json"))) == 1
     report = report_of(tmp_path)
     assert report["config"]["locust"]["runner"] == "MasterRunner"
-    workers_of = {}
+    workers_of, clocks_of = {}, {}
     for event in report["history"]["events"]:
         workers_of.setdefault(event["payment"], set()).add(event["meta"]["worker"])
+        clocks_of.setdefault(event["payment"], set()).add(event["meta"]["clock"])
     assert len(workers_of) == 4 and all(len(w) == 2 for w in workers_of.values())  # each payment from both
+    assert clocks_of == workers_of  # each event names the worker process whose clock timed it
     assert [p["receipts"] for p in report["payments"]] == [1, 1, 1, 1]
 
 
@@ -107,12 +111,29 @@ def test_flaky_generation_rolls_back_and_redelivers_until_one_receipt_per_paymen
                                                                                    exactly_once_targets):
     service = start_reference("atomic", generation_delay_ms=150, failure_rate=0.8)
     run = locust("flaky_generation", tmp_path, *against(service), "--payments", "6", "--duplicates", "3",
-                 "--rounds", "4", "--heal-after", "2", "--targets", exactly_once_targets)
+                 "--redelivery-rounds", "3", "--heal-after", "2", "--targets", exactly_once_targets)
     assert run.returncode == 0, run.stdout
     report = report_of(tmp_path)
     assert report["metrics"]["rollbacks"] > 0 and report["history_summary"]["outcomes"]["failed"] > 0
     assert all(p["receipts"] == 1 for p in report["payments"])
-    assert max(report["config"]["locust"]["rounds"].values()) > 1  # retried deliveries did happen
+    assert max(report["config"]["locust"]["redeliveries"].values()) > 0  # retried deliveries did happen
+    # Redeliveries of the payments still without a receipt, not the plan's rounds (every request sent again).
+    assert report["config"]["options"]["redelivery_rounds"] == 3 and report["config"]["plan"]["rounds"] == 1
+
+
+def test_reverify_of_a_locust_report_judges_with_the_runs_own_targets_file(start_reference, tmp_path):
+    service = start_reference("atomic", generation_delay_ms=150)
+    (tmp_path / "own-targets.json").write_text(json.dumps({"version": 1, "targets": [
+        {"name": "own-missing-receipts", "metric": "missing_receipts", "eq": 0, "unit": "payments"}]}))
+    run = locust("webhook_storm", tmp_path, *against(service), "--payments", "2", "--duplicates", "4",
+                 "--targets", "own-targets.json",  # relative to the Locust run's directory, not the reverifier's
+                 "--rounds", "2")  # the deprecated name of --redelivery-rounds 1
+    assert run.returncode == 0, run.stdout
+    assert "--rounds 2 is deprecated here: use --redelivery-rounds 1" in run.stdout
+    report = RunReport.from_dict(report_of(tmp_path))
+    assert report.config["options"]["redelivery_rounds"] == 1 and report.config["plan"]["rounds"] == 1
+    again = reverify(report)
+    assert [t.name for t in again.targets] == ["own-missing-receipts"] and again.verdict.valid is True
 
 
 def test_the_embedded_service_needs_no_host_and_is_judged_like_any_other(tmp_path, exactly_once_targets):
