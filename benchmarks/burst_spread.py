@@ -156,7 +156,8 @@ def measure(recorder: _RecorderHandle, sizes: list[int], repeats: int,
     for n in sizes:
         for repeat in range(repeats):
             for mode in MODES:
-                for version, fire_ in versions.items():
+                order = list(versions.items())
+                for version, fire_ in order if repeat % 2 == 0 else reversed(order):  # neither always first
                     burst_id = f"{version}-{mode}-{n}-{repeat}"
                     runs.setdefault((n, mode, version), []).append(_burst(recorder, fire_, mode, n, burst_id))
     return {
