@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import pytest
 
@@ -58,9 +58,12 @@ class _Answered(ArmedBurst):
 
     sync = "fake"
 
-    def __init__(self, requests: Sequence[PreparedRequest], timeout: float, log: list) -> None:
-        super().__init__(requests, timeout)
+    def __init__(self, requests: Sequence[PreparedRequest], log: list, **options: Any) -> None:
         self.log = log
+        super().__init__(requests, **options)
+
+    def _open(self, warmup_path: str | None, verify_tls: bool) -> None:
+        self.log.append(("_open", warmup_path, verify_tls))
 
     @property
     def ready(self) -> int:
@@ -86,7 +89,7 @@ class _RecordingSender:
     def open(self, requests: Sequence[PreparedRequest], *, timeout: float = 30.0,
              warmup_path: str | None = "/healthz", verify_tls: bool = True) -> _Answered:
         self.log.append(("open", len(requests), timeout, warmup_path, verify_tls))
-        return _Answered(requests, timeout, self.log)
+        return _Answered(requests, self.log, timeout=timeout, warmup_path=warmup_path, verify_tls=verify_tls)
 
 
 def test_fire_opens_the_chosen_sender_and_releases_its_armed_burst_at_once(monkeypatch) -> None:
@@ -96,9 +99,9 @@ def test_fire_opens_the_chosen_sender_and_releases_its_armed_burst_at_once(monke
     result = fire(posts("http://127.0.0.1:9", 3), sync="fake", timeout=7, warmup_path=None, verify_tls=False,
                   settle=0.25)
 
-    assert [entry[0] for entry in fake.log] == ["open", "send", "close"]
-    assert fake.log[0] == ("open", 3, 7, None, False)
-    _, settle, deadline_after_opening = fake.log[1]
+    assert [entry[0] for entry in fake.log] == ["open", "_open", "send", "close"]
+    assert fake.log[0] == ("open", 3, 7, None, False) and fake.log[1] == ("_open", None, False)
+    _, settle, deadline_after_opening = fake.log[2]
     assert settle == 0.25 and 0 < deadline_after_opening <= 7  # fire's timeout bounds opening and sending together
     assert result.sync == "fake" and [e.status for e in result.history] == [204] * 3
     assert result.late == 0.0
@@ -112,7 +115,7 @@ def test_a_held_burst_is_the_last_byte_senders_armed_burst(monkeypatch) -> None:
     assert held.ready == 2 and held.errors == []
     result, late = held.release(None, History())
 
-    assert [entry[0] for entry in fake.log] == ["open", "send", "close"]
+    assert [entry[0] for entry in fake.log] == ["open", "_open", "send", "close"]
     assert fake.log[0] == ("open", 2, 5, "/warm", True)
     assert late == result.late == 0.0 and [e.status for e in result.history] == [204, 204]
 

@@ -18,13 +18,13 @@ import time
 from typing import Sequence
 
 from ..history import History
-from .base import ARRIVAL_HEADER, ArmedBurst, BurstResult, PreparedRequest, Sender
-from .last_byte import LastByteSender
-from .naive import NaiveSender
+from .base import ARRIVAL_HEADER, ArmedBurst, BurstResult, PreparedRequest, Sender, StatelessSender
+from .last_byte import LastByteBurst
+from .naive import NaiveBurst
 
 SENDERS: dict[str, Sender] = {
-    "last-byte": LastByteSender(),
-    "naive": NaiveSender(),
+    "last-byte": StatelessSender(LastByteBurst),
+    "naive": StatelessSender(NaiveBurst),
 }
 
 __all__ = ["ARRIVAL_HEADER", "ArmedBurst", "BurstResult", "PreparedRequest", "SENDERS", "Sender", "fire", "sender"]

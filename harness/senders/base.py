@@ -3,8 +3,8 @@
 A sender turns prepared requests into timed events in two steps, so that several processes can
 agree on one instant: ``Sender.open`` connects and warms (an ``ArmedBurst``); ``ArmedBurst.release``
 waits for the instant, sends, reads and returns a ``BurstResult``. ``ArmedBurst`` here holds that
-lifecycle once (release once, wait, bound in time, close, turn outcomes into events); an
-implementation only says how its requests go out (``_send``). Times inside a sender are
+lifecycle once (open, release once, wait, bound in time, close, turn outcomes into events); an
+implementation only says how it connects (``_open``) and how its requests go out (``_send``). Times inside a sender are
 ``time.perf_counter`` seconds; they become history times when the events are built.
 """
 
@@ -162,13 +162,15 @@ class Sender(Protocol):
 class ArmedBurst(ABC):
     """Requests whose connections are open and warm, waiting to be released once.
 
-    Subclasses open in their constructor (after calling this one) and implement ``_send``,
-    ``close``, ``ready`` and ``errors``.
+    Constructing one opens it; a sender's ``open`` returns one. Implementations provide ``_open``,
+    ``_send``, ``close`` (which must work after an ``_open`` that failed part-way), ``ready`` and
+    ``errors``; the lifecycle around them is here, once.
     """
 
     sync: str = ""
 
-    def __init__(self, requests: Sequence[PreparedRequest], timeout: float) -> None:
+    def __init__(self, requests: Sequence[PreparedRequest], *, timeout: float = 30.0,
+                 warmup_path: str | None = "/healthz", verify_tls: bool = True) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         self.opened_at = time.perf_counter()  # the history's default time 0
@@ -176,6 +178,16 @@ class ArmedBurst(ABC):
         self.timeout = timeout
         self.targets = [split_url(r.url) for r in self.requests]  # ValueError on misuse, before any I/O
         self._released = False
+        try:
+            self._open(warmup_path, verify_tls)
+        except BaseException:
+            self.close()
+            raise
+
+    @abstractmethod
+    def _open(self, warmup_path: str | None, verify_tls: bool) -> None:
+        """Connect and warm every request by ``opened_at + timeout``; per-request failures go into
+        the outcomes, not out as exceptions."""
 
     @property
     @abstractmethod
@@ -225,6 +237,20 @@ class ArmedBurst(ABC):
                            arrival_spread=history.arrival_spread(events), events=events,
                            release_started=None if release_started is None else release_started - origin,
                            late=late)
+
+
+class StatelessSender:
+    """A sender that keeps nothing between bursts: ``open`` constructs one ``armed`` burst class.
+
+    A sender with state of its own (say, warm connections kept across waves) is a class of its own.
+    """
+
+    def __init__(self, armed: type[ArmedBurst]) -> None:
+        self.armed = armed
+
+    def open(self, requests: Sequence[PreparedRequest], *, timeout: float = 30.0,
+             warmup_path: str | None = "/healthz", verify_tls: bool = True) -> ArmedBurst:
+        return self.armed(requests, timeout=timeout, warmup_path=warmup_path, verify_tls=verify_tls)
 
 
 def map_clock(history: History | None, clock_origin: float | None, opened: float, sync: str) -> tuple[History, float]:

@@ -22,24 +22,15 @@ import ssl
 import struct
 import sys
 import time
-from typing import Sequence
 
 import h11
 
 from ._h1conn import READ_CHUNK, Conn, open_all
-from .base import ArmedBurst, Outcome, PreparedRequest, plain, remaining
+from .base import ArmedBurst, Outcome, plain, remaining
 
 _FLUSH_POLL = 0.0002  # seconds between checks that every prefix has left the send queue
 _SIOCOUTQNSD = 0x894B  # Linux: bytes in the send queue not yet sent
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-
-
-class LastByteSender:
-    """Opens ``LastByteBurst``s."""
-
-    def open(self, requests: Sequence[PreparedRequest], *, timeout: float = 30.0,
-             warmup_path: str | None = "/healthz", verify_tls: bool = True) -> "LastByteBurst":
-        return LastByteBurst(requests, timeout=timeout, warmup_path=warmup_path, verify_tls=verify_tls)
 
 
 class LastByteBurst(ArmedBurst):
@@ -47,16 +38,12 @@ class LastByteBurst(ArmedBurst):
 
     sync = "last-byte"
 
-    def __init__(self, requests: Sequence[PreparedRequest], *, timeout: float = 30.0,
-                 warmup_path: str | None = "/healthz", verify_tls: bool = True) -> None:
-        super().__init__(requests, timeout)
+    _conns: list[Conn] = []  # close() before _open has run closes nothing
+
+    def _open(self, warmup_path: str | None, verify_tls: bool) -> None:
         self._conns = [Conn(i, origin, target, request)
                        for i, (request, (origin, target)) in enumerate(zip(self.requests, self.targets))]
-        try:
-            open_all(self._conns, self.opened_at + timeout, warmup_path, verify_tls)
-        except BaseException:
-            self.close()
-            raise
+        open_all(self._conns, self.opened_at + self.timeout, warmup_path, verify_tls)
 
     @property
     def ready(self) -> int:

@@ -14,19 +14,11 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any, Sequence
+from typing import Any
 
 from .base import ARRIVAL_HEADER, SERVER_TIMING_HEADER, ArmedBurst, Origin, Outcome, PreparedRequest, plain
 
 _GRACE = 2.0  # seconds past a deadline allowed for the loop to cancel, close its client and stop
-
-
-class NaiveSender:
-    """Opens ``NaiveBurst``s."""
-
-    def open(self, requests: Sequence[PreparedRequest], *, timeout: float = 30.0,
-             warmup_path: str | None = "/healthz", verify_tls: bool = True) -> "NaiveBurst":
-        return NaiveBurst(requests, timeout=timeout, warmup_path=warmup_path, verify_tls=verify_tls)
 
 
 class NaiveBurst(ArmedBurst):
@@ -34,25 +26,24 @@ class NaiveBurst(ArmedBurst):
 
     sync = "naive"
 
-    def __init__(self, requests: Sequence[PreparedRequest], *, timeout: float = 30.0,
-                 warmup_path: str | None = "/healthz", verify_tls: bool = True) -> None:
-        super().__init__(requests, timeout)
+    # what close() finds if _open has not run (or failed early): nothing to signal or join
+    _thread: threading.Thread | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _go: asyncio.Future | None = None  # resolved with the deadline (release) or None (close)
+
+    def _open(self, warmup_path: str | None, verify_tls: bool) -> None:
         self._outcomes = [Outcome() for _ in self.requests]
         self._warmed = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._go: asyncio.Future | None = None  # resolved with the deadline (release) or None (close)
         self._armed = threading.Event()
         self._failure: BaseException | None = None
         self._closed = False
-        self._thread: threading.Thread | None = None
         if not self.requests:
             return
         self._thread = threading.Thread(target=asyncio.run, args=(self._life(warmup_path, verify_tls),),
                                         name="burst-naive", daemon=True)
         self._thread.start()
-        self._armed.wait(max(0.0, self.opened_at + timeout - time.perf_counter()) + _GRACE)
+        self._armed.wait(max(0.0, self.opened_at + self.timeout - time.perf_counter()) + _GRACE)
         if self._failure is not None:
-            self.close()
             raise self._failure
 
     @property
