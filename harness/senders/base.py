@@ -4,8 +4,9 @@ A sender turns prepared requests into timed events in two steps, so that several
 agree on one instant: ``Sender.open`` connects and warms (an ``ArmedBurst``); ``ArmedBurst.release``
 waits for the instant, sends, reads and returns a ``BurstResult``. ``ArmedBurst`` here holds that
 lifecycle once (open, release once, wait, bound in time, close, turn outcomes into events); an
-implementation only says how it connects (``_open``) and how its requests go out (``_send``). Times inside a sender are
-``time.perf_counter`` seconds; they become history times when the events are built.
+implementation only says how it connects (``_open``) and how its requests go out (``_send``).
+Times inside a sender are ``time.perf_counter`` seconds; they become history times when the
+events are built.
 """
 
 from __future__ import annotations
