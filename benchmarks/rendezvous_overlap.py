@@ -6,8 +6,9 @@
 Runs gevent-monkey-patched, as a Locust process is, and fires N duplicates per burst by:
 
 * ``fire``         - the harness's last-byte sender, all N from one user (one release loop);
-* ``held``         - ``HeldBurst``: the same, opened first and released at an absolute instant
-                     (what each worker does in the distributed scenarios);
+* ``held``         - the last-byte sender's armed burst (``SENDERS["last-byte"].open``): the same,
+                     opened first and released at an absolute instant (what each worker does in
+                     the distributed scenarios);
 * ``held x2 proc`` - two processes, N/2 each, released at the same absolute instant;
 * ``gevent users`` - N greenlets ("users"), each with a warm geventhttpclient connection (Locust's
                      FastHttpUser client) and a pre-built request, waiting on one gevent Event;
@@ -47,8 +48,8 @@ import gevent.event  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.burst import HeldBurst, PreparedRequest, fire  # noqa: E402
 from harness.history import History  # noqa: E402
+from harness.senders import SENDERS, PreparedRequest, fire  # noqa: E402
 from harness.target import Payment, Target  # noqa: E402
 
 LEAD = 0.25  # seconds between opening and the absolute release instant
@@ -69,9 +70,8 @@ def by_fire(requests: list[PreparedRequest]) -> list[float]:
 
 
 def by_held(requests: list[PreparedRequest]) -> list[float]:
-    held = HeldBurst(requests, timeout=30)
-    result, _ = held.release(time.time() + LEAD, History())
-    return _arrivals(result.events)
+    held = SENDERS["last-byte"].open(requests, timeout=30)
+    return _arrivals(held.release(time.time() + LEAD, History()).events)
 
 
 def by_held_two_processes(requests: list[PreparedRequest]) -> list[float]:
@@ -122,7 +122,7 @@ def by_gevent_users(requests: list[PreparedRequest]) -> list[float]:
 def by_gevent_users_last_byte(requests: list[PreparedRequest]) -> list[float]:
     at = time.time() + LEAD
     history = History()
-    held = [HeldBurst([r], timeout=30) for r in requests]
+    held = [SENDERS["last-byte"].open([r], timeout=30) for r in requests]
     users = [gevent.spawn(h.release, at, history) for h in held]
     gevent.joinall(users, timeout=30)
     return _arrivals(history.events)
@@ -147,9 +147,8 @@ def _load(d: dict) -> PreparedRequest:
 
 def child(at: float) -> None:
     requests = [_load(d) for d in json.loads(sys.stdin.read())]
-    held = HeldBurst(requests, timeout=30)
-    result, _ = held.release(at, History())
-    print(json.dumps(_arrivals(result.events)))
+    held = SENDERS["last-byte"].open(requests, timeout=30)
+    print(json.dumps(_arrivals(held.release(at, History()).events)))
 
 
 # -- the kernel-seen figure, from the recorder in a child process ------------------------------

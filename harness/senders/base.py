@@ -1,0 +1,316 @@
+"""What every sender shares: the request and result types, the armed-burst lifecycle, URL and clock.
+
+A sender turns prepared requests into timed events in two steps, so that several processes can
+agree on one instant: ``Sender.open`` connects and warms (an ``ArmedBurst``); ``ArmedBurst.release``
+waits for the instant, sends, reads and returns a ``BurstResult``. ``ArmedBurst`` here holds that
+lifecycle once (open, release once, wait, bound in time, close, turn outcomes into events); an
+implementation only says how it connects (``_open``) and how its requests go out (``_send``).
+Times inside a sender are ``time.perf_counter`` seconds; they become history times when the
+events are built.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from abc import ABC, abstractmethod
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence
+from urllib.parse import urlsplit
+
+from ..history import Event, History
+from ..stats import ms as _ms
+from ..stats import percentile
+from ._release import wait_until
+from .server_timing import parse_server_timing
+
+ARRIVAL_HEADER = "x-arrival-ns"  # the server's own arrival time, epoch nanoseconds
+SERVER_TIMING_HEADER = "server-timing"  # W3C Server-Timing; durations land in Event.meta["server_timing"]
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """One request of a burst, ready to send; ``payment``, ``channel`` and ``meta`` go to its Event."""
+
+    method: str
+    url: str  # absolute http:// or https:// URL
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+    payment: str | None = None
+    channel: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+
+@dataclass
+class BurstResult:
+    """What one burst produced.
+
+    ``history`` holds one Event per request in input order (after any events it already had);
+    ``events`` is this burst's events alone (``None`` means: all of ``history``).
+    ``release_started`` is when the release loop began, on the history's clock (last-byte only);
+    ``late`` is how far past the requested release instant the release began (seconds, >= 0).
+    """
+
+    history: History
+    sync: str
+    release_spread: float | None  # seconds, first..last final byte sent
+    arrival_spread: float | None  # seconds, first..last X-Arrival-Ns, over the events that had one
+    events: list[Event] | None = None
+    release_started: float | None = None
+    late: float = 0.0
+
+    def _burst_events(self) -> list[Event]:
+        return self.history.events if self.events is None else self.events
+
+    def all_responded(self) -> bool:
+        """True when every request got a complete response and no error."""
+        return all(e.error is None and e.status is not None for e in self._burst_events())
+
+    def summary(self) -> dict[str, Any]:
+        """Counts by status and error kind, latency p50/p95/max and spreads, in milliseconds."""
+        events = self._burst_events()
+        latencies = sorted(e.latency for e in events if e.latency is not None and e.error is None)
+        answered = [e for e in events if e.error is None and e.status is not None]
+        return {
+            "sync": self.sync,
+            "requests": len(events),
+            "responded": len(answered),
+            # string keys: the summary goes into JSON reports and should read back the same
+            "statuses": {str(k): v for k, v in sorted(Counter(e.status for e in answered).items())},
+            "errors": sum(1 for e in events if e.error is not None),
+            "error_kinds": dict(Counter(e.error.split(":", 1)[0] for e in events if e.error is not None)),
+            "latency_ms": {
+                "p50": _ms(percentile(latencies, 50)),
+                "p95": _ms(percentile(latencies, 95)),
+                "max": _ms(latencies[-1] if latencies else None),
+            },
+            "release_spread_ms": _ms(self.release_spread),
+            "arrival_spread_ms": _ms(self.arrival_spread),
+        }
+
+
+@dataclass(frozen=True)
+class Origin:
+    scheme: str
+    host: str
+    port: int
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "https"
+
+    @property
+    def host_header(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.tls else 80
+        return host if self.port == default else f"{host}:{self.port}"
+
+
+@dataclass
+class Outcome:
+    """What happened to one request, in perf_counter seconds (turned into an Event at the end).
+
+    Response headers are kept raw here and parsed when the event is built, so the read loop only
+    copies bytes.
+    """
+
+    connection: int | None = None
+    t_release: float | None = None
+    t_response: float | None = None
+    status: int | None = None
+    content_type: str = ""
+    arrival_ns: str | None = None
+    server_timing: list[str] = field(default_factory=list)  # every Server-Timing header line, raw
+    body: bytes = b""
+    error: str | None = None
+    cold: bool = False  # the warm-up connection was not kept: this request paid for a fresh connect
+
+
+def split_url(url: str) -> tuple[Origin, str]:
+    """(origin, request target) of an absolute http(s) URL; ValueError for anything else."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an absolute http(s) URL: {url!r}")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return Origin(parts.scheme, parts.hostname, port), target
+
+
+def plain(exc: BaseException) -> str:
+    """An exception as ``Type: message`` for an Event's error."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def remaining(deadline: float) -> float:
+    """Seconds left before ``deadline`` (perf_counter); TimeoutError when none are."""
+    left = deadline - time.perf_counter()
+    if left <= 0:
+        raise TimeoutError("the burst's overall timeout ran out")
+    return left
+
+
+class Sender(Protocol):
+    """Opens armed bursts; one implementation per sync mode, registered in ``harness.senders.SENDERS``."""
+
+    def open(self, requests: Sequence[PreparedRequest], *, timeout: float = 30.0,
+             warmup_path: str | None = "/healthz", verify_tls: bool = True) -> "ArmedBurst":
+        """Connect and warm for ``requests`` (bounded by ``timeout``); per-request failures are kept
+        for the events, misuse (a URL that is not absolute http/https) raises ValueError."""
+        ...
+
+
+class ArmedBurst(ABC):
+    """Requests whose connections are open and warm, waiting to be released once.
+
+    Constructing one opens it; a sender's ``open`` returns one. Implementations provide ``_open``,
+    ``_send``, ``close`` (which must work after an ``_open`` that failed part-way), ``ready`` and
+    ``errors``; the lifecycle around them is here, once.
+    """
+
+    sync: str = ""
+
+    def __init__(self, requests: Sequence[PreparedRequest], *, timeout: float = 30.0,
+                 warmup_path: str | None = "/healthz", verify_tls: bool = True) -> None:
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self.opened_at = time.perf_counter()  # the history's default time 0
+        self.requests = list(requests)
+        self.timeout = timeout
+        self.targets = [split_url(r.url) for r in self.requests]  # ValueError on misuse, before any I/O
+        self._released = False
+        try:
+            self._open(warmup_path, verify_tls)
+        except BaseException:
+            self.close()
+            raise
+
+    @abstractmethod
+    def _open(self, warmup_path: str | None, verify_tls: bool) -> None:
+        """Connect and warm every request by ``opened_at + timeout``; per-request failures go into
+        the outcomes, not out as exceptions."""
+
+    @property
+    @abstractmethod
+    def ready(self) -> int:
+        """How many requests are ready to go (the others already carry their error)."""
+
+    @property
+    @abstractmethod
+    def errors(self) -> list[str]:
+        """The errors of the requests that are not ready."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Drop every connection; safe to call more than once."""
+
+    @abstractmethod
+    def _send(self, deadline: float, settle: float) -> tuple[list[Outcome], float | None]:
+        """Send and read every request by ``deadline``; one Outcome per request in input order, and
+        the perf_counter time the release loop began (None if the sender has no such loop)."""
+
+    def release(self, at: float | None = None, history: History | None = None, *,
+                clock_origin: float | None = None, deadline: float | None = None,
+                settle: float = 0.0) -> BurstResult:
+        """Release at wall-clock ``at`` (epoch seconds; now if None or past) and return the result.
+
+        Sending and reading are bounded by ``deadline`` (a perf_counter value; default: the release
+        instant plus the ``timeout`` given at opening). ``settle`` pauses between sending what a
+        sender sends ahead (e.g. the prefixes) and the release itself. Events are appended to
+        ``history`` (a new one if None) on its clock: time 0 is ``clock_origin`` (a perf_counter
+        value) when given, else the history's ``origin_wall`` when set, else the opening instant.
+        """
+        if self._released:
+            raise RuntimeError("an armed burst is released once")
+        self._released = True
+        try:
+            late = wait_until(at) if at is not None else 0.0
+            if deadline is None:
+                deadline = time.perf_counter() + self.timeout
+            outcomes, release_started = self._send(deadline, settle)
+        finally:
+            self.close()
+        history, origin = map_clock(history, clock_origin, self.opened_at, self.sync)
+        offset = len(history.events)
+        events = [to_event(offset + i, r, o, origin) for i, (r, o) in enumerate(zip(self.requests, outcomes))]
+        history.extend(events)
+        return BurstResult(history=history, sync=self.sync, release_spread=history.release_spread(events),
+                           arrival_spread=history.arrival_spread(events), events=events,
+                           release_started=None if release_started is None else release_started - origin,
+                           late=late)
+
+
+class StatelessSender:
+    """A sender that keeps nothing between bursts: ``open`` constructs one ``armed`` burst class.
+
+    A sender with state of its own (say, warm connections kept across waves) is a class of its own.
+    """
+
+    def __init__(self, armed: type[ArmedBurst]) -> None:
+        self.armed = armed
+
+    def open(self, requests: Sequence[PreparedRequest], *, timeout: float = 30.0,
+             warmup_path: str | None = "/healthz", verify_tls: bool = True) -> ArmedBurst:
+        return self.armed(requests, timeout=timeout, warmup_path=warmup_path, verify_tls=verify_tls)
+
+
+def map_clock(history: History | None, clock_origin: float | None, opened: float, sync: str) -> tuple[History, float]:
+    """The history to append to and the perf_counter value that is its time 0."""
+    wall_now, perf_now = time.time(), time.perf_counter()
+    if clock_origin is not None:
+        origin = clock_origin
+    elif history is not None and history.origin_wall:
+        origin = perf_now - (wall_now - history.origin_wall)
+    else:
+        origin = opened
+    if history is None:
+        history = History(sync=sync)
+    elif not history.events:
+        history.sync = sync
+    if not history.origin_wall:
+        history.origin_wall = wall_now - (perf_now - origin)
+    return history, origin
+
+
+def to_event(index: int, request: PreparedRequest, outcome: Outcome, origin: float) -> Event:
+    meta = dict(request.meta)
+    if outcome.cold:
+        meta.setdefault("warm", False)
+    if outcome.server_timing:
+        durations = parse_server_timing(outcome.server_timing)
+        if durations:
+            meta["server_timing"] = durations
+    return Event(
+        index=index,
+        payment=request.payment,
+        channel=request.channel,
+        connection=outcome.connection,
+        t_release=None if outcome.t_release is None else outcome.t_release - origin,
+        t_response=None if outcome.t_response is None else outcome.t_response - origin,
+        status=outcome.status,
+        body=_parse_body(outcome.content_type, outcome.body) if outcome.status is not None else None,
+        error=outcome.error,
+        server_arrival=_parse_arrival(outcome.arrival_ns),
+        meta=meta,
+    )
+
+
+def _parse_body(content_type: str, raw: bytes) -> Any:
+    """JSON when the server says JSON or the body is a JSON object/array; otherwise text."""
+    text = raw.decode("utf-8", errors="replace")
+    # A bare "1" or "true" sent as text/plain stays text; only structured bodies are sniffed.
+    if "json" in content_type.lower() or text.lstrip()[:1] in ("{", "["):
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _parse_arrival(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return int(value.strip()) / 1e9
+    except ValueError:
+        return None
