@@ -181,7 +181,7 @@ def main() -> int:
         recorder_child()
         return 0
 
-    from harness.embedded import start_service
+    from harness.reference import start_service
 
     tmp = Path(tempfile.mkdtemp(prefix="overlap-bench-"))
     service = start_service(tmp / "receipts", mode="atomic", generation_delay_ms=0, log_path=tmp / "service.log")

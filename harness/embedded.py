@@ -1,12 +1,8 @@
-"""Start the reference service (and the PhonePe simulator) as real processes on loopback.
+"""Services as real child processes on loopback: start one, wait until it answers, stop it and its workers.
 
-The harness judges the service from outside, like any stranger's: it runs it as a separate
-process, talks to it over sockets, and reads its receipts from disk.
-
-The store is chosen here too: ``memory`` (the service's embedded mongomock), ``wire`` (a SecantusDB
-wire-protocol server that the harness starts, see ``harness.wire``, and hands to the service as
-its ``--mongo-uri``), or an external MongoDB by URI. ``workers`` runs the service as several
-processes sharing its port; they need a shared store (wire or MongoDB).
+The harness judges a service from outside, like any stranger's: it runs it as a separate process,
+talks to it over sockets, and reads what it leaves on disk. Which service (its module and flags) is
+the provider's business (``harness.reference``).
 """
 
 from __future__ import annotations
@@ -25,59 +21,8 @@ import httpx
 
 from ._process import LoggedProcess
 
-STORES = ("memory", "wire")
-
-
 class ServiceStartError(RuntimeError):
     """The service process exited or did not answer in time."""
-
-
-def resolve_store(store: str | None, mongo_uri: str | None, workers: int = 1,
-                  environ: dict[str, str] | None = None) -> tuple[str, str | None]:
-    """('memory' | 'wire' | 'mongodb', URI) from a store name and/or a URI; ValueError on a contradiction.
-
-    With neither given, ``MONGODB_URI`` picks an external MongoDB, else memory (the service's rule).
-    """
-    if store is not None and store not in STORES:
-        raise ValueError(f"--store must be one of {', '.join(STORES)}, not {store!r}")
-    if store and mongo_uri:
-        raise ValueError(f"--store {store} and --mongo-uri name two different stores: give one of them")
-    if not store and not mongo_uri:
-        mongo_uri = (os.environ if environ is None else environ).get("MONGODB_URI") or None
-    kind = store or ("mongodb" if mongo_uri else "memory")
-    if mongo_uri and not mongo_uri.startswith(("mongodb://", "mongodb+srv://")):
-        raise ValueError(f"--mongo-uri must start with mongodb:// or mongodb+srv://, not {mongo_uri!r}")
-    if workers < 1:
-        raise ValueError(f"--workers must be at least 1, not {workers}")
-    if kind == "memory" and workers > 1:
-        raise ValueError(f"--workers {workers} needs a store the workers share: with the memory store each worker "
-                         f"process would hold a database of its own. Use --store wire or --mongo-uri URI")
-    return kind, mongo_uri
-
-
-@dataclass(frozen=True)
-class FaultFlags:
-    """Faults to start the reference service with (its flags of the same names)."""
-
-    failure_rate: float = 0.0
-    crash_after_claim_rate: float = 0.0
-    store_delay_ms: float = 0.0
-    write_error_rate: float = 0.0
-    seed: int | None = None  # the service's --seed: which rolls of the dice fail, for repeatable runs
-
-    def _faults(self) -> dict[str, float]:
-        return {k: v for k, v in self.__dict__.items() if k != "seed"}
-
-    def args(self) -> list[str]:
-        args = [arg for name, value in self._faults().items() if value
-                for arg in (f"--{name.replace('_', '-')}", str(value))]
-        return args + (["--seed", str(self.seed)] if self.seed is not None else [])
-
-    def cleared(self) -> dict[str, float]:
-        return {name: 0.0 for name in self._faults()}
-
-    def active(self) -> bool:
-        return any(self._faults().values())
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -153,7 +98,7 @@ def _reap(children: list, timeout: float) -> None:
             pass
 
 
-def _spawn(module_args: Sequence[str], url: str, log_path: Path, *, env: dict[str, str] | None,
+def spawn(module_args: Sequence[str], url: str, log_path: Path, *, env: dict[str, str] | None,
            timeout: float, health_path: str) -> ServiceProcess:
     log = open(log_path, "ab")
     proc_env = dict(os.environ)
@@ -176,109 +121,3 @@ def _spawn(module_args: Sequence[str], url: str, log_path: Path, *, env: dict[st
     raise ServiceStartError(f"{module_args[0]} did not answer {health_path} within {timeout:.0f} s")
 
 
-def start_service(receipts_dir: Path, *, mode: str = "atomic", generation_delay_ms: float = 200.0,
-                  failure_rate: float = 0.0, faults: FaultFlags | None = None, lease_seconds: float | None = None,
-                  phonepe_base_url: str | None = None, mongo_uri: str | None = None, store: str | None = None,
-                  wire: Any = None, database: str | None = None, workers: int = 1,
-                  extra_args: Sequence[str] = (), host: str = "127.0.0.1", port: int | None = None,
-                  log_path: Path | None = None, env: dict[str, str] | None = None,
-                  timeout: float = 30.0) -> ServiceProcess:
-    """Run ``python -m reference_service`` on a free loopback port and wait until it answers.
-
-    ``store="wire"`` starts a wire server for this service (stopped with it), or uses ``wire`` (a
-    running ``harness.wire.WireServer``, left running: e.g. one per test session, a database per
-    service). ``workers`` > 1: the call returns once every worker answers.
-    """
-    kind, uri = resolve_store("wire" if wire is not None else store, mongo_uri, workers)
-    receipts_dir = Path(receipts_dir)
-    receipts_dir.mkdir(parents=True, exist_ok=True)
-    owned: list[Any] = []
-    if kind == "wire":
-        from .wire import WireServerError, start_wire_server
-
-        if wire is None:
-            try:
-                wire = start_wire_server(host=host)
-            except WireServerError as exc:
-                raise ServiceStartError(str(exc)) from None
-            owned.append(wire)
-        uri = wire.uri
-    try:
-        service = _start_service(receipts_dir, mode=mode, generation_delay_ms=generation_delay_ms,
-                                 failure_rate=failure_rate, faults=faults, lease_seconds=lease_seconds,
-                                 phonepe_base_url=phonepe_base_url, kind=kind, mongo_uri=uri, database=database,
-                                 workers=workers, extra_args=extra_args, host=host, port=port, log_path=log_path,
-                                 env=env, timeout=timeout)
-    except BaseException:
-        for thing in owned:
-            thing.stop()
-        raise
-    service.owned = owned
-    return service
-
-
-def _start_service(receipts_dir: Path, *, mode: str, generation_delay_ms: float, failure_rate: float,
-                   faults: FaultFlags | None, lease_seconds: float | None, phonepe_base_url: str | None, kind: str,
-                   mongo_uri: str | None, database: str | None, workers: int, extra_args: Sequence[str], host: str,
-                   port: int | None, log_path: Path | None, env: dict[str, str] | None,
-                   timeout: float) -> ServiceProcess:
-    port = port or free_port(host)
-    args = ["reference_service", "--mode", mode, "--host", host, "--port", str(port),
-            "--receipts-dir", str(receipts_dir), "--generation-delay-ms", str(generation_delay_ms)]
-    faults = faults or FaultFlags()
-    if failure_rate:
-        faults = FaultFlags(**{**faults.__dict__, "failure_rate": failure_rate})
-    args += faults.args()
-    if lease_seconds is not None:
-        args += ["--lease-seconds", str(lease_seconds)]
-    if phonepe_base_url:
-        args += ["--phonepe-base-url", phonepe_base_url]
-    # The store is always named, so a MONGODB_URI in this environment cannot change it behind our back.
-    args += ["--mongo-uri", mongo_uri] if mongo_uri else ["--store", "memory"]
-    if database:
-        args += ["--database", database]
-    if workers != 1:
-        args += ["--workers", str(workers)]
-    args += list(extra_args)
-    if log_path is None:
-        log_path = Path(tempfile.mkstemp(prefix="reference-service-", suffix=".log")[1])
-    service = _spawn(args, f"http://{host}:{port}", log_path, env=env, timeout=timeout, health_path="/healthz")
-    service.receipts_dir = receipts_dir
-    service.store, service.mongo_uri, service.workers = kind, mongo_uri, workers
-    service.database = database or "race_harness"
-    if workers > 1:
-        try:
-            _wait_for_workers(service, workers, time.monotonic() + timeout)
-        except BaseException:
-            service.stop()
-            raise
-    return service
-
-
-def _wait_for_workers(service: ServiceProcess, workers: int, deadline: float) -> None:
-    """Every worker answers before a race starts: a burst at one ready worker of four races nothing."""
-    seen: set[int] = set()
-    with httpx.Client(timeout=2.0, limits=httpx.Limits(max_keepalive_connections=0)) as client:
-        while time.monotonic() < deadline:
-            if service.process.poll() is not None:
-                raise ServiceStartError(f"reference_service exited with {service.process.returncode}: "
-                                        f"{service.log_text()[-2000:]}")
-            try:
-                seen.add(client.get(service.url + "/healthz").json()["pid"])
-            except (httpx.HTTPError, ValueError, KeyError):
-                pass
-            if len(seen) >= workers:
-                return
-            time.sleep(0.01)
-    raise ServiceStartError(f"only {len(seen)} of {workers} workers answered /healthz in time")
-
-
-def start_simulator(*, host: str = "127.0.0.1", port: int | None = None, log_path: Path | None = None,
-                    extra_args: Sequence[str] = (), timeout: float = 30.0) -> ServiceProcess:
-    """Run the PhonePe simulator (status API) on a free loopback port."""
-    port = port or free_port(host)
-    if log_path is None:
-        log_path = Path(tempfile.mkstemp(prefix="phonepe-simulator-", suffix=".log")[1])
-    args = ["reference_service.simulator", "--host", host, "--port", str(port), *extra_args]
-    # The status API answers 401 to an unsigned probe: the docs page is the health check.
-    return _spawn(args, f"http://{host}:{port}", log_path, env=None, timeout=timeout, health_path="/docs")

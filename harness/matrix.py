@@ -11,12 +11,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from .embedded import FaultFlags
 from .plan import Plan
 from .result import EXIT_INCONCLUSIVE, EXIT_INVALID
-from .runner import RunConfig, run_race
+from .reference import MODES, FaultFlags, ReferenceOptions, race
+from .runner import RunConfig
 
-MODES = ("vulnerable", "atomic", "lease", "locked")  # locked is single-process here: it holds
 FAULTS: dict[str, FaultFlags] = {
     "none": FaultFlags(),
     "generation failure": FaultFlags(failure_rate=0.5, seed=1),  # seed 1: the first roll fails
@@ -47,12 +46,12 @@ class Cell:
 def run_cell(mode: str, fault: str, *, payments: int, duplicates: int, lease_seconds: float,
              generation_delay_ms: float, report_dir: Path | None) -> Cell:
     flags = FAULTS[fault]
+    reference = ReferenceOptions(mode=mode, generation_delay_ms=generation_delay_ms, faults=flags,
+                                 lease_seconds=lease_seconds, transient_faults=flags.active())
     config = RunConfig(
         plan=Plan(payments=payments, duplicates=duplicates, rounds=2, round_interval=lease_seconds + 0.5),
-        mode=mode, generation_delay_ms=generation_delay_ms, faults=flags, lease_seconds=lease_seconds,
-        transient_faults=flags.active(), targets_file=Path("exactly-once"),
-        label=f"{mode}-{fault.replace(' ', '-')}", report_dir=report_dir)
-    report = run_race(config)
+        targets_file=Path("exactly-once"), label=f"{mode}-{fault.replace(' ', '-')}", report_dir=report_dir)
+    report = race(reference, config)
     m = report.metrics
     errors = next((c.details.get("injected_server_errors", 0) for c in report.checks if c.name == "no-errors"), 0)
     return Cell(mode, fault, m.get("receipts_per_payment_min"), m.get("receipts_per_payment_max"),

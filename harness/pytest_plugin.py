@@ -23,11 +23,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from .embedded import FaultFlags, ServiceProcess, start_service, start_simulator
-from .plan import Plan, parse_channel_mix
 from .result import RunReport
-from .runner import RunConfig, run_race
-from .target import Target
 
 _TRIAL_FIXTURE = "race_trial"
 _TRIAL_ID = re.compile(r"trial-\d+-of-\d+")
@@ -82,6 +78,11 @@ def _verdict_word(valid: bool | None) -> str:
     return {False: VIOLATION, None: INCONCLUSIVE}.get(valid, VALID)
 
 
+def record_verdict(request: pytest.FixtureRequest, report: RunReport) -> None:
+    """Record a race result's verdict on the running test, for the ``race_trials`` count."""
+    request.node.user_properties.append((VERDICT_PROPERTY, _verdict_word(report.verdict.valid)))
+
+
 def _trial_outcome(verdicts: list[str]) -> str:
     """One trial: a violation if any of its races was invalid, else inconclusive if any could not tell."""
     for outcome in (VIOLATION, INCONCLUSIVE, VALID):
@@ -123,77 +124,3 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def race_trial(request: pytest.FixtureRequest) -> int:
     """The number of this trial (0-based) when a race test is repeated; 0 otherwise."""
     return getattr(request, "param", 0)
-
-
-@pytest.fixture
-def reference_service(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
-    """A factory: start the reference service (mode, faults, flags) as a process with its own receipts dir."""
-    started: list[ServiceProcess] = []
-
-    def start(mode: str = "atomic", *, name: str | None = None, **kwargs: Any) -> ServiceProcess:
-        receipts = tmp_path / (name or f"receipts-{mode}-{len(started)}")
-        service = start_service(receipts, mode=mode, log_path=tmp_path / f"service-{len(started)}.log", **kwargs)
-        started.append(service)
-        return service
-
-    yield start
-    for service in started:
-        service.stop()
-
-
-def target_of(service: ServiceProcess, **changes: Any) -> Target:
-    """The Target description of a service started by ``reference_service``."""
-    return Target(base_url=service.url, receipts_dir=str(service.receipts_dir), **changes)
-
-
-@pytest.fixture
-def race(request: pytest.FixtureRequest, reference_service: Callable[..., ServiceProcess],
-         tmp_path: Path) -> Iterator[Callable[..., RunReport]]:
-    """A factory: fire a race at a reference service and return the oracle's report.
-
-    ``race(payments=10, duplicates=20, mode="atomic", unpaid=0, channel_mix="callback:1",
-    faults=FaultFlags(...), rounds=1, round_interval=0.0, transient_faults=False, sync="last-byte",
-    targets="exactly-once", generation_delay_ms=200, lease_seconds=None, store=None, workers=1,
-    service=None)``. ``store`` is "memory", "wire" (a SecantusDB server started for the service) or
-    None (``MONGODB_URI`` when set, else memory); ``workers`` > 1 needs a shared store.
-    The service (and the PhonePe simulator that verify calls need) stays up until the test ends
-    (pass ``service=`` to race one you started), so a finished run can be judged again with
-    ``harness.reverify(report)``. The default targets are the exactly-once invariants alone: timing
-    targets would make a busy CI machine flip verdicts. Every result's verdict is recorded for the
-    ``race_trials`` count.
-    """
-    simulators: list[ServiceProcess] = []
-
-    def simulator_url() -> str:
-        """One PhonePe simulator per test, started when a race first makes verify calls."""
-        if not simulators:
-            simulators.append(start_simulator(log_path=tmp_path / "simulator.log"))
-        return simulators[0].url
-
-    def run(payments: int = 10, duplicates: int = 20, *, mode: str = "atomic", unpaid: int = 0,
-            channel_mix: str = "callback:1", faults: FaultFlags | None = None, rounds: int = 1,
-            round_interval: float = 0.0, transient_faults: bool = False, sync: str = "last-byte",
-            targets: str | Path = "exactly-once", generation_delay_ms: float = 200.0,
-            lease_seconds: float | None = None, store: str | None = None, workers: int = 1,
-            service: ServiceProcess | None = None, seed: int = 0) -> RunReport:
-        plan = Plan(payments=payments, duplicates=duplicates, unpaid=unpaid,
-                    channel_mix=parse_channel_mix(channel_mix), rounds=rounds, round_interval=round_interval, seed=seed)
-        faults = faults or FaultFlags()
-        gateway_url = None
-        if service is None:
-            gateway_url = simulator_url() if plan.uses_verify() else None
-            service = reference_service(mode, generation_delay_ms=generation_delay_ms, faults=faults,
-                                        lease_seconds=lease_seconds, store=store, workers=workers,
-                                        phonepe_base_url=gateway_url)
-        target = target_of(service, gateway_url=gateway_url)
-        if service.mongo_uri:  # read state straight from the database the service uses
-            target = target.with_(mongo_uri=service.mongo_uri, mongo_database=service.database)
-        config = RunConfig(plan=plan, target=target, service_pid=service.pid, faults=faults,
-                           transient_faults=transient_faults, sync=sync, targets_file=Path(targets), label=mode)
-        report = run_race(config)
-        request.node.user_properties.append((VERDICT_PROPERTY, _verdict_word(report.verdict.valid)))
-        return report
-
-    yield run
-    for simulator in simulators:
-        simulator.stop()

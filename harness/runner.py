@@ -5,23 +5,20 @@ The CLI, the Locust scenarios and the pytest plugin all call ``run_race``.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 import socket
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import httpx
 
 from . import __version__
 from .burst import PreparedRequest, fire
-from .embedded import FaultFlags, ServiceProcess, ServiceStartError, resolve_store, start_service, start_simulator
 from .history import History
 from .measure import compute_metrics, payment_rows
 from .observe import observe
@@ -49,44 +46,39 @@ def _no_progress(stage: str, done: int, total: int) -> None:
 
 @dataclass
 class RunConfig:
-    """Everything a run needs. With no ``target`` the reference service is started locally."""
+    """Everything a run needs, about any service: the target, the plan, how to send, how to judge.
+
+    A provider that starts a service (``harness.reference``) fills in ``target``, ``service_pid``,
+    ``faults`` and ``service``; against a service elsewhere only ``target`` is needed.
+    """
 
     plan: Plan = field(default_factory=Plan)
     target: Target | None = None
-    mode: str = "atomic"  # the embedded service's mode
-    generation_delay_ms: float = 200.0
-    faults: FaultFlags = field(default_factory=FaultFlags)
-    lease_seconds: float | None = None  # the embedded service's --lease-seconds (lease mode)
-    transient_faults: bool = False  # clear the faults before retry rounds (a crash happens once)
-    service_args: tuple[str, ...] = ()  # more flags for the embedded service
-    # The embedded service's store: "memory", "wire" (a SecantusDB server started for the run), or an
-    # external MongoDB by ``mongo_uri``; None: MONGODB_URI when set, else memory. With a MongoDB store
-    # the oracle reads state straight from the database.
-    store: str | None = None
-    mongo_uri: str | None = None
-    workers: int = 1  # the embedded service's worker processes (> 1 needs wire or MongoDB)
-    announce: Callable[[str], None] | None = None  # told what was started (e.g. the wire server's URI)
-    receipts_dir: Path | None = None  # the embedded service's receipts (a temporary directory if None)
     sync: str = "last-byte"
     timeout: float = 60.0
-    targets_file: Path | None = None
+    targets_file: Path | str | None = None
     label: str | None = None
     report_dir: Path | None = None
-    service_pid: int | None = None  # a local service's process, for memory (the embedded one's is known)
+    service_pid: int | None = None  # a local service's process, for memory
+    # Faults the service was told to inject (by the names its faults endpoint takes); with
+    # ``transient_faults`` they are cleared through ``Target.faults_path`` before each retry round.
+    faults: dict[str, float] = field(default_factory=dict)
+    transient_faults: bool = False
+    server_errors_injected: bool = False  # injected faults answer 5xx: those the service marks are counted apart
+    service: dict[str, Any] | None = None  # how a provider started the service, for the report
+    announce: Callable[[str], None] | None = None  # told what a provider started (e.g. a wire server's URI)
 
     def describe(self) -> dict[str, Any]:
-        data = {
+        data: dict[str, Any] = {
             "plan": self.plan.to_dict(),
             "sync": self.sync,
             "timeout": self.timeout,
             "targets_file": str(self.targets_file) if self.targets_file else None,
         }
-        if self.target is None:
-            data["service"] = {"embedded": True, "mode": self.mode, "generation_delay_ms": self.generation_delay_ms,
-                               "faults": self.faults.__dict__, "lease_seconds": self.lease_seconds,
-                               "args": list(self.service_args), "store": self.store or "default",
-                               "workers": self.workers}
-            data["mode"] = self.mode
+        if self.service is not None:
+            data["service"] = self.service
+            if "mode" in self.service:
+                data["mode"] = self.service["mode"]
         data["transient_faults"] = self.transient_faults
         return data
 
@@ -99,31 +91,6 @@ def environment() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "hostname": socket.gethostname(),
     }
-
-
-@contextlib.contextmanager
-def _embedded_target(config: RunConfig, workdir: Path) -> Iterator[tuple[Target, ServiceProcess]]:
-    """Start the reference service (and, for verify calls, the PhonePe simulator) for one run."""
-    receipts = config.receipts_dir or workdir / "receipts"
-    simulator = start_simulator(log_path=workdir / "simulator.log") if config.plan.uses_verify() else None
-    try:
-        kind, uri = resolve_store(config.store, config.mongo_uri, config.workers)
-        service = start_service(receipts, mode=config.mode, generation_delay_ms=config.generation_delay_ms,
-                                faults=config.faults, lease_seconds=config.lease_seconds,
-                                phonepe_base_url=simulator.url if simulator else None,
-                                store=kind if kind != "mongodb" else None, mongo_uri=uri, workers=config.workers,
-                                extra_args=config.service_args, log_path=workdir / "service.log")
-        try:
-            if kind == "wire" and config.announce:
-                config.announce(f"wire store: SecantusDB at {service.mongo_uri} (stopped when the run ends)")
-            yield Target(base_url=service.url, receipts_dir=str(receipts),
-                         gateway_url=simulator.url if simulator else None,
-                         mongo_uri=service.mongo_uri, mongo_database=service.database), service
-        finally:
-            service.stop()
-    finally:
-        if simulator:
-            simulator.stop()
 
 
 def _check_reachable(target: Target, client: httpx.Client) -> None:
@@ -178,28 +145,18 @@ def send(requests: list[PreparedRequest], *, sync: str, timeout: float, history:
 
 
 def run_race(config: RunConfig, progress: Progress = _no_progress) -> RunReport:
-    """Run one race end to end and return its report (also written to ``config.report_dir`` if set)."""
+    """Run one race end to end against ``config.target`` and return its report (also written to
+    ``config.report_dir`` if set). To start the reference service for it: ``harness.reference.race``."""
     if config.sync not in SYNC_CHOICES:
         raise HarnessError(f"sync must be one of {', '.join(SYNC_CHOICES)}")
+    if config.target is None:
+        raise HarnessError("a run needs a target: a service's URL (--target), or a provider that starts one")
     try:
         config.plan.validate()
         load_targets(config.targets_file)  # a bad targets file is a usage error before anything starts
-        if config.target is None:
-            resolve_store(config.store, config.mongo_uri, config.workers)
     except (PlanError, ValueError) as exc:
         raise HarnessError(str(exc)) from None
-    with tempfile.TemporaryDirectory(prefix="race-harness-") as tmp, contextlib.ExitStack() as stack:
-        workdir = Path(tmp)
-        pid = config.service_pid
-        if config.target is None:
-            try:
-                target, service = stack.enter_context(_embedded_target(config, workdir))
-            except ServiceStartError as exc:
-                raise HarnessError(f"could not start the reference service: {exc}") from None
-            pid = service.pid
-        else:
-            target = config.target
-        report = _run_against(config, target, pid, config.targets_file, progress)
+    report = RunSession(config, progress).run()
     if config.report_dir is not None:
         from .report import write_report
 
@@ -263,45 +220,96 @@ def _observe_and_judge(target: Target, planned: list[PlannedPayment], history: H
     return judge(Evidence(planned, history, observation, server_errors_injected), target, targets, **report)
 
 
-def _before_retry(config: RunConfig, target: Target, client: httpx.Client) -> None:
-    """Transient faults end before the gateway retries (the crashed process has restarted)."""
-    if not config.transient_faults:
-        return
-    if not target.faults_path:
-        raise HarnessError("transient faults need a target with a faults endpoint (faults_path)")
-    response = client.put(target.url(target.faults_path), json=config.faults.cleared())
-    if response.status_code != 200:
-        raise HarnessError(f"could not clear faults: {response.status_code} {response.text[:200]}")
+class RunSession:
+    """One run against ``config.target``: prepare (payments and signed requests), send, read back and judge.
 
+    The CLI and the pytest plugin call ``run()``; a Locust swarm calls ``prepare()``, sends the
+    requests its own way between ``start_telemetry()`` and ``stop_telemetry()``, then ``judge()``.
+    Telemetry (the service's counters, the memory of its process) belongs to the session.
+    """
 
-def _run_against(config: RunConfig, target: Target, pid: int | None, targets_file: Path | None,
-                 progress: Progress) -> RunReport:
-    plan = config.plan
-    started = time.time()
-    with httpx.Client(timeout=10.0) as client:
-        payments = prepare_payments(target, plan, client, progress)
-        requests = build_requests(plan, payments, target)
-        metrics_url = target.url(target.metrics_path) if target.metrics_path else None
-        before = scrape(client, metrics_url)
-        sampler = MemorySampler(pid).start()
-        history = History(sync=config.sync)
-        try:
-            for round_ in range(plan.rounds):
-                if round_:
-                    _before_retry(config, target, client)
-                    time.sleep(plan.round_interval)
-                send([replace(r, meta={**r.meta, "round": round_}) for r in requests], sync=config.sync,
-                     timeout=config.timeout, history=history, progress=progress, warmup_path=target.health_path)
-        finally:
-            memory = sampler.stop()
-        counters = counter_deltas(before, scrape(client, metrics_url))
-    progress("verifying", 0, 1)
-    report = verify_history(target, plan, payments, history, targets_file=targets_file,
-                            label=config.label or (config.mode if config.target is None else "run"),
-                            config=config.describe(), counters=counters, memory=memory, started=started,
-                            server_errors_injected=config.faults.crash_after_claim_rate > 0)
-    progress("verifying", 1, 1)
-    return report
+    def __init__(self, config: RunConfig, progress: Progress = _no_progress) -> None:
+        if config.target is None:
+            raise HarnessError("a run session needs a target")
+        self.config, self.target, self.progress = config, config.target, progress
+        self.payments: list[Payment] = []
+        self.started = time.time()
+        self._client = httpx.Client(timeout=10.0)
+        self._metrics_url = self.target.url(self.target.metrics_path) if self.target.metrics_path else None
+        self._before: dict[str, float] = {}
+        self._sampler: MemorySampler | None = None
+
+    def __enter__(self) -> "RunSession":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._sampler is not None:
+            self._sampler.stop()
+            self._sampler = None
+        self._client.close()
+
+    def prepare(self) -> list[PreparedRequest]:
+        """Create the plan's payments on the target; return every request of one delivery round."""
+        self.payments = prepare_payments(self.target, self.config.plan, self._client, self.progress)
+        return build_requests(self.config.plan, self.payments, self.target)
+
+    def start_telemetry(self) -> None:
+        self._before = scrape(self._client, self._metrics_url)
+        self._sampler = MemorySampler(self.config.service_pid).start()
+
+    def stop_telemetry(self) -> tuple[dict[str, float], dict[str, Any]]:
+        """(the service's counter deltas, its memory) since ``start_telemetry``."""
+        memory = self._sampler.stop() if self._sampler is not None else {}
+        self._sampler = None
+        return counter_deltas(self._before, scrape(self._client, self._metrics_url)), memory
+
+    def send(self, requests: list[PreparedRequest]) -> History:
+        """Every delivery round of the plan, in simultaneous waves (or one by one for ``sequential``)."""
+        history = History(sync=self.config.sync)
+        for round_ in range(self.config.plan.rounds):
+            if round_:
+                self._before_retry()
+                time.sleep(self.config.plan.round_interval)
+            send([replace(r, meta={**r.meta, "round": round_}) for r in requests], sync=self.config.sync,
+                 timeout=self.config.timeout, history=history, progress=self.progress,
+                 warmup_path=self.target.health_path)
+        return history
+
+    def _before_retry(self) -> None:
+        """Transient faults end before the gateway retries (the crashed process has restarted)."""
+        if not self.config.transient_faults or not self.config.faults:
+            return
+        if not self.target.faults_path:
+            raise HarnessError("transient faults need a target with a faults endpoint (faults_path)")
+        response = self._client.put(self.target.url(self.target.faults_path),
+                                    json={name: 0.0 for name in self.config.faults})
+        if response.status_code != 200:
+            raise HarnessError(f"could not clear faults: {response.status_code} {response.text[:200]}")
+
+    def judge(self, history: History, *, counters: dict[str, float] | None = None,
+              memory: dict[str, Any] | None = None, config: dict[str, Any] | None = None) -> RunReport:
+        """Read back receipts and state as they are now and judge ``history`` against them."""
+        self.progress("verifying", 0, 1)
+        report = verify_history(self.target, self.config.plan, self.payments, history,
+                                targets_file=self.config.targets_file, label=self.config.label or "run",
+                                config={**self.config.describe(), **(config or {})}, counters=counters,
+                                memory=memory, started=self.started,
+                                server_errors_injected=self.config.server_errors_injected)
+        self.progress("verifying", 1, 1)
+        return report
+
+    def run(self) -> RunReport:
+        with self:
+            requests = self.prepare()
+            self.start_telemetry()
+            try:
+                history = self.send(requests)
+            finally:
+                counters, memory = self.stop_telemetry()
+            return self.judge(history, counters=counters, memory=memory)
 
 
 def judge(evidence: Evidence, target: Target, targets: list, *, counters: dict[str, float],

@@ -61,7 +61,8 @@ from locust import User, constant, events, task
 from locust.runners import STATE_MISSING, LocalRunner, MasterRunner, WorkerRunner
 
 from harness.burst import HeldBurst, PreparedRequest
-from harness.embedded import ServiceProcess, ServiceStartError, start_service, start_simulator
+from harness.embedded import ServiceProcess, ServiceStartError
+from harness.reference import start_service, start_simulator
 from harness.history import Event, History
 from harness.plan import Plan, PlanError, parse_channel_mix
 from harness.report import write_report

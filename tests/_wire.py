@@ -13,7 +13,8 @@ from typing import Callable, Iterator
 
 import pytest
 
-from harness.embedded import ServiceProcess, start_service
+from harness.embedded import ServiceProcess
+from harness.reference import start_service
 from harness.target import Target
 from harness.wire import WireServer, start_wire_server
 from reference_service.store import ChargeStore, open_store

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from harness.embedded import ServiceProcess
-from harness.pytest_plugin import target_of
+from harness.reference import target_of
 from harness.target import Payment, Target
 
 

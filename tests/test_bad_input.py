@@ -17,7 +17,7 @@ API = "/api/public/service-charges"
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
-    from harness.embedded import start_service
+    from harness.reference import start_service
 
     svc = start_service(tmp_path_factory.mktemp("receipts"), mode="atomic", generation_delay_ms=0)
     yield svc

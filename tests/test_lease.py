@@ -12,7 +12,7 @@ import pytest
 from conftest import create_payments, outcomes, receipt_files, target_of
 from harness import reverify
 from harness.burst import fire
-from harness.embedded import FaultFlags
+from harness.reference import FaultFlags
 from harness.matrix import FAULTS
 from harness.target import Payment, Target
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from harness import reverify
-from harness.embedded import free_port, start_simulator
+from harness.embedded import free_port
+from harness.reference import start_simulator
 from harness.result import RunReport
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"

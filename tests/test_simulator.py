@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from conftest import create_payments, receipt_files, target_of
-from harness.embedded import start_simulator
+from harness.reference import start_simulator
 from harness.signing import status_headers
 from harness.target import UAT_MERCHANT_ID, UAT_SALT_KEY
 

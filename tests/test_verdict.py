@@ -24,7 +24,7 @@ from harness.measure import processing_ms
 from harness.observe import STATE, Observation, Problem, ReceiptFile, read_receipt, scan_receipts
 from harness.oracle import (Evidence, PlannedPayment, exactly_one_receipt, overlap, race_exercised, receipt_files,
                             state_agrees_with_disk)
-from harness.pytest_plugin import target_of
+from harness.reference import target_of
 from harness.relay import Relay
 from harness.result import EXIT_INCONCLUSIVE, EXIT_INVALID, EXIT_OK, EXIT_USAGE, CheckResult, Coverage, decide
 from harness.runner import build_requests, prepare_payments, send, verify_history

@@ -27,7 +27,8 @@ from harness.burst import fire
 from harness.cli import main
 from harness.plan import Plan
 from harness.runner import RunConfig, run_race
-from harness.embedded import FaultFlags, free_port
+from harness.reference import FaultFlags
+from harness.embedded import free_port
 
 TRIALS = 20
 
@@ -120,10 +121,10 @@ def test_failed_generation_rolls_back_and_the_next_delivery_makes_exactly_one(st
 
 def test_crashed_claimants_lease_expires_and_the_retry_round_makes_exactly_one(start_on_store, store_kind,
                                                                              exactly_once_targets):
-    service = start_on_store(store_kind, "lease", generation_delay_ms=50, lease_seconds=0.5,
-                             faults=FaultFlags(crash_after_claim_rate=1.0))
+    crash = FaultFlags(crash_after_claim_rate=1.0)
+    service = start_on_store(store_kind, "lease", generation_delay_ms=50, lease_seconds=0.5, faults=crash)
     config = RunConfig(plan=Plan(payments=3, duplicates=5, rounds=2, round_interval=0.7), target=target_of(service),
-                       faults=FaultFlags(crash_after_claim_rate=1.0), transient_faults=True,
+                       faults=crash.runtime(), transient_faults=True, server_errors_injected=True,
                        targets_file=exactly_once_targets)
     report = run_race(config)
     assert (report.metrics["receipts_per_payment_min"], report.metrics["receipts_per_payment_max"]) == (1, 1)

@@ -17,7 +17,8 @@ import pytest
 
 from _wire import fresh_database, target_of, wire_server  # noqa: F401 (fixtures)
 from harness.cli import main
-from harness.embedded import free_port, start_service
+from harness.embedded import free_port
+from harness.reference import start_service
 from harness.plan import Plan
 from harness.result import EXIT_INVALID, EXIT_USAGE
 from harness.runner import RunConfig, run_race

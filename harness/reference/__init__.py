@@ -1,0 +1,181 @@
+"""The reference service as one provider of a target: the only harness module that knows its flags.
+
+The harness judges any service through a ``Target``; this module starts the reference service
+(and, for verify calls, the PhonePe simulator) as real processes, and yields the Target, the
+process id whose memory is measured, what the service was told to fail at (so retry rounds can
+clear it), and a description for the report. Everything about modes, faults, stores and workers
+lives here; ``RunConfig`` knows none of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from ..embedded import ServiceProcess, ServiceStartError
+from ..options import Option
+from ..target import Target
+from .processes import STORES, FaultFlags, resolve_store, start_service, start_simulator
+
+MODES = ("vulnerable", "atomic", "lease", "locked")
+
+# The reference service's options as run options (the CLI's run/demo, the Locust scenarios' embedded
+# service, the pytest fixtures): one definition each.
+SERVICE = (
+    Option("mode", str, "atomic", "the reference service's receipt code path", choices=MODES),
+    Option("store", str, None, "the service's store: memory (embedded, the default) or wire (a SecantusDB "
+                               "wire-protocol server started for the run, pip install -e '.[wire]'); an external "
+                               "MongoDB: --mongo-uri", choices=STORES),
+    Option("workers", int, None, "the service's worker processes, sharing its port and store (N > 1 needs "
+                                 "--store wire or --mongo-uri; default: 1)"),
+    Option("generation_delay_ms", float, 200.0, "the service's receipt generation time in ms"),
+    Option("failure_rate", float, 0.0, "probability a receipt generation fails"),
+    Option("crash_after_claim_rate", float, 0.0, "probability the claim's winner dies before generating (no rollback)"),
+    Option("store_delay_ms", float, 0.0, "latency between store read and write"),
+    Option("write_error_rate", float, 0.0, "probability the receipt write fails"),
+    Option("lease_seconds", float, None, "lease length for --mode lease"),
+    Option("transient_faults", None, False, "clear the faults before retry rounds (a crash happens once)", flag=True),
+)
+
+
+@dataclass(frozen=True)
+class ReferenceOptions:
+    """How to start the reference service for a run."""
+
+    mode: str = "atomic"
+    generation_delay_ms: float = 200.0
+    faults: FaultFlags = field(default_factory=FaultFlags)
+    lease_seconds: float | None = None
+    # "memory", "wire" (a SecantusDB server started for the service), or an external MongoDB by
+    # ``mongo_uri``; None: MONGODB_URI when set, else memory. With MongoDB, state is read from it.
+    store: str | None = None
+    mongo_uri: str | None = None
+    workers: int = 1
+    transient_faults: bool = False
+    receipts_dir: Path | None = None  # a directory of the run's own if None
+    service_args: tuple[str, ...] = ()  # more flags for the service
+
+    def validate(self) -> tuple[str, str | None]:
+        """(store kind, MongoDB URI); ValueError on a contradiction or an unknown mode."""
+        if self.mode not in MODES:
+            raise ValueError(f"--mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        return resolve_store(self.store, self.mongo_uri, self.workers)
+
+    def describe(self) -> dict[str, Any]:
+        return {"embedded": True, "mode": self.mode, "generation_delay_ms": self.generation_delay_ms,
+                "faults": asdict(self.faults), "lease_seconds": self.lease_seconds, "args": list(self.service_args),
+                "store": self.store or "default", "workers": self.workers}
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, **overrides: Any) -> "ReferenceOptions":
+        faults = FaultFlags(failure_rate=args.failure_rate, crash_after_claim_rate=args.crash_after_claim_rate,
+                            store_delay_ms=args.store_delay_ms, write_error_rate=args.write_error_rate)
+        options = cls(mode=getattr(args, "mode", "atomic"), generation_delay_ms=args.generation_delay_ms,
+                      faults=faults, lease_seconds=args.lease_seconds, store=args.store,
+                      mongo_uri=getattr(args, "mongo_uri", None),
+                      workers=1 if args.workers is None else args.workers, transient_faults=args.transient_faults)
+        return replace(options, **overrides)
+
+
+@dataclass
+class Provided:
+    """A running reference service, as the run sees it."""
+
+    target: Target
+    pid: int
+    service: ServiceProcess
+    options: ReferenceOptions
+
+    def run_settings(self) -> dict[str, Any]:
+        """RunConfig fields this service fills in: its target, process, faults and description."""
+        faults = self.options.faults
+        return {"target": self.target, "service_pid": self.pid, "faults": faults.runtime(),
+                "transient_faults": self.options.transient_faults,
+                "server_errors_injected": faults.crash_after_claim_rate > 0, "service": self.options.describe()}
+
+
+@contextlib.contextmanager
+def started(options: ReferenceOptions, workdir: Path, *, gateway: bool = False,
+            announce: Callable[[str], None] | None = None) -> Iterator[Provided]:
+    """Start the reference service (and with ``gateway`` the PhonePe simulator its verify path asks) for one run."""
+    kind, uri = options.validate()
+    receipts = options.receipts_dir or workdir / "receipts"
+    simulator = start_simulator(log_path=workdir / "simulator.log") if gateway else None
+    try:
+        service = start_service(receipts, mode=options.mode, generation_delay_ms=options.generation_delay_ms,
+                                faults=options.faults, lease_seconds=options.lease_seconds,
+                                phonepe_base_url=simulator.url if simulator else None,
+                                store=kind if kind != "mongodb" else None, mongo_uri=uri, workers=options.workers,
+                                extra_args=options.service_args, log_path=workdir / "service.log")
+        try:
+            if kind == "wire" and announce:
+                announce(f"wire store: SecantusDB at {service.mongo_uri} (stopped when the run ends)")
+            yield Provided(target_of(service, gateway_url=simulator.url if simulator else None), service.pid,
+                           service, options)
+        finally:
+            service.stop()
+    finally:
+        if simulator:
+            simulator.stop()
+
+
+def target_of(service: ServiceProcess, **changes: Any) -> Target:
+    """The Target of a running reference service; with a MongoDB store, state is read straight from it."""
+    target = Target(base_url=service.url, receipts_dir=str(service.receipts_dir) if service.receipts_dir else None)
+    if service.mongo_uri:
+        target = target.with_(mongo_uri=service.mongo_uri, mongo_database=service.database)
+    return target.with_(**changes)
+
+
+def race(options: ReferenceOptions, config: Any, progress: Any = None) -> Any:
+    """Start the reference service, run ``config`` (a RunConfig without a target) against it, stop it."""
+    import tempfile
+
+    from ..runner import HarnessError, run_race
+
+    try:  # usage errors before anything is started
+        options.validate()
+        config.plan.validate()
+    except ValueError as exc:
+        raise HarnessError(str(exc)) from None
+    with tempfile.TemporaryDirectory(prefix="race-harness-") as tmp:
+        try:
+            with started(options, Path(tmp), gateway=config.plan.uses_verify(), announce=config.announce) as provided:
+                run = replace(config, **provided.run_settings(), label=config.label or options.mode)
+                return run_race(run, progress) if progress else run_race(run)
+        except ServiceStartError as exc:
+            raise HarnessError(f"could not start the reference service: {exc}") from None
+
+
+# -- race-harness serve ------------------------------------------------------------------------------
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """The reference service's own flags, for ``race-harness serve``."""
+    from reference_service.config import add_arguments
+
+    add_arguments(parser)
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the reference service in the foreground. A wire store's server is the harness's to start (the
+    service never imports the harness): it is handed to the service as its --mongo-uri and stopped when
+    the service returns, however it ends."""
+    from reference_service.server import serve as serve_reference
+
+    if getattr(args, "store", None) != "wire":
+        return serve_reference(args)
+    if args.mongo_uri:
+        raise ValueError("--store wire and --mongo-uri name two different stores: give one of them")
+    from ..wire import start_wire_server
+
+    with start_wire_server(host="127.0.0.1") as wire:
+        print(f"wire store: SecantusDB at {wire.uri} (stopped when the service stops)", flush=True)
+        args.store, args.mongo_uri = None, wire.uri
+        return serve_reference(args)
+
+
+__all__ = ["MODES", "SERVICE", "STORES", "FaultFlags", "Provided", "ReferenceOptions", "add_serve_arguments", "race",
+           "resolve_store", "serve", "start_service", "start_simulator", "started", "target_of"]
