@@ -22,7 +22,7 @@ from harness.content import amount_named, transactions_named
 from harness.history import Event, History
 from harness.measure import processing_ms
 from harness.observe import STATE, Observation, Problem, ReceiptFile, read_receipt, scan_receipts
-from harness.oracle import (Evidence, PlannedPayment, exactly_one_receipt, overlap, race_exercised, receipt_files,
+from harness.oracle import (Evidence, PlannedPayment, exactly_one_receipt, overlap, receipt_files,
                             state_agrees_with_disk)
 from harness.reference import target_of
 from harness.relay import Relay
