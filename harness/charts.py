@@ -10,7 +10,6 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
@@ -140,22 +139,24 @@ def _draw_latency(figure: Figure, report: RunReport) -> dict[str, str]:
     values = [ms for ms, _ in samples]
     low, high = min(0.0, min(values)), max(values)
     ticks = MaxNLocator(nbins=24).tick_values(low, high)
-    step = ticks[1] - ticks[0]  # a round bin width; the edges below cover every sample, float noise included
+    step = float(ticks[1] - ticks[0])  # a round bin width
     first = math.floor(low / step)
-    edges = np.arange(first, max(math.ceil(high / step), first + 1) + 1) * step
-    below, entries = np.zeros(len(edges) - 1), []
+    bins = max(math.ceil(high / step) - first, 1)  # cover every sample, float noise at the top edge included
+    edges = [(first + n) * step for n in range(bins + 1)]
+    below, entries = [0] * bins, []
     for outcome in OUTCOMES:
-        counts, _ = np.histogram([ms for ms, o in samples if o == outcome], bins=edges)
-        if not counts.any():
+        counts = [0] * bins
+        for ms in [ms for ms, o in samples if o == outcome]:
+            counts[min(max(math.floor(ms / step) - first, 0), bins - 1)] += 1
+        if not any(counts):
             continue
-        bars = ax.bar(edges[:-1], counts, width=np.diff(edges) * 0.92, bottom=below, align="edge",
-                      color=OUTCOME_COLORS[outcome])
+        bars = ax.bar(edges[:-1], counts, width=step * 0.92, bottom=below, align="edge", color=OUTCOME_COLORS[outcome])
         for n, (bar, count) in enumerate(zip(bars, counts)):
             if count:
                 bar.set_gid(f"latency-bar-{outcome}-{n}")
                 tips[bar.get_gid()] = (f"{format_number(edges[n])}–{format_number(edges[n + 1])} ms: "
                                        f"{count} {outcome}")
-        below += counts
+        below = [b + c for b, c in zip(below, counts)]
         entries.append((outcome, Patch(color=OUTCOME_COLORS[outcome], label=outcome)))
     for q, dash in ((50, (0, (5, 3))), (95, (0, (1.5, 2.5)))):
         value = percentile(values, q)
