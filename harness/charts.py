@@ -287,7 +287,8 @@ def _request_marks(ax: Axes, event: dict[str, Any], origin: Any, ms: Callable[[f
     outcome = outcome_of(event)
     color, start = OUTCOME_COLORS[outcome], ms(event["t_release"])
     response = event.get("t_response")
-    width = ms(response) - start if isinstance(response, (int, float)) else 0.0
+    # No response read: a short stub at the send time, so the request (often an error) still shows.
+    width = ms(response) - start if isinstance(response, (int, float)) else least * 3
     client = Rectangle((start, top), max(width, least), 0.8, facecolor=to_rgba(color, 0.35), linewidth=0,
                        gid=f"timeline-client-{outcome}-{index}", zorder=2)
     ax.add_artist(client)
