@@ -1,28 +1,75 @@
-"""The HTML report's three charts as inline SVG: receipts per payment, latency, per-payment timeline."""
+"""The HTML report's three charts, drawn with matplotlib: receipts per payment, latency, per-payment timeline.
+
+Every mark a reader (or a test) may look for carries an id (matplotlib's gid), named
+``<chart>-<mark>-<category>-<n>``, e.g. ``receipts-bar-unjudged-2`` or ``timeline-client-generated-7``.
+"""
 
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
+from matplotlib.axes import Axes
+from matplotlib.colors import to_rgba
+from matplotlib.figure import Figure
+from matplotlib.legend import Legend
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch, Rectangle
+from matplotlib.ticker import MaxNLocator
+
 from .report_events import arrival_of, events_of, is_judged, latency_ms, ordered_payments, outcome_of, server_duration_of
-from .report_format import OUTCOME_COLORS, OUTCOMES, clip, esc, format_number
+from .report_format import OUTCOME_COLORS, OUTCOMES, clip, format_number
 from .result import RunReport
 from .stats import percentile
-from .svg import Frame, axes, empty_message, legend, nice_step, nice_top, svg_element, svg_text, ticks
+from .svg import draw
 
 TIMELINE_PAYMENTS = 25
+WIDTH = 10.0  # inches; the page scales the SVG to its column
+
+# ---------------------------------------------------------------------------------------------
+# Shared pieces
+
+
+def _legend(figure: Figure, chart: str, entries: list[tuple[str, Any]]) -> Legend:
+    """A legend above the plot from (key, handle) pairs; each drawn swatch gets the id <chart>-legend-<key>."""
+    columns = _legend_columns([len(h.get_label()) for _, h in entries], figure.get_figwidth() - 0.4)
+    legend = figure.legend(handles=[h for _, h in entries], loc="outside upper left", ncols=columns)
+    for (key, _), drawn in zip(entries, legend.legend_handles):
+        drawn.set_gid(f"{chart}-legend-{key}")
+    return legend
+
+
+def _legend_columns(label_chars: list[int], width: float) -> int:
+    """The most columns (fewest rows) whose labels fit across width inches; matplotlib fills the legend
+    column by column and does not wrap, so a row too long is cut off at the figure's edge."""
+    for rows in range(1, len(label_chars) + 1):
+        columns = [label_chars[i:i + rows] for i in range(0, len(label_chars), rows)]
+        # about 0.07 in per character at the legend's size, plus swatch and spacing
+        if sum(max(c) * 0.07 + 0.75 for c in columns) <= width:
+            return len(columns)
+    return 1
+
+
+def _empty(ax: Axes, message: str) -> None:
+    """A centred 'no data' message in place of marks."""
+    ax.text(0.5, 0.5, message, transform=ax.transAxes, ha="center", va="center", color="#888")
+    ax.set_yticks([])
+
 
 # ---------------------------------------------------------------------------------------------
 # Chart 1: receipts per payment
 
-_RECEIPT_COLORS = {"one": "#43a047", "many": "#d32f2f", "none": "#ff9800", "control": "#bdbdbd",
-                   "control_receipt": "#8e24aa", "unjudged": "#546e7a"}
+RECEIPT_COLORS = {"one": "#43a047", "many": "#d32f2f", "none": "#ff9800", "control": "#bdbdbd",
+                  "control_receipt": "#8e24aa", "unjudged": "#546e7a"}
+RECEIPT_LABELS = {"one": "exactly one", "many": "duplicates (>1)", "none": "missing (0, paid)",
+                  "control": "unpaid control", "control_receipt": "receipt for unpaid",
+                  "unjudged": "unjudged (no delivery reached it)"}
+_LABELLED_BARS = 40  # more bars than this get numbers, not payment ids, under them
 
 
-def _receipt_kind(row: dict[str, Any]) -> str:
-    """Which colour a payment's bar gets."""
+def receipt_kind(row: dict[str, Any]) -> str:
+    """Which category (and colour) a payment's bar gets."""
     count = row.get("receipts") or 0
     if not is_judged(row):
         return "unjudged"
@@ -33,44 +80,43 @@ def _receipt_kind(row: dict[str, Any]) -> str:
 
 def receipts_chart(report: RunReport) -> str:
     """Bars of receipt files per payment, a dashed line at 1, duplicates and missing ones highlighted."""
-    rows = report.payments
+    return draw("receipts", "receipt files per payment", (WIDTH, 3.6), lambda fig: _draw_receipts(fig, report))
+
+
+def _draw_receipts(figure: Figure, report: RunReport) -> dict[str, str]:
+    rows, tips = report.payments, {}
+    ax = figure.add_subplot()
+    ax.set_xlabel(f"payment ({len(rows)})")
+    ax.set_ylabel("receipt files")
     counts = [int(r.get("receipts") or 0) for r in rows]
-    frame = Frame(960, 330, 56, 20, 44, 78, 0, max(len(rows), 1), 0, max(2, max(counts, default=0)))
-    step = max(1, int(nice_step(frame.y1, 5)))
-    yticks = [(v, str(v)) for v in range(0, int(frame.y1) + 1, step)]
-    every = max(1, math.ceil(len(rows) / 40))
-    parts = axes(frame, [], yticks, f"payment ({len(rows)})", "receipt files")
-    base = frame.y(0)
-    for i, (row, count) in enumerate(zip(rows, counts)):
-        kind = _receipt_kind(row)
-        x, w = frame.x(i + 0.12), max(frame.x(i + 0.88) - frame.x(i + 0.12), 0.8)
-        top = frame.y(count) if count else base - 3
-        pale = ""
-        if kind == "unjudged":  # a pale column up to the expected line: nothing is known, not "zero"
-            top, pale = frame.y(max(count, 1)), ' fill-opacity="0.45" stroke="#546e7a" stroke-dasharray="3 2"'
-        tip = f"{row.get('payment')}: {count} receipt file(s), expected {row.get('expected')}" + (
+    top = max(2, max(counts, default=0))
+    kinds = [receipt_kind(r) for r in rows]
+    # An unjudged payment gets a pale column up to the expected line: nothing is known, not "zero".
+    # A zero count gets a stub so its colour (missing, control) still shows.
+    heights = [max(c, 1) if k == "unjudged" else (c or top * 0.02) for c, k in zip(counts, kinds)]
+    bars = ax.bar(range(len(rows)), heights, width=0.76, color=[RECEIPT_COLORS[k] for k in kinds])
+    for i, (bar, row, count, kind) in enumerate(zip(bars, rows, counts, kinds)):
+        bar.set_gid(f"receipts-bar-{kind}-{i}")
+        if kind == "unjudged":
+            bar.set(facecolor=to_rgba(RECEIPT_COLORS[kind], 0.45), edgecolor=RECEIPT_COLORS[kind], linestyle="--")
+        tips[bar.get_gid()] = f"{row.get('payment')}: {count} receipt file(s), expected {row.get('expected')}" + (
             "; unjudged: no delivery reached the service" if kind == "unjudged" else "")
-        parts.append(f'<rect class="bar {kind}" x="{x:.1f}" y="{top:.1f}" width="{w:.1f}" height="{base - top:.1f}" '
-                     f'fill="{_RECEIPT_COLORS[kind]}"{pale}><title>{esc(tip)}</title></rect>')
-        if i % every == 0:
-            cx = frame.x(i + 0.5)
-            label = esc(clip(str(row.get("payment", i)), 14)) if len(rows) <= 40 else str(i + 1)
-            parts.append(f'<text x="{cx:.1f}" y="{base + 12:.1f}" text-anchor="end" fill="#333" font-size="10" '
-                         f'transform="rotate(-40 {cx:.1f} {base + 12:.1f})">{label}</text>')
+    ax.axhline(1, color="#000", linewidth=1.2, linestyle=(0, (6, 4)), gid="receipts-expected")
+    ax.set_ylim(0, top * 1.05)
+    ax.set_xlim(-0.6, max(len(rows), 1) - 0.4)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     if not rows:
-        parts.append(empty_message(frame, "no payments in this report"))
-    y1 = frame.y(1)
-    parts.append(f'<line class="expected" x1="{frame.left:.1f}" y1="{y1:.1f}" x2="{frame.left + frame.plot_w:.1f}" '
-                 f'y2="{y1:.1f}" stroke="#000" stroke-width="1.5" stroke-dasharray="6 4"/>')
-    parts += legend([("box", _RECEIPT_COLORS["one"], "exactly one"),
-                      ("box", _RECEIPT_COLORS["many"], "duplicates (>1)"),
-                      ("box", _RECEIPT_COLORS["none"], "missing (0, paid)"),
-                      ("box", _RECEIPT_COLORS["control"], "unpaid control"),
-                      ("box", _RECEIPT_COLORS["control_receipt"], "receipt for unpaid"),
-                      *([("box", _RECEIPT_COLORS["unjudged"], "unjudged (no delivery reached it)")]
-                        if any(not is_judged(r) for r in rows) else []),
-                      ("dash", "#000", "expected = 1")], frame.left, 18, frame.plot_w)
-    return svg_element(frame.width, frame.height, "receipt files per payment", parts)
+        _empty(ax, "no payments in this report")
+    elif len(rows) <= _LABELLED_BARS:
+        ax.set_xticks(range(len(rows)), [clip(str(r.get("payment", i)), 14) for i, r in enumerate(rows)],
+                      rotation=35, ha="right", rotation_mode="anchor", fontsize=8)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=20, integer=True))
+        ax.xaxis.set_major_formatter(lambda value, _: str(int(value) + 1))
+    present = [k for k in RECEIPT_COLORS if k in kinds]
+    _legend(figure, "receipts", [(k, Patch(color=RECEIPT_COLORS[k], label=RECEIPT_LABELS[k])) for k in present]
+            + [("expected", Line2D([], [], color="#000", linestyle=(0, (6, 4)), label="expected = 1"))])
+    return tips
 
 
 # ---------------------------------------------------------------------------------------------
@@ -79,61 +125,55 @@ def receipts_chart(report: RunReport) -> str:
 
 def latency_chart(report: RunReport) -> str:
     """A histogram of request latency in ms, stacked by outcome, with p50 and p95 marked."""
+    return draw("latency", "request latency distribution", (WIDTH, 3.2), lambda fig: _draw_latency(fig, report))
+
+
+def _draw_latency(figure: Figure, report: RunReport) -> dict[str, str]:
     samples = [(ms, outcome_of(e)) for e in events_of(report) if (ms := latency_ms(e)) is not None]
-    frame = Frame(960, 300, 56, 20, 44, 44)
+    ax, tips = figure.add_subplot(), {}
+    ax.set_xlabel("latency: response read − final byte sent (ms)")
+    ax.set_ylabel("requests")
     if not samples:
-        parts = axes(frame, [], [], "latency (ms)", "requests") + [empty_message(frame, "no timed requests")]
-        return svg_element(frame.width, frame.height, "request latency distribution", parts)
-    low, high = min(0.0, min(s for s, _ in samples)), max(s for s, _ in samples)
-    width = nice_step(high - low, 24)
-    bins = max(1, math.ceil((high - low) / width + 1e-9))
-    counts = [Counter() for _ in range(bins)]
-    for ms, outcome in samples:
-        counts[min(bins - 1, int((ms - low) // width))][outcome] += 1
-    peak = max(sum(c.values()) for c in counts)
-    frame.x0, frame.x1, frame.y0 = low, low + bins * width, 0
-    frame.y1 = nice_top(peak, 5)
-    yticks = [(v, format_number(v)) for v in ticks(0, frame.y1, 5) if float(v).is_integer()]
-    xticks = [(v, format_number(v)) for v in ticks(frame.x0, frame.x1, 8)]
-    parts = axes(frame, xticks, yticks, "latency: response read − final byte sent (ms)", "requests")
-    for i, counter in enumerate(counts):
-        parts += _stack(frame, low + i * width, low + (i + 1) * width, counter)
-    values = [s for s, _ in samples]
-    for q, dash in ((50, "5 3"), (95, "2 3")):
-        value = percentile(values, q)
-        x = frame.x(value)
-        parts.append(f'<line x1="{x:.1f}" y1="{frame.top:.1f}" x2="{x:.1f}" y2="{frame.top + frame.plot_h:.1f}" '
-                     f'stroke="#000" stroke-dasharray="{dash}"/>')
-        near_right = x > frame.left + frame.plot_w - 100
-        parts.append(svg_text(x - 4 if near_right else x + 4, frame.top + 12 + (q == 95) * 14,
-                           f"p{q} {format_number(value)} ms", "end" if near_right else "start",
-                           'stroke="#fff" stroke-width="3" paint-order="stroke"'))
-    present = [o for o in OUTCOMES if any(c.get(o) for c in counts)]
-    parts += legend([("box", OUTCOME_COLORS[o], o) for o in present], frame.left, 18, frame.plot_w)
-    return svg_element(frame.width, frame.height, "request latency distribution", parts)
-
-
-def _stack(frame: Frame, left: float, right: float, counter: Counter) -> list[str]:
-    """One histogram bin as rectangles stacked by outcome."""
-    parts, below = [], 0
-    x, w = frame.x(left) + 0.5, max(frame.x(right) - frame.x(left) - 1, 0.8)
+        _empty(ax, "no timed requests")
+        return tips
+    values = [ms for ms, _ in samples]
+    low, high = min(0.0, min(values)), max(values)
+    ticks = MaxNLocator(nbins=24).tick_values(low, high)
+    step = float(ticks[1] - ticks[0])  # a round bin width
+    first = math.floor(low / step)
+    bins = max(math.ceil(high / step) - first, 1)  # cover every sample, float noise at the top edge included
+    edges = [(first + n) * step for n in range(bins + 1)]
+    below, entries = [0] * bins, []
     for outcome in OUTCOMES:
-        n = counter.get(outcome, 0)
-        if not n:
+        counts = [0] * bins
+        for ms in [ms for ms, o in samples if o == outcome]:
+            counts[min(max(math.floor(ms / step) - first, 0), bins - 1)] += 1
+        if not any(counts):
             continue
-        top, bottom = frame.y(below + n), frame.y(below)
-        tip = f"{format_number(left)}–{format_number(right)} ms: {n} {outcome}"
-        parts.append(f'<rect class="hist" data-outcome="{outcome}" x="{x:.1f}" y="{top:.1f}" width="{w:.1f}" height="{bottom - top:.1f}" '
-                     f'fill="{OUTCOME_COLORS[outcome]}"><title>{esc(tip)}</title></rect>')
-        below += n
-    return parts
+        bars = ax.bar(edges[:-1], counts, width=step * 0.92, bottom=below, align="edge", color=OUTCOME_COLORS[outcome])
+        for n, (bar, count) in enumerate(zip(bars, counts)):
+            if count:
+                bar.set_gid(f"latency-bar-{outcome}-{n}")
+                tips[bar.get_gid()] = (f"{format_number(edges[n])}–{format_number(edges[n + 1])} ms: "
+                                       f"{count} {outcome}")
+        below = [b + c for b, c in zip(below, counts)]
+        entries.append((outcome, Patch(color=OUTCOME_COLORS[outcome], label=outcome)))
+    for q, dash in ((50, (0, (5, 3))), (95, (0, (1.5, 2.5)))):
+        value = percentile(values, q)
+        line = ax.axvline(value, color="#000", linestyle=dash, linewidth=1.2, gid=f"latency-p{q}",
+                          label=f"p{q} {format_number(value)} ms")
+        entries.append((f"p{q}", line))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlim(edges[0], edges[-1])
+    _legend(figure, "latency", entries)
+    return tips
 
 
 # ---------------------------------------------------------------------------------------------
 # Chart 3: per-payment timeline
 
 
-def _timeline_payments(report: RunReport) -> tuple[list[tuple[str, list[dict[str, Any]]]], int]:
+def timeline_payments(report: RunReport) -> tuple[list[tuple[str, list[dict[str, Any]]]], int]:
     """The payments the timeline shows (problems first, capped) with their events, and how many exist."""
     grouped: dict[str, list[dict[str, Any]]] = {}
     for event in events_of(report):
@@ -144,13 +184,28 @@ def _timeline_payments(report: RunReport) -> tuple[list[tuple[str, list[dict[str
     return [(p, grouped[p]) for p in order[:TIMELINE_PAYMENTS]], len(order)
 
 
+def service_end(event: dict[str, Any], origin: Any) -> float | None:
+    """When the service says it finished this request (history clock), or None."""
+    arrival, duration = arrival_of(event, origin), server_duration_of(event)
+    return None if arrival is None or duration is None else arrival + duration
+
+
+def winner_finish(events: list[dict[str, Any]], origin: Any) -> float | None:
+    """When the first 'generated' request finished: arrival + Server-Timing where the service gives both,
+    else its response read on the harness clock; None when no request generated."""
+    finishes = [t for e in events if outcome_of(e) == "generated"
+                for t in [service_end(e, origin) if service_end(e, origin) is not None else e.get("t_response")]
+                if isinstance(t, (int, float))]
+    return min(finishes) if finishes else None
+
+
 def timeline_caption(report: RunReport) -> str:
     """What the timeline shows, on which clock each mark is, and what it leaves out."""
-    shown, total = _timeline_payments(report)
+    shown, total = timeline_payments(report)
     origin = (report.history or {}).get("origin_wall")
     events = [e for _, evs in shown for e in evs]
     stamped = any(arrival_of(e, origin) is not None for e in events)
-    timed = any(arrival_of(e, origin) is not None and server_duration_of(e) is not None for e in events)
+    timed = any(service_end(e, origin) is not None for e in events)
     text = ("Per-payment timeline, coloured by the outcome the service reported. Pale bars are the client's view "
             "on the harness clock: final byte sent to response read; a request sent before the winner finished "
             "may still have reached the service after it.")
@@ -169,86 +224,96 @@ def timeline_caption(report: RunReport) -> str:
 
 
 def timeline_chart(report: RunReport) -> str:
-    """One row per payment; each request a client bar (send→read), its arrival tick and service bar."""
-    rows, _ = _timeline_payments(report)
+    """One band per payment; each request a client bar (send→read), its arrival tick and service bar."""
+    rows, total = timeline_payments(report)
+    lanes = sum(len(events) for _, events in rows)
+    height = 1.6 + min(max(lanes * 0.11, 1.4), 9.0)  # inches: legend and axis, plus the bands
+    return draw("timeline", "per-payment request timeline", (WIDTH, height),
+                lambda fig: _draw_timeline(fig, report, rows, total))
+
+
+def _draw_timeline(figure: Figure, report: RunReport, rows: list[tuple[str, list[dict[str, Any]]]],
+                   total: int) -> dict[str, str]:
     origin = (report.history or {}).get("origin_wall")
     timed = [e for _, events in rows for e in events if isinstance(e.get("t_release"), (int, float))]
-    lanes = sum(len(events) for _, events in rows)
-    lane = max(2.0, min(9.0, 720 / max(lanes, 1)))
-    height = 44 + 48 + sum(len(ev) * lane + 8 for _, ev in rows) if rows else 200
-    frame = Frame(960, height, 170, 20, 44, 48)
+    ax, tips = figure.add_subplot(), {}
+    ax.set_xlabel("ms since the first final byte (harness clock; service marks mapped by wall time)")
+    if total > len(rows):
+        ax.set_title(f"first {len(rows)} of {total} payments shown (unexpected receipt counts first)")
     if not timed:
-        parts = axes(frame, [], [], "ms since the first final byte", "") + [empty_message(frame, "no timed requests")]
-        return svg_element(frame.width, frame.height, "per-payment request timeline", parts)
+        _empty(ax, "no timed requests")
+        return tips
     t0 = min(e["t_release"] for e in timed)
-    ends = [t for e in timed for t in (e.get("t_response"), _service_end(e, origin)) if isinstance(t, (int, float))]
-    end = max(max(ends + [e["t_release"] for e in timed]) - t0, 1e-3) * 1000
-    start = min([0.0] + [(a - t0) * 1000 for e in timed if (a := arrival_of(e, origin)) is not None])
-    frame.x0, frame.x1 = (-nice_top(-start * 1.03, 8) if start < 0 else 0), nice_top(end * 1.03, 8)
-    parts = axes(frame, [(v, format_number(v)) for v in ticks(frame.x0, frame.x1, 8)], [],
-                  "ms since the first final byte (harness clock; service marks mapped by wall time)", "")
-    y = frame.top
-    for index, (payment, events) in enumerate(rows):
-        parts += _timeline_row(frame, payment, events, t0, origin, y, lane, index)
-        y += len(events) * lane + 8
-    present = [o for o in OUTCOMES if any(outcome_of(e) == o for e in timed)]
-    items = [("box", OUTCOME_COLORS[o], o) for o in present]
-    items.append(("pale", "#777", "client: sent → read (harness clock)"))
-    if any(arrival_of(e, origin) is not None for e in timed):
-        items.append(("tick", "#000", "arrival stamp (service clock)"))
-    if any(_service_end(e, origin) is not None for e in timed):
-        items.append(("box", "#777", "service: arrival → + Server-Timing (service clock)"))
-    items.append(("line", "#000", "first 'generated' request finished"))
-    parts += legend(items, frame.left, 18, frame.plot_w)
-    return svg_element(frame.width, frame.height, "per-payment request timeline", parts)
 
+    def ms(t: float) -> float:  # history-clock seconds to chart milliseconds
+        return (t - t0) * 1000
 
-def _service_end(event: dict[str, Any], origin: Any) -> float | None:
-    """When the service says it finished this request (history clock), or None."""
-    arrival, duration = arrival_of(event, origin), server_duration_of(event)
-    return None if arrival is None or duration is None else arrival + duration
-
-
-def _timeline_row(frame: Frame, payment: str, events: list[dict[str, Any]], t0: float, origin: Any, y: float,
-                  lane: float, index: int) -> list[str]:
-    """One payment's band: background, label, per request its client bar, arrival tick and service bar,
-    and the winner's finish line."""
-    height = len(events) * lane + 8
-    right = frame.left + frame.plot_w
-    parts = [f'<rect class="tl-row" x="{frame.left:.1f}" y="{y:.1f}" width="{frame.plot_w:.1f}" height="{height:.1f}" '
-             f'fill="{"#f5f5f5" if index % 2 else "#fff"}"/>',
-             svg_text(frame.left - 8, y + height / 2 + 4, clip(payment, 22), "end")]
-    ordered = sorted(events, key=lambda e: (e.get("t_release") is None, e.get("t_release") or 0, e.get("index") or 0))
-    bar_h = max(lane - 1, 1.5)
-    for lane_no, event in enumerate(ordered):
-        if not isinstance(event.get("t_release"), (int, float)):
-            continue
-        x = frame.x((event["t_release"] - t0) * 1000)
-        response = event.get("t_response")
-        x2 = frame.x((response - t0) * 1000) if isinstance(response, (int, float)) else x + 3
-        top = y + 4 + lane_no * lane
-        outcome = outcome_of(event)
-        color = OUTCOME_COLORS[outcome]
-        parts.append(f'<rect class="tl-bar" data-outcome="{outcome}" x="{x:.1f}" y="{top:.1f}" '
-                     f'width="{max(x2 - x, 1.5):.1f}" height="{bar_h:.1f}" fill="{color}" fill-opacity="0.35">'
-                     f"<title>{esc(_event_tip(event, outcome))}</title></rect>")
-        arrival, finish = arrival_of(event, origin), _service_end(event, origin)
+    ends = [ms(t) for e in timed for t in (e.get("t_response"), service_end(e, origin), e["t_release"])
+            if isinstance(t, (int, float))]
+    starts = [0.0] + [ms(a) for e in timed if (a := arrival_of(e, origin)) is not None]
+    low, high = min(starts), max(max(ends), 1e-3)
+    least = (high - low) * 0.002  # the narrowest bar still drawn, so a 0 ms request shows
+    y, centres, names, request = 0.0, [], [], 0
+    for number, (payment, events) in enumerate(rows):
+        band = len(events) + 0.6
+        if number % 2:
+            ax.axhspan(y, y + band, color="#f3f3f3", linewidth=0, zorder=0)
+        ordered = sorted(events, key=lambda e: (e.get("t_release") is None, e.get("t_release") or 0,
+                                                e.get("index") or 0))
+        for lane, event in enumerate(ordered):
+            if isinstance(event.get("t_release"), (int, float)):
+                tips.update(_request_marks(ax, event, origin, ms, y + 0.3 + lane, least, request))
+                request += 1
+        finish = winner_finish(events, origin)
         if finish is not None:
-            xa, xf = frame.x((arrival - t0) * 1000), frame.x((finish - t0) * 1000)
-            parts.append(f'<rect class="tl-service" data-outcome="{outcome}" x="{xa:.1f}" y="{top + bar_h * 0.2:.1f}" '
-                         f'width="{max(xf - xa, 1.5):.1f}" height="{max(bar_h * 0.6, 1):.1f}" fill="{color}"/>')
-        if arrival is not None:
-            xa = frame.x((arrival - t0) * 1000)
-            parts.append(f'<line class="tl-arrival" x1="{xa:.1f}" y1="{top:.1f}" x2="{xa:.1f}" y2="{top + bar_h:.1f}" '
-                         f'stroke="#000" stroke-width="1.5"/>')
-    finishes = [t for e in events if outcome_of(e) == "generated"
-                for t in [_service_end(e, origin) if _service_end(e, origin) is not None else e.get("t_response")]
-                if isinstance(t, (int, float))]
-    if finishes:
-        x = min(frame.x((min(finishes) - t0) * 1000), right)
-        parts.append(f'<line class="tl-winner" x1="{x:.1f}" y1="{y + 1:.1f}" x2="{x:.1f}" y2="{y + height - 1:.1f}" '
-                     f'stroke="#000" stroke-width="1.5"/>')
-    return parts
+            ax.add_artist(Line2D([ms(finish)] * 2, [y + 0.05, y + band - 0.05], color="#000", linewidth=1.5,
+                               gid=f"timeline-winner-{number}", zorder=4))
+        centres.append(y + band / 2)
+        names.append(clip(payment, 22))
+        y += band
+    ax.set_ylim(y, 0)  # first payment on top
+    ax.set_xlim(low - (high - low) * 0.01, high * 1.03)
+    ax.set_yticks(centres, names, fontsize=8 if len(rows) < 15 else 7)
+    ax.tick_params(axis="y", length=0)
+    _legend(figure, "timeline", _timeline_legend(timed, origin))
+    return tips
+
+
+def _request_marks(ax: Axes, event: dict[str, Any], origin: Any, ms: Callable[[float], float], top: float,
+                   least: float, index: int) -> dict[str, str]:
+    """One request's lane: the client bar, its service bar (Server-Timing) and arrival tick; hover text by id.
+
+    index numbers the requests drawn (the history's own index may be missing or repeat across reports)."""
+    outcome = outcome_of(event)
+    color, start = OUTCOME_COLORS[outcome], ms(event["t_release"])
+    response = event.get("t_response")
+    # No response read: a short stub at the send time, so the request (often an error) still shows.
+    width = ms(response) - start if isinstance(response, (int, float)) else least * 3
+    client = Rectangle((start, top), max(width, least), 0.8, facecolor=to_rgba(color, 0.35), linewidth=0,
+                       gid=f"timeline-client-{outcome}-{index}", zorder=2)
+    ax.add_artist(client)
+    arrival, finish = arrival_of(event, origin), service_end(event, origin)
+    if arrival is not None and finish is not None:
+        ax.add_artist(Rectangle((ms(arrival), top + 0.2), max(ms(finish) - ms(arrival), least), 0.4,
+                               facecolor=color, linewidth=0, gid=f"timeline-service-{outcome}-{index}", zorder=3))
+    if arrival is not None:
+        ax.add_artist(Line2D([ms(arrival)] * 2, [top, top + 0.8], color="#000", linewidth=1.2,
+                           gid=f"timeline-arrival-{index}", zorder=4))
+    return {client.get_gid(): _event_tip(event, outcome)}
+
+
+def _timeline_legend(timed: list[dict[str, Any]], origin: Any) -> list[tuple[str, Any]]:
+    """Outcome colours present, then one entry per kind of mark drawn, each naming its clock."""
+    entries: list[tuple[str, Any]] = [(o, Patch(color=OUTCOME_COLORS[o], label=o))
+                                      for o in OUTCOMES if any(outcome_of(e) == o for e in timed)]
+    entries.append(("client", Patch(color=to_rgba("#777", 0.35), label="client: sent → read (harness clock)")))
+    if any(arrival_of(e, origin) is not None for e in timed):
+        entries.append(("arrival", Line2D([], [], color="#000", marker="|", markersize=9, linestyle="none",
+                                          label="arrival stamp (service clock)")))
+    if any(service_end(e, origin) is not None for e in timed):
+        entries.append(("service", Patch(color="#777", label="service: arrival → + Server-Timing (service clock)")))
+    entries.append(("winner", Line2D([], [], color="#000", linewidth=1.5, label="first 'generated' request finished")))
+    return entries
 
 
 def _event_tip(event: dict[str, Any], outcome: str) -> str:

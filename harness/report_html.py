@@ -1,8 +1,8 @@
 """The run report as one self-contained HTML page, from a Jinja2 template with autoescaping.
 
 Every value from a report reaches the page through the template's autoescaping (response bodies
-come from the service under test); only the charts are marked safe, and they escape their own
-text (``svg.svg_text``). The page loads nothing: no scripts, styles or fonts from elsewhere.
+come from the service under test); only the charts are marked safe: matplotlib writes them and
+escapes their text itself (``svg.draw``). The page loads nothing: no scripts, styles or fonts from elsewhere.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def _environment() -> Environment:
 
 
 def render_html(report: RunReport) -> str:
-    """The report as one self-contained HTML page: verdict banner, three SVG charts and the tables."""
+    """The report as one self-contained HTML page: verdict banner, three inline SVG charts and the tables."""
     banner = {False: "bad"}.get(report.verdict.valid, "ok" if report.verdict.exit_code == 0 else "warn")
     charts = [(Markup(receipts_chart(report)), RECEIPTS_CAPTION), (Markup(latency_chart(report)), LATENCY_CAPTION),
               (Markup(timeline_chart(report)), timeline_caption(report))]

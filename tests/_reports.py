@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
@@ -99,3 +100,23 @@ def atomic() -> RunReport:
 def svgs(page: str) -> list[str]:
     """The inline SVG charts of an HTML page, in order."""
     return re.findall(r"<svg\b.*?</svg>", page, flags=re.S)
+
+
+def marks(chart: str, prefix: str) -> dict[str, str]:
+    """A chart's elements whose id (matplotlib's gid) starts with prefix: id -> the element's SVG group."""
+    return dict(re.findall(rf'<g id="({re.escape(prefix)}[^"]*)">(.*?)</g>', chart, flags=re.S))
+
+
+def fill(element: str) -> str:
+    """The fill colour an element is drawn with."""
+    return re.search(r"fill: (#[0-9a-f]{6})", element).group(1)
+
+
+def xs(element: str) -> list[float]:
+    """The x coordinates of an element's path, in the SVG's units."""
+    return [float(x) for x in re.findall(r"[ML] ([-\d.]+) [-\d.]+", element)]
+
+
+def tip(element: str) -> str:
+    """An element's hover text (its SVG <title>), unescaped."""
+    return html.unescape(re.search(r"<title>(.*?)</title>", element, flags=re.S).group(1))

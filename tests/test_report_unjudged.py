@@ -7,7 +7,7 @@ import re
 from harness.report import render_html, render_markdown
 from harness.result import RunReport
 
-from _reports import make_report, svgs
+from _reports import fill, make_report, marks, svgs, tip
 
 UNJUDGED_COLOR = "#546e7a"
 
@@ -28,10 +28,13 @@ def _service_died_midway() -> RunReport:
 
 def test_receipts_chart_gives_unjudged_payments_their_own_bar_colour_and_legend_entry() -> None:
     chart = svgs(render_html(_service_died_midway()))[0]
-    kinds = re.findall(r'<rect class="bar (\w+)"[^>]*fill="(#\w+)"', chart)
-    assert [k for k, _ in kinds] == ["one", "unjudged", "unjudged", "one", "control"]
-    assert {fill for kind, fill in kinds if kind == "unjudged"} == {UNJUDGED_COLOR}
-    assert f'fill="{UNJUDGED_COLOR}"/>' in chart and "unjudged (no delivery reached it)" in chart
+    bars = sorted((int(gid.rsplit("-", 1)[1]), gid.split("-")[2], bar)
+                  for gid, bar in marks(chart, "receipts-bar-").items())
+    assert [kind for _, kind, _ in bars] == ["one", "unjudged", "unjudged", "one", "control"]
+    assert {fill(bar) for _, kind, bar in bars if kind == "unjudged"} == {UNJUDGED_COLOR}
+    assert all("no delivery reached the service" in tip(bar) for _, kind, bar in bars if kind == "unjudged")
+    assert fill(marks(chart, "receipts-legend-unjudged")["receipts-legend-unjudged"]) == UNJUDGED_COLOR
+    assert "unjudged (no delivery reached it)" in chart
 
 
 def test_markdown_says_how_many_payments_were_judged_and_marks_unjudged_rows() -> None:
@@ -54,4 +57,5 @@ def test_a_report_from_before_judging_counts_every_payment_as_judged() -> None:
     assert all("judged" not in row for row in report.payments)
     page, md = render_html(report), render_markdown(report)
     assert "3 of 3 payments judged" in page and "**Judged:** 3 of 3 payments judged  " in md
-    assert 'class="bar unjudged"' not in page and "unjudged (no delivery" not in page
+    assert "receipts-bar-unjudged" not in page and "receipts-legend-unjudged" not in page
+    assert "unjudged (no delivery" not in page
