@@ -13,7 +13,7 @@ from harness.compare import compare, compare_files, print_comparison, write_comp
 from harness.report import TIMELINE_PAYMENTS, render_html, render_markdown, write_report
 from harness.result import RunReport, decide
 
-from _reports import HOSTILE, atomic, make_report, svgs, vulnerable  # noqa: F401 (fixtures)
+from _reports import HOSTILE, atomic, fill, make_report, marks, svgs, tip, vulnerable  # noqa: F401 (fixtures)
 
 
 # --- files and JSON --------------------------------------------------------------------------
@@ -109,34 +109,33 @@ def test_html_banner_is_red_for_invalid_run(vulnerable: RunReport) -> None:
 
 def test_receipts_chart_draws_a_bar_per_payment_and_highlights_duplicates() -> None:
     chart = svgs(render_html(make_report("mix", [5, 1, 0, 2])))[0]
-    kinds = re.findall(r'<rect class="bar (\w+)"', chart)
-    assert kinds == ["many", "one", "none", "many", "control"]
-    assert 'class="expected"' in chart and "expected = 1" in chart
+    bars = sorted((int(gid.rsplit("-", 1)[1]), gid.split("-")[2]) for gid in marks(chart, "receipts-bar-"))
+    assert [kind for _, kind in bars] == ["many", "one", "none", "many", "control"]
+    assert "receipts-expected" in chart and "expected = 1" in chart
 
 
 def test_latency_histogram_counts_every_timed_request(vulnerable: RunReport) -> None:
     chart = svgs(render_html(vulnerable))[1]
-    counts = re.findall(r'<rect class="hist"[^>]*><title>[^:]*: (\d+) ', chart)
-    assert sum(map(int, counts)) == len(vulnerable.history["events"])
+    counts = [int(re.search(r": (\d+) ", tip(bar)).group(1)) for bar in marks(chart, "latency-bar-").values()]
+    assert sum(counts) == len(vulnerable.history["events"])
     assert "latency" in chart and "p95" in chart
 
 
 def test_timeline_draws_one_bar_per_event_for_the_shown_payments(vulnerable: RunReport) -> None:
     chart = svgs(render_html(vulnerable))[2]
-    assert chart.count('class="tl-bar"') == len(vulnerable.history["events"])
-    assert chart.count('class="tl-winner"') == 4  # one per paid payment that generated
+    assert len(marks(chart, "timeline-client-")) == len(vulnerable.history["events"])
+    assert len(marks(chart, "timeline-winner-")) == 4  # one per paid payment that generated
 
 
 def test_timeline_caps_the_payments_it_shows() -> None:
     report = make_report("big", [1] * 30, unpaid=0, duplicates=3)
     chart = svgs(render_html(report))[2]
-    assert chart.count('class="tl-bar"') == TIMELINE_PAYMENTS * 3
+    assert len(marks(chart, "timeline-client-")) == TIMELINE_PAYMENTS * 3
     assert f"Showing {TIMELINE_PAYMENTS} of 30 payments" in render_html(report)
 
 
 def test_timeline_colours_bars_by_outcome(atomic: RunReport) -> None:
-    chart = svgs(render_html(atomic))[2]
-    fills = re.findall(r'<rect class="tl-bar"[^>]*fill="(#\w+)"', chart)
+    fills = [fill(bar) for bar in marks(svgs(render_html(atomic))[2], "timeline-client-").values()]
     assert fills.count("#2e7d32") == 4 and fills.count("#1e88e5") == 16 and fills.count("#9e9e9e") == 5
 
 
