@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import ConfigDict
 
 from .burst import PreparedRequest
 from .signing import callback_payload, signed_callback, status_headers
@@ -45,6 +46,8 @@ SIGNING_SCHEMES = ("phonepe-v1",)  # the schemes the harness can sign with
 class Signing:
     """PhonePe PG v1 X-VERIFY signing (sha256(payload + salt key) ### salt index)."""
 
+    __pydantic_config__ = ConfigDict(extra="forbid")  # a misspelt field in a target file is an error
+
     scheme: str = "phonepe-v1"
     merchant_id: str = UAT_MERCHANT_ID
     salt_key: str = UAT_SALT_KEY
@@ -60,6 +63,7 @@ class Signing:
 
 @dataclass(frozen=True)
 class Target:
+    __pydantic_config__ = ConfigDict(extra="forbid")
     base_url: str
     create_path: str = "/api/public/service-charges"
     callback_path: str = "/api/public/service-charges/phonepe/callback"
@@ -143,14 +147,16 @@ class Target:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Target":
-        data = dict(data)
+    def from_dict(cls, data: dict[str, Any], source: str = "target") -> "Target":
+        """A Target from plain data (a target file, a report's config); ConfigError names any wrong field."""
+        from ._validate import ConfigError, validated
+
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: a target is a JSON object of fields, not {type(data).__name__}")
         if data.get("version", TARGET_VERSION) != TARGET_VERSION:
-            raise ValueError(f"unsupported target version {data.get('version')!r}")
-        if "signing" in data:
-            data["signing"] = Signing(**data["signing"])
-        return cls(**data)
+            raise ConfigError(f"{source}: version: unsupported target version {data.get('version')!r}")
+        return validated(cls, data, source)
 
     @classmethod
     def load(cls, path: str | Path) -> "Target":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        return cls.from_dict(json.loads(Path(path).read_text()), source=f"target file {path}")

@@ -10,7 +10,9 @@ import json
 import operator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import ConfigDict
 
 from .result import MET, MISSED, NOT_MEASURED, TargetResult
 
@@ -55,29 +57,52 @@ def _fmt(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-def parse_targets(data: dict[str, Any]) -> list[MetricTarget]:
-    if data.get("version") != TARGETS_VERSION:
-        raise TargetsError(f"targets file version must be {TARGETS_VERSION}, not {data.get('version')!r}")
-    targets = []
-    for i, raw in enumerate(data.get("targets", [])):
-        try:
-            bounds = tuple((op, float(raw[op])) for op in _BOUNDS if op in raw)
-            if not bounds:
-                raise TargetsError(f"target {raw.get('name', i)!r} has no bound (one of {', '.join(_BOUNDS)})")
-            targets.append(MetricTarget(str(raw["name"]), str(raw["metric"]), bounds, str(raw.get("unit", "")),
-                                        str(raw.get("description", ""))))
-        except (KeyError, TypeError, ValueError) as exc:
-            if isinstance(exc, TargetsError):
-                raise
-            raise TargetsError(f"target #{i} is malformed: {exc}") from None
-    return targets
+@dataclass(frozen=True)
+class _Entry:
+    """One target as a targets file writes it."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")
+    name: str
+    metric: str
+    eq: float | None = None
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    unit: str = ""
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not any(getattr(self, op) is not None for op in _BOUNDS):
+            raise ValueError(f"target {self.name!r} has no bound (one of {', '.join(_BOUNDS)})")
+
+
+@dataclass(frozen=True)
+class _File:
+    __pydantic_config__ = ConfigDict(extra="forbid")
+    version: Literal[1]
+    targets: list[_Entry]
+    source: str = ""  # where the figures come from (free text)
+    description: str = ""
+
+
+def parse_targets(data: dict[str, Any], source: str = "targets file") -> list[MetricTarget]:
+    """The targets of a parsed targets file; TargetsError names the field that is wrong."""
+    from ._validate import ConfigError, validated
+
+    try:
+        parsed = validated(_File, data, source)
+    except ConfigError as exc:
+        raise TargetsError(str(exc)) from None
+    return [MetricTarget(e.name, e.metric, tuple((op, getattr(e, op)) for op in _BOUNDS if getattr(e, op) is not None),
+                         e.unit, e.description) for e in parsed.targets]
 
 
 def load_targets(path: str | Path | None = None) -> list[MetricTarget]:
     """The targets in ``path`` (a file, or a built-in name: ``seed``, ``exactly-once``); default the seed's."""
     source = BUILT_IN.get(str(path), Path(path)) if path else DEFAULT_TARGETS
     try:
-        return parse_targets(json.loads(source.read_text()))
+        return parse_targets(json.loads(source.read_text()), f"targets file {source}")
     except (OSError, json.JSONDecodeError) as exc:
         raise TargetsError(f"cannot read targets file {source}: {exc}") from None
 
