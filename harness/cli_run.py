@@ -120,8 +120,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .plan import PlanError
     from .runner import HarnessError
 
+    from .reference import require
+
     reports = {}
     try:
+        require()  # before anything is announced: one line naming the extra to install
         for label, mode in (("vulnerable", "vulnerable"), ("atomic", "atomic")):
             config, reference = _run_config(args, mode=mode, label=label)
             service = f"the {mode} service" + (f" ({reference.workers} workers)" if reference.workers > 1 else "")
@@ -131,7 +134,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             if not args.json:
                 _print_report(reports[label], False, paths)
                 print()
-    except (HarnessError, PlanError, ValueError) as exc:
+    except (HarnessError, PlanError, ValueError, RuntimeError) as exc:
         return fail(str(exc))
     comparison = compare(reports["vulnerable"], reports["atomic"])
     written = write_comparison(comparison, args.report_dir)

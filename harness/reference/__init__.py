@@ -21,6 +21,22 @@ from ..target import Target
 from .processes import STORES, FaultFlags, resolve_store, start_service, start_simulator
 
 MODES = ("vulnerable", "atomic", "lease", "locked")
+# What the reference service imports beyond the harness: the `reference` extra.
+_EXTRA = ("fastapi", "uvicorn", "mongomock", "fpdf")
+INSTALL_HINT = "pip install 'race-harness[reference]'  (from a checkout: pip install -e '.[reference]')"
+
+
+class ReferenceUnavailable(RuntimeError):
+    """The reference service's packages are not installed."""
+
+
+def require() -> None:
+    """Raise ReferenceUnavailable, naming the extra to install, when the reference service cannot run here."""
+    import importlib.util
+
+    missing = [name for name in _EXTRA if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ReferenceUnavailable(f"the reference service needs {', '.join(missing)}: {INSTALL_HINT}")
 
 # The reference service's options as run options (the CLI's run/demo, the Locust scenarios' embedded
 # service, the pytest fixtures): one definition each.
@@ -101,6 +117,7 @@ class Provided:
 def started(options: ReferenceOptions, workdir: Path, *, gateway: bool = False,
             announce: Callable[[str], None] | None = None) -> Iterator[Provided]:
     """Start the reference service (and with ``gateway`` the PhonePe simulator its verify path asks) for one run."""
+    require()
     kind, uri = options.validate()
     receipts = options.receipts_dir or workdir / "receipts"
     simulator = start_simulator(log_path=workdir / "simulator.log") if gateway else None
@@ -137,9 +154,10 @@ def race(options: ReferenceOptions, config: Any, progress: Any = None) -> Any:
     from ..runner import HarnessError, run_race
 
     try:  # usage errors before anything is started
+        require()
         options.validate()
         config.plan.validate()
-    except ValueError as exc:
+    except (ValueError, ReferenceUnavailable) as exc:
         raise HarnessError(str(exc)) from None
     with tempfile.TemporaryDirectory(prefix="race-harness-") as tmp:
         try:
@@ -154,7 +172,7 @@ def race(options: ReferenceOptions, config: Any, progress: Any = None) -> Any:
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """The reference service's own flags, for ``race-harness serve``."""
-    from reference_service.config import add_arguments
+    from reference_service.config import add_arguments  # the service's own flags (stdlib argparse only)
 
     add_arguments(parser)
 
@@ -163,6 +181,7 @@ def serve(args: argparse.Namespace) -> int:
     """Run the reference service in the foreground. A wire store's server is the harness's to start (the
     service never imports the harness): it is handed to the service as its --mongo-uri and stopped when
     the service returns, however it ends."""
+    require()
     from reference_service.server import serve as serve_reference
 
     if getattr(args, "store", None) != "wire":
@@ -177,5 +196,5 @@ def serve(args: argparse.Namespace) -> int:
         return serve_reference(args)
 
 
-__all__ = ["MODES", "SERVICE", "STORES", "FaultFlags", "Provided", "ReferenceOptions", "add_serve_arguments", "race",
+__all__ = ["INSTALL_HINT", "MODES", "ReferenceUnavailable", "require", "SERVICE", "STORES", "FaultFlags", "Provided", "ReferenceOptions", "add_serve_arguments", "race",
            "resolve_store", "serve", "start_service", "start_simulator", "started", "target_of"]
