@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 
 import h11
 
+from .poll import poll
+
 SO_TIMESTAMPING = 37  # Linux values; the socket module does not export them
 SCM_TIMESTAMPING = 37
 SOF_TIMESTAMPING_RX_SOFTWARE = 1 << 3
@@ -119,12 +121,8 @@ class Recorder:
 
     def wait_for(self, count: int, *, method: str | None = None, timeout: float = 5.0) -> list[Record]:
         """The records once at least ``count`` (of ``method``) are in, or whatever is there at the timeout."""
-        end = time.monotonic() + timeout
-        while True:
-            records = self.snapshot(method)
-            if len(records) >= count or time.monotonic() >= end:
-                return records
-            time.sleep(0.005)
+        poll(lambda: len(self.snapshot(method)) >= count, timeout=timeout, interval=0.005)
+        return self.snapshot(method)
 
     # -- the serving thread ---------------------------------------------------------------
 

@@ -11,7 +11,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,6 +18,7 @@ from typing import Any, Sequence
 import httpx
 
 from ._process import LoggedProcess
+from .poll import poll
 
 class ServiceStartError(RuntimeError):
     """The service process exited or did not answer in time."""
@@ -87,10 +87,8 @@ def _reap(children: list, timeout: float) -> None:
         except psutil.Error:
             return False
 
-    deadline = time.monotonic() + timeout
-    while (alive := [p for p in children if running(p)]) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    for proc in alive:
+    stopped = poll(lambda: not any(running(p) for p in children), timeout=timeout, interval=0.01)
+    for proc in ([] if stopped else [p for p in children if running(p)]):
         try:
             proc.kill()
         except psutil.Error:
@@ -106,16 +104,17 @@ def spawn(module_args: Sequence[str], url: str, log_path: Path, *, env: dict[str
                                stdin=subprocess.DEVNULL, env=proc_env)
     log.close()
     service = ServiceProcess(url=url, process=process, log_path=log_path, args=list(module_args))
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def healthy() -> bool:
         if process.poll() is not None:
             raise ServiceStartError(f"{module_args[0]} exited with {process.returncode}: {service.log_text()[-2000:]}")
         try:
-            if httpx.get(url + health_path, timeout=1.0).status_code == 200:
-                return service
+            return httpx.get(url + health_path, timeout=1.0).status_code == 200
         except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
+            return False
+
+    if poll(healthy, timeout=timeout):
+        return service
     service.stop()
     raise ServiceStartError(f"{module_args[0]} did not answer {health_path} within {timeout:.0f} s")
 

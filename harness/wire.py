@@ -18,12 +18,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 from ._process import LoggedProcess
+from .poll import poll
 
 DAEMON = "secantusd-py"
 INSTALL_COMMAND = "pip install -e '.[wire]'"
@@ -142,8 +142,7 @@ def start_wire_server(*, host: str = "127.0.0.1", timeout: float = START_TIMEOUT
 
 
 def _wait_ready(server: WireServer, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def answering() -> bool:
         if server.process.poll() is not None:
             raise WireServerError(f"the wire server ({DAEMON}) exited with {server.process.returncode}: "
                                   f"{server.log_text()[-2000:].strip()}")
@@ -151,8 +150,9 @@ def _wait_ready(server: WireServer, timeout: float) -> None:
             match = _LISTENING.search(server.log_text())
             if match:
                 server.port = int(match.group(2))
-        if server.port and ping(server.uri, timeout_ms=500):
-            return
-        time.sleep(0.05)
+        return bool(server.port and ping(server.uri, timeout_ms=500))
+
+    if poll(answering, timeout=timeout):
+        return
     raise WireServerError(f"the wire server ({DAEMON}) did not answer ping within {timeout:g} s: "
                           f"{server.log_text()[-2000:].strip()}")

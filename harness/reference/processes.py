@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import httpx
 
 from ..embedded import ServiceProcess, ServiceStartError, free_port, spawn
+from ..poll import poll
 
 STORES = ("memory", "wire")
 
@@ -157,7 +158,8 @@ def _wait_for_workers(service: ServiceProcess, workers: int, deadline: float) ->
     """Every worker answers before a race starts: a burst at one ready worker of four races nothing."""
     seen: set[int] = set()
     with httpx.Client(timeout=2.0, limits=httpx.Limits(max_keepalive_connections=0)) as client:
-        while time.monotonic() < deadline:
+
+        def all_seen() -> bool:
             if service.process.poll() is not None:
                 raise ServiceStartError(f"reference_service exited with {service.process.returncode}: "
                                         f"{service.log_text()[-2000:]}")
@@ -165,9 +167,10 @@ def _wait_for_workers(service: ServiceProcess, workers: int, deadline: float) ->
                 seen.add(client.get(service.url + "/healthz").json()["pid"])
             except (httpx.HTTPError, ValueError, KeyError):
                 pass
-            if len(seen) >= workers:
-                return
-            time.sleep(0.01)
+            return len(seen) >= workers
+
+        if poll(all_seen, timeout=max(0.0, deadline - time.monotonic()), interval=0.01):
+            return
     raise ServiceStartError(f"only {len(seen)} of {workers} workers answered /healthz in time")
 
 
