@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -25,6 +25,8 @@ from harness.swarm import HELLO, Coordinator, Handler, Lane, SwarmTimeout, WaveC
 
 MASTER = "master"
 LOOP_LIMIT = 120.0  # seconds: no delivery thread or hand outlives a test by more than this
+# A hang bound, not a speed bound: every wait of the configs below (a few seconds each), many times over.
+HANG = 60.0
 
 
 class Hub:
@@ -101,9 +103,26 @@ class Swarm:
             if job is not None:
                 lane.run(job)
 
-    def run(self, target, plan: Plan, config: WaveConfig, heal: Callable[[], None] | None = None) -> RunReport:
+    def drive(self, work: Work, config: WaveConfig) -> BaseException | None:
+        """Run the master on its own thread; fail (not hang) if it is still waiting after ``HANG``."""
+        raised: list[BaseException] = []
+
+        def master() -> None:
+            try:
+                self.coordinator.run(work, config)
+            except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+                raised.append(exc)
+
+        thread = threading.Thread(target=master, daemon=True)
+        thread.start()
+        thread.join(HANG)
+        assert not thread.is_alive(), f"the master is still waiting after {HANG:.0f} s"
+        return raised[0] if raised else None
+
+    def run(self, target, plan: Plan, config: WaveConfig) -> RunReport:
         work = prepare(target, plan)
-        self.coordinator.run(work, config, heal=heal)
+        error = self.drive(work, config)
+        assert error is None, error
         judged = judge(work, self.coordinator.history, label="swarm", targets_file="exactly-once", config={},
                        counters={}, memory={}, started=time.time())
         assert isinstance(judged, RunReport), judged
@@ -169,10 +188,11 @@ def test_a_lane_that_never_answers_is_named_and_gets_no_more_shares_while_the_ot
     service = reference_service("atomic", generation_delay_ms=150)
     swarm.lane("lane-a")
     swarm.silent_lane("lane-silent")
-    config = WaveConfig(wave_size=2, burst_timeout=1.0, slack=0.5, lane_wait=10.0)
+    config = WaveConfig(wave_size=2, burst_timeout=3.0, slack=1.0, lane_wait=10.0)
     report = swarm.run(target_of(service), Plan(payments=4, duplicates=2), config)
+    assert len(swarm.coordinator.lapses) == 1, swarm.coordinator.lapses
     (lapse,) = swarm.coordinator.lapses
-    assert "lane-silent" in lapse and "no READY" in lapse and "1.5 s" in lapse
+    assert "lane-silent" in lapse and "no READY" in lapse and "4.0 s" in lapse
     assert {e.meta["worker"] for e in swarm.coordinator.history.events} == {"lane-a"}
     # The first wave lost the silent lane's half; every later wave went whole to lane-a.
     assert len(swarm.coordinator.history.events) == 4 * 2 - 2
@@ -183,21 +203,7 @@ def test_a_master_whose_only_lane_never_answers_stops_with_an_error_naming_it_in
     service = reference_service("atomic", generation_delay_ms=150)
     swarm.silent_lane("lane-silent")
     config = WaveConfig(wave_size=2, burst_timeout=1.0, slack=0.5, lane_wait=10.0)
-    work = prepare(target_of(service), Plan(payments=2, duplicates=2))
-    raised: list[BaseException] = []
-
-    def master() -> None:
-        try:
-            swarm.coordinator.run(work, config)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
-            raised.append(exc)
-
-    thread = threading.Thread(target=master, daemon=True)
-    thread.start()
-    # A hang bound, not a speed bound: the lane grace (2 s) and one READY wait (1.5 s), many times over.
-    thread.join(60)
-    assert not thread.is_alive(), "the master is still waiting for a lane that never answers"
-    (error,) = raised
+    error = swarm.drive(prepare(target_of(service), Plan(payments=2, duplicates=2)), config)
     assert isinstance(error, SwarmTimeout)
     assert "lane-silent" in str(error) and "no READY" in str(error)
 
