@@ -1,0 +1,116 @@
+"""The worker side of the swarm: a lane holds its share of each wave and releases it at the master's instant.
+
+A lane is one process's part of the swarm (a Locust worker, the local process of a local run, a
+thread in a test). Its handlers only queue shares and note release instants; the work happens in
+``run``, called by whoever has a free hand (a Locust user, a test thread): open and warm one
+connection per request with the wave's sender, say ready, wait (bounded) for the instant, release,
+read, tag every event with this lane's clock, report the events to the master.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from collections import deque
+from typing import Any, Callable, Mapping
+
+from ..history import Event, History
+from ..senders import SENDERS, ArmedBurst, Sender
+from ..stats import ms
+from .messages import DONE, GO, HELLO, PREPARE, READY, Transport, event_to_wire, request_from_wire
+
+log = logging.getLogger("race-harness.swarm")
+
+Record = Callable[[Event, str], None]  # (an event, its request's stats name): e.g. Locust's request event
+
+
+class Lane:
+    """Shares waiting for a free hand, and the release instants the master names for them."""
+
+    def __init__(self, transport: Transport, node: str, *, record: Record | None = None,
+                 senders: Mapping[str, Sender] = SENDERS) -> None:
+        self.transport = transport
+        self.node = node  # this process's id: the clock its events are timed on
+        self.record = record
+        self.senders = senders
+        self._jobs: deque[dict[str, Any]] = deque()
+        self._job_ready = threading.Condition()
+        self._go: dict[str, tuple[threading.Event, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def attach(self) -> "Lane":
+        """Listen for the master's messages on the transport."""
+        self.transport.on(PREPARE, self.on_prepare)
+        self.transport.on(GO, self.on_go)
+        return self
+
+    def hello(self, users: int = 1) -> None:
+        """Tell the master this lane has ``users`` more hands to hold shares with."""
+        self.transport.send(HELLO, {"users": users})
+
+    # -- handlers: never block --
+    def on_prepare(self, sender: str, data: dict[str, Any]) -> None:
+        self._slot(data["wave"])
+        with self._job_ready:
+            self._jobs.append(data)
+            self._job_ready.notify()
+
+    def on_go(self, sender: str, data: dict[str, Any]) -> None:
+        flag, go = self._slot(data["wave"])
+        go.update(data)
+        flag.set()
+
+    def _slot(self, wave: str) -> tuple[threading.Event, dict[str, Any]]:
+        with self._lock:
+            return self._go.setdefault(wave, (threading.Event(), {}))
+
+    # -- the work --
+    def next_job(self, timeout: float) -> dict[str, Any] | None:
+        """The next share to hold, waiting at most ``timeout`` seconds; None if none came."""
+        with self._job_ready:
+            if not self._jobs:
+                self._job_ready.wait(timeout)
+            return self._jobs.popleft() if self._jobs else None
+
+    def run(self, job: dict[str, Any]) -> None:
+        """Hold, wait for the instant, release, read, record, report: one share of one wave."""
+        wave, names = job["wave"], [r["name"] for r in job["requests"]]
+        reply = {"run": job["run"], "wave": wave}
+        armed: ArmedBurst | None = None
+        try:
+            requests = [request_from_wire(r) for r in job["requests"]]
+            armed = self.senders[job.get("sync") or "last-byte"].open(
+                requests, timeout=float(job["timeout"]), warmup_path=job.get("warmup_path") or None)
+            self.transport.send(READY, {**reply, "ready": armed.ready, "errors": armed.errors[:5]})
+            flag, go = self._slot(wave)
+            if not flag.wait(float(job["go_timeout"])):
+                log.error("wave %s: no release instant from the master within %.1f s; the share was not sent",
+                          wave, float(job["go_timeout"]))
+                self.transport.send(DONE, {**reply, "events": [], "aborted": len(names), "error": "no release instant"})
+                return
+            if go.get("abort"):
+                self.transport.send(DONE, {**reply, "events": [], "aborted": len(names)})
+                return
+            result = armed.release(go.get("release_at"), History(origin_wall=float(job["origin_wall"])))
+        except Exception as exc:  # noqa: BLE001 - reported to the master, never lost silently
+            log.error("wave %s: the share failed: %s\n%s", wave, exc, traceback.format_exc())
+            self.transport.send(DONE, {**reply, "events": [], "aborted": len(names),
+                                       "error": f"{type(exc).__name__}: {exc}"})
+            return
+        finally:
+            if armed is not None:
+                armed.close()
+            with self._lock:
+                self._go.pop(wave, None)
+        events = result.events or []
+        late_ms = ms(result.late)
+        for event, name in zip(events, names):
+            # "clock": whose perf_counter timed the event. Lanes' clocks are not one clock, so the
+            # oracle compares times only between events of one clock (the node id names one process).
+            event.meta.update({"worker": self.node, "clock": self.node, "wave": wave, "late_ms": late_ms})
+            if self.record is not None:
+                self.record(event, name)
+        self.transport.send(DONE, {**reply, "events": [event_to_wire(e) for e in events], "late_ms": late_ms,
+                                   "release_spread_ms": ms(result.release_spread),
+                                   "arrival_spread_ms": ms(result.arrival_spread)})

@@ -1,0 +1,246 @@
+"""The master's run around the swarm: make the payments, drive the waves, judge the history, say the verdict.
+
+Everything here is independent of Locust: ``scenarios/`` reads the options into ``SwarmSettings``,
+starts an embedded service when asked, and hands this module a ``Transport``. The three calls
+into the harness's run API (``prepare_payments``, ``build_requests``, ``verify_history``) are each
+made in one place, ``prepare`` and ``judge``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+
+from ..history import History
+from ..plan import Plan
+from ..report import write_report
+from ..result import EXIT_INCONCLUSIVE, RunReport
+from ..runner import HarnessError, build_requests, prepare_payments, verify_history
+from ..target import Target
+from ..targets import BUILT_IN
+from ..telemetry import MemorySampler, counter_deltas, scrape
+from .coordinator import Coordinator, WaveConfig, Work
+
+log = logging.getLogger("race-harness.swarm")
+
+VERDICT_PREFIX = "race-harness verdict"
+
+
+@dataclass
+class SwarmSettings:
+    """The options of one swarm run (Locust reads them at test_start)."""
+
+    scenario: str
+    host: str | None
+    payments: int
+    duplicates: int
+    unpaid: int
+    channel_mix: dict[str, int]
+    seed: int
+    receipts_dir: str | None
+    mongo_uri: str | None
+    gateway_url: str | None
+    targets: str | None
+    report_dir: Path
+    label: str
+    embedded: str | None
+    store: str | None  # the embedded service's store: memory, wire, or None (--mongo-uri / MONGODB_URI / memory)
+    workers: int  # the embedded service's worker processes
+    generation_delay_ms: float
+    failure_rate: float | None
+    redelivery_rounds: int  # deliver a payment again while it has no receipt, up to this many more times
+    heal_after: int
+    wave_size: int
+    inflight: int
+    release_lead: float  # seconds
+    burst_timeout: float
+    headless: bool
+
+    @property
+    def plan(self) -> Plan:
+        return Plan(payments=self.payments, duplicates=self.duplicates, unpaid=self.unpaid,
+                    channel_mix=self.channel_mix, seed=self.seed)
+
+    def waves(self) -> WaveConfig:
+        return WaveConfig(wave_size=self.wave_size, inflight=self.inflight, release_lead=self.release_lead,
+                          burst_timeout=self.burst_timeout, redelivery_rounds=self.redelivery_rounds,
+                          heal_after=self.heal_after)
+
+    def describe(self) -> dict[str, Any]:
+        """The options as the report shows them. Secrets (a ``--mongo-uri`` with credentials) are
+        not masked here: the report reaches disk only through ``harness.report.write_report``,
+        which redacts every secret-bearing field of every report by one rule."""
+        data = {k: v for k, v in asdict(self).items() if k != "scenario"}
+        data["report_dir"] = str(self.report_dir)
+        data["scenario"] = self.scenario
+        return data
+
+
+def prepare(target: Target, plan: Plan) -> Work:
+    """Create the plan's payments on the target and build its requests."""
+    with httpx.Client(timeout=10.0) as client:
+        payments = prepare_payments(target, plan, client)
+    return Work(target, plan, payments, build_requests(plan, payments, target))
+
+
+def judge(work: Work, history: History, *, label: str, targets_file: str | None, config: dict[str, Any],
+          counters: dict[str, float], memory: dict[str, Any], started: float) -> RunReport | str:
+    """The oracle's report on the payments that were delivered, or why nothing could be judged."""
+    sent = {e.payment for e in history.events if e.t_release is not None}
+    slots = [i for i, p in enumerate(work.payments) if p.id in sent]
+    if not slots:
+        return "no payment was delivered before the test stopped"
+    paid = [i for i in slots if work.plan.is_paid(i)]
+    unpaid = [i for i in slots if not work.plan.is_paid(i)]
+    plan = replace(work.plan, payments=len(paid), unpaid=len(unpaid))
+    payments = [work.payments[i] for i in paid + unpaid]
+    return verify_history(work.target, plan, payments, history, targets_file=targets_file, label=label,
+                          config=config, memory=memory, started=started, counters=counters)
+
+
+@dataclass
+class SwarmRun:
+    """One run on the master, from the payments to the verdict, around a Coordinator."""
+
+    settings: SwarmSettings
+    target: Target
+    coordinator: Coordinator
+    service_pid: int | None = None  # a service this run started: its memory is sampled
+    service: dict[str, Any] | None = None  # how that service was started, for the report
+    runner: str = ""  # the name of what carried the messages (Locust's runner class)
+    started: float = 0.0
+    work: Work | None = None
+    report: RunReport | None = None
+    sampler: MemorySampler | None = None
+    counters_before: dict[str, float] | None = None
+    faults_before: dict | None = None
+    cleanups: list[Callable[[], None]] = field(default_factory=list)
+
+    def prepare(self) -> None:
+        s, target = self.settings, self.target
+        if target.receipts_dir is None:
+            log.warning("no --receipts-dir: receipt files cannot be read, so the verdict will be INCONCLUSIVE")
+        self.work = prepare(target, s.plan)
+        with httpx.Client(timeout=10.0) as client:
+            if s.failure_rate is not None and not s.embedded:
+                self.faults_before = set_failure_rate(client, target, s.failure_rate)
+            self.counters_before = scrape(client, target.url(target.metrics_path) if target.metrics_path else None)
+        if self.service_pid is not None:
+            self.sampler = MemorySampler(self.service_pid, interval=0.05).start()
+        log.info("race-harness: %d payments (%d paid) x %d duplicates on %s", len(self.work.payments),
+                 s.plan.payments, s.plan.duplicates, target.base_url)
+
+    def drive(self) -> None:
+        """The waves (blocking until every delivery is done, or the run stops)."""
+        assert self.work is not None
+        self.coordinator.run(self.work, self.settings.waves(), heal=self.heal)
+
+    def heal(self) -> None:
+        """Set the service's failure rate to 0 for the rounds after ``--heal-after``."""
+        try:
+            with httpx.Client(timeout=10.0) as client:
+                before = set_failure_rate(client, self.target, 0.0)
+        except HarnessError as exc:
+            log.warning("race-harness: --heal-after: %s", exc)
+            return
+        if self.faults_before is None and not self.settings.embedded:
+            self.faults_before = before
+        log.info("race-harness: rounds after %d run with the service's failure rate at 0", self.settings.heal_after)
+
+    def verify(self) -> str | None:
+        """Judge what came back into ``report``; the reason when nothing could be judged."""
+        s, work, c = self.settings, self.work, self.coordinator
+        if work is None:
+            return "the run ended before anything was judged"
+        memory = self.sampler.stop() if self.sampler else {}
+        self.sampler = None
+        with httpx.Client(timeout=10.0) as client:
+            after = scrape(client, self.target.url(self.target.metrics_path) if self.target.metrics_path else None)
+        delivered = {e.payment for e in c.history.events if e.t_release is not None}
+        config: dict[str, Any] = {
+            "scenario": s.scenario,
+            "options": s.describe(),
+            "locust": {"runner": self.runner, "senders": dict(c.lanes), "waves": len(c.waves),
+                       "planned_payments": work.plan.slots,
+                       "not_delivered": [p.id for p in work.payments if p.id not in delivered],
+                       "redeliveries": {p.id: c.rounds_of.get(i, 1) - 1 for i, p in enumerate(work.payments)
+                                        if p.id in delivered},
+                       **({"lapses": list(c.lapses)} if c.lapses else {})},
+            # What reverify reads: the run's targets, resolved so that they are found from another directory.
+            "targets_file": targets_source(s.targets),
+        }
+        if self.service is not None:
+            config["service"] = self.service
+            config["mode"] = s.embedded
+        judged = judge(work, c.history, label=s.label, targets_file=s.targets, config=config, memory=memory,
+                       counters=counter_deltas(self.counters_before, after), started=self.started)
+        if isinstance(judged, str):
+            return judged
+        self.report = judged
+        return None
+
+    def verdict(self) -> tuple[int, list[str]]:
+        """The exit code and the lines that say the verdict; writes the report files."""
+        report, s = self.report, self.settings
+        if report is None:
+            return EXIT_INCONCLUSIVE, [f"{VERDICT_PREFIX} [{s.label}]: INCONCLUSIVE: the run ended before anything was judged"]
+        paths: dict[str, Path] = {}
+        try:
+            paths = write_report(report, s.report_dir)
+        except OSError as exc:
+            log.error("race-harness: cannot write the report to %s: %s", s.report_dir, exc)
+        m, lanes = report.metrics, self.coordinator.lanes
+        return report.verdict.exit_code, [
+            f"{VERDICT_PREFIX} [{report.label}]: {report.explain(limit=10)}",
+            f"  payments {m.get('payments_paid')} paid + {m.get('payments_unpaid')} unpaid, "
+            f"{m.get('requests')} requests from {len(lanes)} process(es) with {sum(lanes.values())} users; "
+            f"receipt files per paid payment {m.get('receipts_per_payment_min')}-{m.get('receipts_per_payment_max')}; "
+            f"rollbacks {_num(m.get('rollbacks'))}; server-seen arrival spread per payment "
+            f"<= {m.get('payment_arrival_spread_ms_max')} ms, whole waves {m.get('arrival_spread_ms')} ms",
+            *(f"  report ({kind}): {path}" for kind, path in paths.items())]
+
+    def cleanup(self) -> None:
+        """Put the service back and stop whatever this run started (safe to call more than once)."""
+        if self.sampler is not None:
+            self.sampler.stop()
+            self.sampler = None
+        if self.faults_before is not None:
+            try:
+                with httpx.Client(timeout=5.0) as client:
+                    client.put(self.target.url("/_admin/faults"),
+                               json={"failure_rate": self.faults_before.get("failure_rate", 0.0)})
+            except httpx.HTTPError:
+                pass
+            self.faults_before = None
+        while self.cleanups:
+            step = self.cleanups.pop()
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - cleanup goes on for the others
+                log.warning("race-harness: a cleanup step failed", exc_info=True)
+
+
+def set_failure_rate(client: httpx.Client, target: Target, rate: float) -> dict:
+    """Set the service's injected failure rate through PUT /_admin/faults; return the faults before."""
+    try:
+        before = client.get(target.url("/_admin/faults"))
+        response = client.put(target.url("/_admin/faults"), json={"failure_rate": rate})
+    except httpx.HTTPError as exc:
+        raise HarnessError(f"cannot set the failure rate on {target.base_url}: {exc}") from None
+    if response.status_code != 200:
+        raise HarnessError(f"PUT /_admin/faults answered {response.status_code}: the service does not take "
+                           "injected faults at runtime (leave --failure-rate unset and start it with its own flag)")
+    return before.json() if before.status_code == 200 else {"failure_rate": 0.0}
+
+
+def targets_source(targets: str | None) -> str | None:
+    """A built-in targets name as it is; a file by its absolute path."""
+    return targets if targets is None or targets in BUILT_IN else str(Path(targets).resolve())
+
+
+def _num(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value

@@ -1,0 +1,227 @@
+"""The swarm's protocol without Locust: a master and its lanes talking through an in-process transport.
+
+The transport carries each message as plain data (a JSON round trip, as Locust's msgpack would) to a
+delivery thread per node, so handlers run on another thread than the sender, as across processes.
+Lanes are real ``harness.swarm.Lane`` objects whose hands are threads; bursts go to a real
+reference service on loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import pytest
+
+from harness.embedded import FaultFlags
+from harness.plan import Plan
+from harness.pytest_plugin import target_of
+from harness.result import RunReport
+from harness.swarm import HELLO, Coordinator, Handler, Lane, SwarmTimeout, WaveConfig, Work, judge, prepare
+
+MASTER = "master"
+LOOP_LIMIT = 120.0  # seconds: no delivery thread or hand outlives a test by more than this
+# A hang bound, not a speed bound: every wait of the configs below (a few seconds each), many times over.
+HANG = 60.0
+
+
+class Hub:
+    """In-process messages between named nodes, one delivery thread per node (like a network)."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, dict[str, Handler]] = {}
+        self.inboxes: dict[str, queue.Queue] = {}
+        self.stop = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def transport(self, node: str) -> "HubTransport":
+        self.handlers[node], self.inboxes[node] = {}, queue.Queue()
+        thread = threading.Thread(target=self._deliver, args=(node,), daemon=True)
+        thread.start()
+        self.threads.append(thread)
+        return HubTransport(self, node)
+
+    def _deliver(self, node: str) -> None:
+        deadline = time.monotonic() + LOOP_LIMIT
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            try:
+                sender, kind, data = self.inboxes[node].get(timeout=0.05)
+            except queue.Empty:
+                continue
+            handler = self.handlers[node].get(kind)
+            if handler is not None:  # a node without a handler drops the message, as Locust does
+                handler(sender, data)
+
+    def close(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(5)
+
+
+@dataclass
+class HubTransport:
+    hub: Hub
+    node: str
+
+    def send(self, kind: str, data: dict[str, Any], to: str | None = None) -> None:
+        self.hub.inboxes[to or MASTER].put((self.node, kind, json.loads(json.dumps(data))))
+
+    def on(self, kind: str, handler: Handler) -> None:
+        self.hub.handlers[self.node][kind] = handler
+
+
+@dataclass
+class Swarm:
+    """A master and its lanes; ``run`` drives a plan against a target and judges it."""
+
+    hub: Hub
+    coordinator: Coordinator
+    stop: threading.Event = field(default_factory=threading.Event)
+    hands: list[threading.Thread] = field(default_factory=list)
+
+    def lane(self, node: str, hands: int = 2) -> Lane:
+        lane = Lane(self.hub.transport(node), node).attach()
+        lane.hello(users=hands)
+        for _ in range(hands):
+            thread = threading.Thread(target=self._hand, args=(lane,), daemon=True)
+            thread.start()
+            self.hands.append(thread)
+        return lane
+
+    def silent_lane(self, node: str) -> None:
+        """A lane that says hello and then never answers (a hung or partitioned worker)."""
+        self.hub.transport(node).send(HELLO, {"users": 1})
+
+    def _hand(self, lane: Lane) -> None:
+        deadline = time.monotonic() + LOOP_LIMIT
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            job = lane.next_job(timeout=0.05)
+            if job is not None:
+                lane.run(job)
+
+    def drive(self, work: Work, config: WaveConfig) -> BaseException | None:
+        """Run the master on its own thread; fail (not hang) if it is still waiting after ``HANG``."""
+        raised: list[BaseException] = []
+
+        def master() -> None:
+            try:
+                self.coordinator.run(work, config)
+            except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+                raised.append(exc)
+
+        thread = threading.Thread(target=master, daemon=True)
+        thread.start()
+        thread.join(HANG)
+        assert not thread.is_alive(), f"the master is still waiting after {HANG:.0f} s"
+        return raised[0] if raised else None
+
+    def run(self, target, plan: Plan, config: WaveConfig) -> RunReport:
+        work = prepare(target, plan)
+        error = self.drive(work, config)
+        assert error is None, error
+        judged = judge(work, self.coordinator.history, label="swarm", targets_file="exactly-once", config={},
+                       counters={}, memory={}, started=time.time())
+        assert isinstance(judged, RunReport), judged
+        return judged
+
+
+@pytest.fixture
+def swarm() -> Iterator[Swarm]:
+    hub = Hub()
+    coordinator = Coordinator(hub.transport(MASTER), wanted_users=lambda: 4).attach()
+    swarm = Swarm(hub, coordinator)
+    yield swarm
+    coordinator.stop()
+    swarm.stop.set()
+    for thread in swarm.hands:
+        thread.join(5)
+    hub.close()
+
+
+WAVES = WaveConfig(wave_size=2, inflight=2, release_lead=0.1, burst_timeout=10.0, slack=2.0, lane_wait=10.0)
+
+
+def check(report: RunReport, name: str):
+    return next(c for c in report.checks if c.name == name)
+
+
+def rounds_by_payment(history) -> dict[str, dict[int, set]]:
+    """payment -> round -> the outcomes its events were answered with (read by the oracle)."""
+    out: dict[str, dict[int, set]] = {}
+    for event in history.events:
+        out.setdefault(event.payment, {}).setdefault(event.meta["round"], set()).add(event.outcome)
+    return out
+
+
+@pytest.mark.parametrize("mode, valid, exit_code", [("vulnerable", False, 1), ("atomic", True, 0)])
+def test_each_payments_duplicates_leave_from_both_lanes_at_one_instant_and_the_oracle_judges_the_mode(
+        swarm, reference_service, mode, valid, exit_code):
+    service = reference_service(mode, generation_delay_ms=150)
+    swarm.lane("lane-a")
+    swarm.lane("lane-b")
+    report = swarm.run(target_of(service), Plan(payments=4, duplicates=4), WAVES)
+    lanes_of: dict[str, set] = {}
+    for event in swarm.coordinator.history.events:
+        lanes_of.setdefault(event.payment, set()).add(event.meta["worker"])
+    assert len(lanes_of) == 4 and all(lanes == {"lane-a", "lane-b"} for lanes in lanes_of.values())
+    # Every duplicate reached the service before the payment's first generation finished.
+    assert check(report, "race-exercised").valid is True
+    assert report.verdict.valid is valid and report.verdict.exit_code == exit_code
+    assert len(swarm.coordinator.waves) == 2 and not swarm.coordinator.lapses
+
+
+def test_every_event_is_timed_on_the_clock_of_the_lane_that_sent_it(swarm, reference_service):
+    service = reference_service("atomic", generation_delay_ms=150)
+    swarm.lane("lane-a")
+    swarm.lane("lane-b")
+    report = swarm.run(target_of(service), Plan(payments=3, duplicates=2), WAVES)
+    assert len(swarm.coordinator.history.events) == 6
+    assert {e.meta["clock"] for e in swarm.coordinator.history.events} == {"lane-a", "lane-b"}
+    assert all(e.clock == e.meta["worker"] for e in swarm.coordinator.history.events)
+
+
+def test_a_lane_that_never_answers_is_named_and_gets_no_more_shares_while_the_others_go_on(swarm, reference_service):
+    service = reference_service("atomic", generation_delay_ms=150)
+    swarm.lane("lane-a")
+    swarm.silent_lane("lane-silent")
+    config = WaveConfig(wave_size=2, burst_timeout=3.0, slack=1.0, lane_wait=10.0)
+    report = swarm.run(target_of(service), Plan(payments=4, duplicates=2), config)
+    assert len(swarm.coordinator.lapses) == 1, swarm.coordinator.lapses
+    (lapse,) = swarm.coordinator.lapses
+    assert "lane-silent" in lapse and "no READY" in lapse and "4.0 s" in lapse
+    assert {e.meta["worker"] for e in swarm.coordinator.history.events} == {"lane-a"}
+    # The first wave lost the silent lane's half; every later wave went whole to lane-a.
+    assert len(swarm.coordinator.history.events) == 4 * 2 - 2
+
+
+def test_a_master_whose_only_lane_never_answers_stops_with_an_error_naming_it_instead_of_hanging(
+        swarm, reference_service):
+    service = reference_service("atomic", generation_delay_ms=150)
+    swarm.silent_lane("lane-silent")
+    config = WaveConfig(wave_size=2, burst_timeout=1.0, slack=0.5, lane_wait=10.0)
+    error = swarm.drive(prepare(target_of(service), Plan(payments=2, duplicates=2)), config)
+    assert isinstance(error, SwarmTimeout)
+    assert "lane-silent" in str(error) and "no READY" in str(error)
+
+
+def test_only_payments_without_a_receipt_are_delivered_again(swarm, reference_service):
+    service = reference_service("atomic", generation_delay_ms=50, faults=FaultFlags(failure_rate=0.6, seed=7))
+    swarm.lane("lane-a")
+    swarm.lane("lane-b")
+    config = WaveConfig(wave_size=3, burst_timeout=10.0, slack=2.0, lane_wait=10.0, redelivery_rounds=4)
+    report = swarm.run(target_of(service), Plan(payments=6, duplicates=3), config)
+    redelivered = 0
+    for payment, rounds in rounds_by_payment(swarm.coordinator.history).items():
+        assert sorted(rounds) == list(range(1, len(rounds) + 1)), payment  # rounds follow one another
+        for number in sorted(rounds)[:-1]:
+            assert "generated" not in rounds[number], f"{payment} had a receipt in round {number} yet went again"
+            redelivered += 1
+        last = rounds[max(rounds)]
+        assert "generated" in last or max(rounds) == config.redelivery_rounds + 1, payment
+    assert redelivered > 0  # the injected failures did make payments go again
+    receipted = {p for p, rounds in rounds_by_payment(swarm.coordinator.history).items() if "generated" in rounds[max(rounds)]}
+    assert all(row["receipts"] == 1 for row in report.payments if row["payment"] in receipted)
