@@ -17,9 +17,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from harness.embedded import FaultFlags
+from harness.reference import FaultFlags
 from harness.plan import Plan
-from harness.pytest_plugin import target_of
+from harness.reference import target_of
 from harness.result import RunReport
 from harness.swarm import HELLO, Coordinator, Handler, Lane, SwarmTimeout, WaveConfig, Work, judge, prepare
 
