@@ -19,7 +19,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from ._h1conn import READ_CHUNK
+from ._h1conn import READ_CHUNK, _ssl_context
 from .base import ARRIVAL_HEADER, SERVER_TIMING_HEADER, Origin, Outcome, remaining
 
 # Big receive windows so that responses never wait for our WINDOW_UPDATEs (we send them anyway).
@@ -32,11 +32,8 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 def h2_context(verify: bool) -> ssl.SSLContext:
-    """A client TLS context that offers only ``h2`` by ALPN."""
-    context = ssl.create_default_context()
-    if not verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
+    """A client TLS context (the HTTP/1.1 senders' one) that offers only ``h2`` by ALPN."""
+    context = _ssl_context(verify)
     context.set_alpn_protocols(["h2"])
     return context
 
