@@ -46,6 +46,8 @@ class ServiceConfig:
     max_body_bytes: int = 64 * 1024
     log_level: str = "info"
     seed: int | None = None
+    http2: bool = False  # serve with hypercorn: h2c (prior knowledge) and HTTP/1.1 on one port
+    tls: bool = False  # with http2: TLS with ALPN h2, under a throw-away self-signed certificate
 
     def __post_init__(self) -> None:
         if self.store == "memory" and self.mongo_uri:
@@ -74,6 +76,10 @@ class ServiceConfig:
                              f"worker process would hold a database of its own. Use --store wire or --mongo-uri URI")
         if self.store == "mongodb" and not self.mongo_uri:
             raise ValueError("the mongodb store needs --mongo-uri URI (or MONGODB_URI)")
+        if self.tls and not self.http2:
+            raise ValueError("--tls is served by the HTTP/2 server: give --http2 too")
+        if self.http2 and self.workers > 1:
+            raise ValueError("--http2 runs one process: --workers is for the HTTP/1.1 server (uvicorn)")
         if self.mongo_uri and not self.mongo_uri.startswith(("mongodb://", "mongodb+srv://")):
             raise ValueError(f"--mongo-uri must start with mongodb:// or mongodb+srv://, not {self.mongo_uri!r}")
 
@@ -101,6 +107,8 @@ class ServiceConfig:
 
 
 def _coerce(name: str, raw: str) -> Any:
+    if name in ("http2", "tls"):
+        return raw.strip().lower() in ("1", "true", "yes")
     if name in ("port", "salt_index", "max_body_bytes", "seed", "workers"):
         return int(raw)
     if name in ("generation_delay_ms", "failure_rate", "crash_after_claim_rate", "store_delay_ms",
@@ -149,6 +157,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "--mongo-uri; default: %(default)s)")
     parser.add_argument("--log-level", default=env.log_level)
     parser.add_argument("--seed", type=int, default=env.seed, help="seed for injected failures")
+    parser.add_argument("--http2", action="store_true", default=env.http2,
+                        help="serve HTTP/2 with hypercorn: cleartext h2c (prior knowledge) beside HTTP/1.1, or "
+                             "with --tls TLS with ALPN h2 (default: HTTP/1.1 on uvicorn)")
+    parser.add_argument("--tls", action="store_true", default=env.tls,
+                        help="with --http2: serve https under a self-signed certificate made at start (openssl)")
 
 
 def resolve_store(store: str | None, mongo_uri: str | None, environ: dict[str, str] | None = None

@@ -14,10 +14,12 @@ import contextlib
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
-from typing import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Iterator, Sequence
 
 import uvicorn
 
@@ -89,9 +91,62 @@ def _serve_one(config: ServiceConfig, store: ChargeStore) -> int:
         app = create_app(config, store=store)
     except Exception as exc:  # e.g. an unwritable receipts directory: say so, no traceback
         return _error(f"cannot start the service: {exc}")
+    if config.http2:
+        return _serve_http2(app, config)
     print(f"serving on http://{config.host}:{config.port} (mode {config.mode}, store {config.store})", flush=True)
     uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False)
     return 0
+
+
+def _serve_http2(app: object, config: ServiceConfig) -> int:
+    """hypercorn: h2c with prior knowledge (and HTTP/1.1) on the port, or TLS offering h2 by ALPN.
+
+    hypercorn hands a request's body to the app as it arrives and its end as a last, empty
+    ``http.request`` message when END_STREAM does, so the arrival stamp still means "complete".
+    """
+    import asyncio
+
+    from hypercorn.asyncio import serve as hypercorn_serve
+    from hypercorn.config import Config
+
+    hyper = Config()
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    hyper.bind = [f"{host}:{config.port}"]
+    hyper.loglevel = "WARNING"
+    hyper.accesslog = None
+    with tempfile.TemporaryDirectory(prefix="reference-service-tls-") as tmp:
+        if config.tls:
+            try:
+                hyper.certfile, hyper.keyfile = _self_signed(Path(tmp), config.host)
+            except (OSError, subprocess.CalledProcessError) as exc:
+                return _error(f"cannot make a TLS certificate with openssl: {exc}")
+        scheme = "https" if config.tls else "http"
+        print(f"serving on {scheme}://{config.host}:{config.port} (HTTP/2{' over TLS' if config.tls else ', h2c'}, "
+              f"mode {config.mode}, store {config.store})", flush=True)
+        asyncio.run(_until_signalled(hypercorn_serve, app, hyper))
+    return 0
+
+
+async def _until_signalled(serve_with: Any, app: object, hyper: Any) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully (the app's lifespan ends)."""
+    import asyncio
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await serve_with(app, hyper, shutdown_trigger=stop.wait)
+
+
+def _self_signed(directory: Path, host: str) -> tuple[str, str]:
+    """A throw-away certificate for ``host`` (and localhost), valid one day; (certfile, keyfile)."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    kind = "IP" if host.replace(".", "").isdigit() or ":" in host else "DNS"
+    names = f"subjectAltName={kind}:{host},DNS:localhost,IP:127.0.0.1"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-days", "1", "-subj", f"/CN={host}", "-addext", names,
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=30)
+    return str(cert), str(key)
 
 
 def _serve_workers(config: ServiceConfig, stack: contextlib.ExitStack) -> int:

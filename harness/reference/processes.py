@@ -9,6 +9,8 @@ processes sharing its port; they need a shared store (wire or MongoDB).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -81,8 +83,12 @@ def start_service(receipts_dir: Path, *, mode: str = "atomic", generation_delay_
                   wire: Any = None, database: str | None = None, workers: int = 1,
                   extra_args: Sequence[str] = (), host: str = "127.0.0.1", port: int | None = None,
                   log_path: Path | None = None, env: dict[str, str] | None = None,
-                  timeout: float = 30.0) -> ServiceProcess:
+                  timeout: float = 30.0, http2: bool = False, tls: bool = False) -> ServiceProcess:
     """Run ``python -m reference_service`` on a free loopback port and wait until it answers.
+
+    ``http2`` serves with hypercorn (h2c with prior knowledge beside HTTP/1.1); ``tls`` (with
+    ``http2``) serves ``https://`` under the service's throw-away self-signed certificate, so
+    clients must not verify it (``verify_tls=False``).
 
     ``store="wire"`` starts a wire server for this service (stopped with it), or uses ``wire`` (a
     running ``harness.wire.WireServer``, left running: e.g. one per test session, a database per
@@ -107,7 +113,7 @@ def start_service(receipts_dir: Path, *, mode: str = "atomic", generation_delay_
                                  failure_rate=failure_rate, faults=faults, lease_seconds=lease_seconds,
                                  phonepe_base_url=phonepe_base_url, kind=kind, mongo_uri=uri, database=database,
                                  workers=workers, extra_args=extra_args, host=host, port=port, log_path=log_path,
-                                 env=env, timeout=timeout)
+                                 env=env, timeout=timeout, http2=http2, tls=tls)
     except BaseException:
         for thing in owned:
             thing.stop()
@@ -120,7 +126,7 @@ def _start_service(receipts_dir: Path, *, mode: str, generation_delay_ms: float,
                    faults: FaultFlags | None, lease_seconds: float | None, phonepe_base_url: str | None, kind: str,
                    mongo_uri: str | None, database: str | None, workers: int, extra_args: Sequence[str], host: str,
                    port: int | None, log_path: Path | None, env: dict[str, str] | None,
-                   timeout: float) -> ServiceProcess:
+                   timeout: float, http2: bool = False, tls: bool = False) -> ServiceProcess:
     port = port or free_port(host)
     args = ["reference_service", "--mode", mode, "--host", host, "--port", str(port),
             "--receipts-dir", str(receipts_dir), "--generation-delay-ms", str(generation_delay_ms)]
@@ -138,10 +144,15 @@ def _start_service(receipts_dir: Path, *, mode: str, generation_delay_ms: float,
         args += ["--database", database]
     if workers != 1:
         args += ["--workers", str(workers)]
+    if http2 or tls:
+        args += ["--http2"] + (["--tls"] if tls else [])
     args += list(extra_args)
     if log_path is None:
         log_path = Path(tempfile.mkstemp(prefix="reference-service-", suffix=".log")[1])
-    service = spawn(args, f"http://{host}:{port}", log_path, env=env, timeout=timeout, health_path="/healthz")
+    if tls:
+        service = _spawn_tls(args, f"https://{host}:{port}", log_path, env=env, timeout=timeout)
+    else:
+        service = spawn(args, f"http://{host}:{port}", log_path, env=env, timeout=timeout, health_path="/healthz")
     service.receipts_dir = receipts_dir
     service.store, service.mongo_uri, service.workers = kind, mongo_uri, workers
     service.database = database or "race_harness"
@@ -152,6 +163,32 @@ def _start_service(receipts_dir: Path, *, mode: str, generation_delay_ms: float,
             service.stop()
             raise
     return service
+
+
+def _spawn_tls(args: list[str], url: str, log_path: Path, *, env: dict[str, str] | None,
+               timeout: float) -> ServiceProcess:
+    """``spawn`` for a service whose certificate it made itself: its health check cannot verify it."""
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", *args], stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+    service = ServiceProcess(url=url, process=process, log_path=log_path, args=list(args))
+
+    def healthy() -> bool:
+        if process.poll() is not None:
+            raise ServiceStartError(f"reference_service exited with {process.returncode}: {service.log_text()[-2000:]}")
+        try:
+            return httpx.get(url + "/healthz", timeout=1.0, verify=False).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        if poll(healthy, timeout=timeout):
+            return service
+    except BaseException:
+        service.stop()
+        raise
+    service.stop()
+    raise ServiceStartError(f"reference_service did not answer /healthz over TLS within {timeout:.0f} s")
 
 
 def _wait_for_workers(service: ServiceProcess, workers: int, deadline: float) -> None:

@@ -21,10 +21,12 @@ from ..history import History
 from .base import ARRIVAL_HEADER, ArmedBurst, BurstResult, PreparedRequest, Sender, StatelessSender
 from .last_byte import LastByteBurst
 from .naive import NaiveBurst
+from .single_packet import SinglePacketBurst
 
 SENDERS: dict[str, Sender] = {
     "last-byte": StatelessSender(LastByteBurst),
     "naive": StatelessSender(NaiveBurst),
+    "single-packet": StatelessSender(SinglePacketBurst),
 }
 
 __all__ = ["ARRIVAL_HEADER", "ArmedBurst", "BurstResult", "PreparedRequest", "SENDERS", "Sender", "fire", "sender"]
