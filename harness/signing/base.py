@@ -6,7 +6,8 @@ import base64
 import hashlib
 import hmac
 import time
-from typing import Literal, Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal, Protocol, runtime_checkable
 
 HashName = Literal["sha256", "sha1", "sha512"]
 Encoding = Literal["hex", "base64"]
@@ -26,6 +27,17 @@ class Scheme(Protocol):
     def sign(self, body: bytes, *, now: float | None = None, event_id: str | None = None) -> dict[str, str]:
         """Headers that authenticate ``body`` (sent at ``now``, unix seconds; default: the clock)."""
         ...
+
+
+@dataclass(frozen=True)
+class SharedSecret:
+    """Settings of a scheme keyed by one shared secret, which never shows in ``repr``."""
+
+    secret: str = field(repr=False)
+    name: ClassVar[str] = "shared-secret"
+
+    def __post_init__(self) -> None:
+        require_secret(self.name, "secret", self.secret)
 
 
 def redeliver(scheme: Scheme, body: bytes, first: dict[str, str], *, now: float | None = None,

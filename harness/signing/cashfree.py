@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
-from .base import digest, require_secret, unix_now
+from .base import SharedSecret, digest, unix_now
 
 
 @dataclass(frozen=True)
-class Cashfree:
+class Cashfree(SharedSecret):
     """Cashfree PG webhooks, signed with the merchant's client secret."""
 
-    secret: str = field(repr=False)
     name: ClassVar[str] = "cashfree"
     # The timestamp is signed, so a redelivery sent later carries a new timestamp and signature.
     binds_time: ClassVar[bool] = True
-
-    def __post_init__(self) -> None:
-        require_secret(self.name, "secret", self.secret)
 
     def sign(self, body: bytes, *, now: float | None = None, event_id: str | None = None) -> dict[str, str]:
         """``x-webhook-timestamp`` (unix milliseconds, as Cashfree sends) and ``x-webhook-signature``."""

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
-from .base import ENCODINGS, HASHES, digest, require_choice, require_secret, unix_now
+from .base import ENCODINGS, HASHES, SharedSecret, digest, require_choice, unix_now
 
 # Shorthands for the two common layouts; anything else is a template with these placeholders.
 SIGNED_SHORTHANDS = {"body": "{body}", "timestamp.body": "{timestamp}.{body}"}
@@ -15,10 +15,9 @@ UNITS = ("s", "ms")
 
 
 @dataclass(frozen=True)
-class GenericHmac:
+class GenericHmac(SharedSecret):
     """HMAC of ``signed`` (``body``, ``timestamp.body`` or a ``{timestamp}``/``{body}`` template)."""
 
-    secret: str = field(repr=False)
     header: str = "X-Signature"
     hash: str = "sha256"
     encoding: str = "hex"
@@ -29,7 +28,7 @@ class GenericHmac:
     name: ClassVar[str] = "hmac"
 
     def __post_init__(self) -> None:
-        require_secret(self.name, "secret", self.secret)
+        super().__post_init__()
         require_choice(self.name, "hash", self.hash, HASHES)
         require_choice(self.name, "encoding", self.encoding, ENCODINGS)
         require_choice(self.name, "timestamp_unit", self.timestamp_unit, UNITS)
@@ -49,7 +48,7 @@ class GenericHmac:
         return SIGNED_SHORTHANDS.get(self.signed, self.signed)
 
     @property
-    def binds_time(self) -> bool:  # type: ignore[override]
+    def binds_time(self) -> bool:
         """True when the signed message carries the send time, so a duplicate must be re-signed."""
         return "{timestamp}" in self.template
 

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
-from .base import digest, require_secret
+from .base import SharedSecret, digest
 
 
 @dataclass(frozen=True)
-class Razorpay:
+class Razorpay(SharedSecret):
     """Razorpay webhooks, signed with the webhook secret set on the dashboard."""
 
-    secret: str = field(repr=False)
     name: ClassVar[str] = "razorpay"
     # Only the body is signed: Razorpay's redelivery is the same bytes and the same signature.
     binds_time: ClassVar[bool] = False
-
-    def __post_init__(self) -> None:
-        require_secret(self.name, "secret", self.secret)
 
     def sign(self, body: bytes, *, now: float | None = None, event_id: str | None = None) -> dict[str, str]:
         """``X-Razorpay-Signature: hex(HMAC_SHA256(secret, body))``."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
-from .base import digest, require_choice, require_secret, unix_now
+from .base import SharedSecret, digest, require_choice, unix_now
 
 SECRET_PREFIX = "whsec_"
 
@@ -21,10 +21,9 @@ def secret_key(secret: str) -> bytes:
 
 
 @dataclass(frozen=True)
-class StandardWebhooks:
+class StandardWebhooks(SharedSecret):
     """Standard Webhooks signing; ``header_prefix="svix"`` gives Svix's ``svix-…`` header names."""
 
-    secret: str = field(repr=False)
     header_prefix: str = "webhook"
     name: ClassVar[str] = "standard-webhooks"
     # The timestamp is signed and verifiers allow ±5 min, so a duplicate is re-signed; its
@@ -32,7 +31,7 @@ class StandardWebhooks:
     binds_time: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        require_secret(self.name, "secret", self.secret)
+        super().__post_init__()
         require_choice(self.name, "header_prefix", self.header_prefix, ("webhook", "svix"))
         try:
             key = secret_key(self.secret)

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
-from .base import digest, require_secret, unix_now
+from .base import SharedSecret, digest, unix_now
 
 
 @dataclass(frozen=True)
-class Stripe:
+class Stripe(SharedSecret):
     """Stripe webhooks, signed with the endpoint's ``whsec_…`` secret used as plain UTF-8 bytes."""
 
-    secret: str = field(repr=False)
     name: ClassVar[str] = "stripe"
     # Verifiers reject a `t` older than 300 s, so Stripe signs every redelivery afresh.
     binds_time: ClassVar[bool] = True
-
-    def __post_init__(self) -> None:
-        require_secret(self.name, "secret", self.secret)
 
     def sign(self, body: bytes, *, now: float | None = None, event_id: str | None = None) -> dict[str, str]:
         """``Stripe-Signature`` for ``body`` sent at ``now``."""
