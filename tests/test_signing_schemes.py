@@ -23,10 +23,16 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+import razorpay
+import standardwebhooks.webhooks
+import stripe
+import svix.webhooks
+from razorpay.errors import SignatureVerificationError
 
 from harness.signing import (SCHEMES, Scheme, callback_body, callback_payload, redeliver, scheme, signed_callback,
                              v2_webhook_body, v2_webhook_payload)
 from harness.signing.base import digest
+from reference_service.phonepe import BadRequest, Unauthorized, parse_callback
 
 SDK_PINS = ("phonepe-pg-sdk-python==3.0.1", "cashfree-pg==6.0.1")
 STRIPE_TOLERANCE_S = 300  # stripe.Webhook.construct_event's default
@@ -97,7 +103,6 @@ def run_sdk(case: dict[str, str]) -> dict[str, str]:
 # --- each provider's verifier, raising Rejected ------------------------------------------------
 
 def verify_phonepe_v1(s: Scheme, body: bytes, headers: dict[str, str]) -> None:
-    from reference_service.phonepe import BadRequest, Unauthorized, parse_callback
     try:
         parse_callback(body, headers.get("X-VERIFY"), salt_key=s.salt_key, salt_index=s.salt_index)
     except (BadRequest, Unauthorized) as exc:
@@ -110,8 +115,6 @@ def verify_phonepe_v2(s: Scheme, body: bytes, headers: dict[str, str]) -> None:
 
 
 def verify_razorpay(s: Scheme, body: bytes, headers: dict[str, str]) -> None:
-    import razorpay
-    from razorpay.errors import SignatureVerificationError
     try:
         razorpay.Utility().verify_webhook_signature(body.decode(), headers["X-Razorpay-Signature"], s.secret)
     except SignatureVerificationError as exc:
@@ -119,7 +122,6 @@ def verify_razorpay(s: Scheme, body: bytes, headers: dict[str, str]) -> None:
 
 
 def verify_stripe(s: Scheme, body: bytes, headers: dict[str, str]) -> None:
-    import stripe
     try:
         stripe.Webhook.construct_event(body, headers["Stripe-Signature"], s.secret)
     except stripe.SignatureVerificationError as exc:
@@ -132,18 +134,16 @@ def verify_cashfree(s: Scheme, body: bytes, headers: dict[str, str]) -> None:
 
 
 def verify_standard_webhooks(s: Scheme, body: bytes, headers: dict[str, str]) -> None:
-    from standardwebhooks.webhooks import Webhook, WebhookVerificationError
     try:
-        Webhook(s.secret).verify(body, headers)
-    except WebhookVerificationError as exc:
+        standardwebhooks.webhooks.Webhook(s.secret).verify(body, headers)
+    except standardwebhooks.webhooks.WebhookVerificationError as exc:
         raise Rejected(str(exc)) from exc
 
 
 def verify_svix(s: Scheme, body: bytes, headers: dict[str, str]) -> None:
-    from svix.webhooks import Webhook, WebhookVerificationError
     try:
-        Webhook(s.secret).verify(body, headers)
-    except WebhookVerificationError as exc:
+        svix.webhooks.Webhook(s.secret).verify(body, headers)
+    except svix.webhooks.WebhookVerificationError as exc:
         raise Rejected(str(exc)) from exc
 
 

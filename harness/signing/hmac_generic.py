@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .base import ENCODINGS, HASHES, SharedSecret, digest, require_choice, unix_now
+from .base import ENCODINGS, HASHES, Encoding, HashName, SharedSecret, digest, require_choice, unix_now
 
 # Shorthands for the two common layouts; anything else is a template with these placeholders.
 SIGNED_SHORTHANDS = {"body": "{body}", "timestamp.body": "{timestamp}.{body}"}
@@ -19,8 +19,8 @@ class GenericHmac(SharedSecret):
     """HMAC of ``signed`` (``body``, ``timestamp.body`` or a ``{timestamp}``/``{body}`` template)."""
 
     header: str = "X-Signature"
-    hash: str = "sha256"
-    encoding: str = "hex"
+    hash: HashName = "sha256"
+    encoding: Encoding = "hex"
     signed: str = "body"
     prefix: str = ""  # e.g. "sha256=" as GitHub writes it
     timestamp_header: str | None = None
