@@ -19,6 +19,7 @@ import httpx
 
 from . import __version__
 from .burst import PreparedRequest, fire
+from .senders import SENDERS
 from .history import History
 from .measure import compute_metrics, payment_rows
 from .observe import observe
@@ -29,7 +30,7 @@ from .target import Payment, Target, TargetError
 from .targets import evaluate, load_targets
 from .telemetry import MemorySampler, counter_deltas, scrape
 
-SYNC_CHOICES = ("last-byte", "naive", "sequential")
+SYNC_CHOICES = (*SENDERS, "sequential")  # every registered sender, and one-by-one
 MAX_WAVE = 256  # connections open at once; larger plans go in waves of whole payments
 
 
