@@ -12,11 +12,12 @@ events are built.
 from __future__ import annotations
 
 import json
+import selectors
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 from urllib.parse import urlsplit
 
 from ..history import Event, History
@@ -314,3 +315,28 @@ def _parse_arrival(value: str | None) -> float | None:
         return int(value.strip()) / 1e9
     except ValueError:
         return None
+
+
+def read_all(conns: Sequence[Any], deadline: float, drain: Callable[[Any], bool]) -> set[Any]:
+    """Read every connection in one selector loop until ``drain(conn)`` says it is finished, or the deadline.
+
+    Each ``conn`` has a ``sock``; returns the connections still unfinished at the deadline.
+    """
+    pending: set[Any] = set()
+    with selectors.DefaultSelector() as selector:
+        for conn in conns:
+            assert conn.sock is not None
+            conn.sock.setblocking(False)
+            selector.register(conn.sock, selectors.EVENT_READ, conn)
+            pending.add(conn)
+        while pending:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                break
+            for key, _ in selector.select(left):
+                conn = key.data
+                if drain(conn):
+                    selector.unregister(key.fileobj)
+                    pending.discard(conn)
+    return pending
+

@@ -17,7 +17,6 @@ usable under gevent (Locust).
 
 from __future__ import annotations
 
-import selectors
 import ssl
 import struct
 import sys
@@ -26,7 +25,7 @@ import time
 import h11
 
 from ._h1conn import READ_CHUNK, Conn, open_all
-from .base import ArmedBurst, Outcome, plain, remaining
+from .base import ArmedBurst, Outcome, plain, read_all, remaining
 
 _FLUSH_POLL = 0.0002  # seconds between checks that every prefix has left the send queue
 _SIOCOUTQNSD = 0x894B  # Linux: bytes in the send queue not yet sent
@@ -161,23 +160,7 @@ def _release(conns: list[Conn]) -> list[Conn]:
 
 def _read_responses(conns: list[Conn], deadline: float) -> None:
     """Read every response in one selector loop; whatever is unfinished at the deadline times out."""
-    pending: set[Conn] = set()
-    with selectors.DefaultSelector() as selector:
-        for conn in conns:
-            assert conn.sock is not None
-            conn.sock.setblocking(False)
-            selector.register(conn.sock, selectors.EVENT_READ, conn)
-            pending.add(conn)
-        while pending:
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                break
-            for key, _ in selector.select(remaining):
-                conn = key.data
-                if _drain(conn):
-                    selector.unregister(key.fileobj)
-                    pending.discard(conn)
-    for conn in pending:
+    for conn in read_all(conns, deadline, _drain):
         conn.out.error = "timeout: no complete response within the timeout"
 
 

@@ -22,7 +22,6 @@ did not leave carries ``connect:``, ``warm-up:``, ``send:`` or ``release:``.
 from __future__ import annotations
 
 import os
-import selectors
 import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +31,7 @@ import h2.exceptions
 
 from ._h1conn import READ_CHUNK, _connect, _describe, _PhaseError, _resolve
 from ._h2conn import H2Conn, h2_context, request_headers
-from .base import ArmedBurst, Origin, Outcome, plain, remaining
+from .base import ArmedBurst, Origin, Outcome, plain, read_all, remaining
 
 _MAX_ORIGIN_THREADS = 16  # origins are opened in parallel, each origin's connections one after another
 
@@ -254,22 +253,7 @@ def _send_body(conn: H2Conn, stream: int, data: bytes, deadline: float) -> None:
 
 def _read_responses(conns: list[H2Conn], deadline: float) -> None:
     """Read every stream's response in one selector loop; what is unfinished at the deadline times out."""
-    pending: set[H2Conn] = set()
-    with selectors.DefaultSelector() as selector:
-        for conn in conns:
-            assert conn.sock is not None
-            conn.sock.setblocking(False)
-            selector.register(conn.sock, selectors.EVENT_READ, conn)
-            pending.add(conn)
-        while pending:
-            left = deadline - time.perf_counter()
-            if left <= 0:
-                break
-            for key, _ in selector.select(left):
-                conn = key.data
-                if _drain(conn, deadline):
-                    selector.unregister(key.fileobj)
-                    pending.discard(conn)
+    pending = read_all(conns, deadline, lambda conn: _drain(conn, deadline))
     for conn in pending:
         for stream, outcome in conn.outcomes.items():
             if stream not in conn.ended:
