@@ -221,6 +221,17 @@ def _observe_and_judge(target: Target, planned: list[PlannedPayment], history: H
     return judge(Evidence(planned, history, observation, server_errors_injected), target, targets, **report)
 
 
+def sent_payments(plan: Plan, payments: list[Payment], history: History) -> tuple[Plan, list[Payment]]:
+    """The plan and payments cut down to those the history released a request for (paid ones first)."""
+    sent = {e.payment for e in history if e.t_release is not None}
+    slots = [i for i, p in enumerate(payments) if p.id in sent]
+    if not slots:
+        raise HarnessError("no payment was delivered before the run stopped")
+    paid = [i for i in slots if plan.is_paid(i)]
+    unpaid = [i for i in slots if not plan.is_paid(i)]
+    return replace(plan, payments=len(paid), unpaid=len(unpaid)), [payments[i] for i in paid + unpaid]
+
+
 class RunSession:
     """One run against ``config.target``: prepare (payments and signed requests), send, read back and judge.
 
@@ -257,9 +268,12 @@ class RunSession:
         self.payments = prepare_payments(self.target, self.config.plan, self._client, self.progress)
         return build_requests(self.config.plan, self.payments, self.target)
 
-    def start_telemetry(self) -> None:
+    def start_telemetry(self, interval: float | None = None) -> None:
+        """Counters now, and the memory of the service's process sampled (every ``interval`` s) until stopped."""
         self._before = scrape(self._client, self._metrics_url)
-        self._sampler = MemorySampler(self.config.service_pid).start()
+        sampler = MemorySampler(self.config.service_pid, interval=interval) if interval else MemorySampler(
+            self.config.service_pid)
+        self._sampler = sampler.start()
 
     def stop_telemetry(self) -> tuple[dict[str, float], dict[str, Any]]:
         """(the service's counter deltas, its memory) since ``start_telemetry``."""
@@ -291,13 +305,21 @@ class RunSession:
             raise HarnessError(f"could not clear faults: {response.status_code} {response.text[:200]}")
 
     def judge(self, history: History, *, counters: dict[str, float] | None = None,
-              memory: dict[str, Any] | None = None, config: dict[str, Any] | None = None) -> RunReport:
-        """Read back receipts and state as they are now and judge ``history`` against them."""
+              memory: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
+              sent_only: bool = False) -> RunReport:
+        """Read back receipts and state as they are now and judge ``history`` against them.
+
+        ``sent_only``: judge only the payments the history sent anything for (a swarm stopped by its
+        time limit leaves the rest untouched; they were never part of the race). HarnessError when none.
+        """
+        plan, payments = self.config.plan, self.payments
+        if sent_only:
+            plan, payments = sent_payments(plan, payments, history)
         self.progress("verifying", 0, 1)
-        report = verify_history(self.target, self.config.plan, self.payments, history,
+        report = verify_history(self.target, plan, payments, history,
                                 targets_file=self.config.targets_file, label=self.config.label or "run",
-                                config={**self.config.describe(), **(config or {})}, counters=counters,
-                                memory=memory, started=self.started,
+                                config={**self.config.describe(), **(config or {}), "plan": plan.to_dict()},
+                                counters=counters, memory=memory, started=self.started,
                                 server_errors_injected=self.config.server_errors_injected)
         self.progress("verifying", 1, 1)
         return report

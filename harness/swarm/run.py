@@ -9,7 +9,7 @@ made in one place, ``prepare`` and ``judge``.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,10 +19,9 @@ from ..history import History
 from ..plan import Plan
 from ..report import write_report
 from ..result import EXIT_INCONCLUSIVE, RunReport
-from ..runner import HarnessError, build_requests, prepare_payments, verify_history
+from ..runner import HarnessError, RunConfig, RunSession, sent_payments, verify_history
 from ..target import Target
 from ..targets import BUILT_IN
-from ..telemetry import MemorySampler, counter_deltas, scrape
 from .coordinator import Coordinator, WaveConfig, Work
 
 log = logging.getLogger("race-harness.swarm")
@@ -81,25 +80,22 @@ class SwarmSettings:
 
 
 def prepare(target: Target, plan: Plan) -> Work:
-    """Create the plan's payments on the target and build its requests."""
-    with httpx.Client(timeout=10.0) as client:
-        payments = prepare_payments(target, plan, client)
-    return Work(target, plan, payments, build_requests(plan, payments, target))
+    """Create the plan's payments on the target and build its requests (a session of its own)."""
+    with RunSession(RunConfig(plan=plan, target=target)) as session:
+        requests = session.prepare()
+        return Work(target, plan, session.payments, requests)
 
 
 def judge(work: Work, history: History, *, label: str, targets_file: str | None, config: dict[str, Any],
           counters: dict[str, float], memory: dict[str, Any], started: float) -> RunReport | str:
     """The oracle's report on the payments that were delivered, or why nothing could be judged."""
-    sent = {e.payment for e in history.events if e.t_release is not None}
-    slots = [i for i, p in enumerate(work.payments) if p.id in sent]
-    if not slots:
-        return "no payment was delivered before the test stopped"
-    paid = [i for i in slots if work.plan.is_paid(i)]
-    unpaid = [i for i in slots if not work.plan.is_paid(i)]
-    plan = replace(work.plan, payments=len(paid), unpaid=len(unpaid))
-    payments = [work.payments[i] for i in paid + unpaid]
+    try:
+        plan, payments = sent_payments(work.plan, work.payments, history)
+    except HarnessError as exc:
+        return str(exc)
     return verify_history(work.target, plan, payments, history, targets_file=targets_file, label=label,
-                          config=config, memory=memory, started=started, counters=counters)
+                          config={**config, "plan": plan.to_dict()}, memory=memory, started=started,
+                          counters=counters)
 
 
 @dataclass
@@ -115,8 +111,7 @@ class SwarmRun:
     started: float = 0.0
     work: Work | None = None
     report: RunReport | None = None
-    sampler: MemorySampler | None = None
-    counters_before: dict[str, float] | None = None
+    session: RunSession | None = None  # prepares, measures the service's telemetry, judges
     faults_before: dict | None = None
     cleanups: list[Callable[[], None]] = field(default_factory=list)
 
@@ -124,13 +119,14 @@ class SwarmRun:
         s, target = self.settings, self.target
         if target.receipts_dir is None:
             log.warning("no --receipts-dir: receipt files cannot be read, so the verdict will be INCONCLUSIVE")
-        self.work = prepare(target, s.plan)
-        with httpx.Client(timeout=10.0) as client:
-            if s.failure_rate is not None and not s.embedded:
+        self.session = RunSession(RunConfig(plan=s.plan, target=target, targets_file=s.targets, label=s.label,
+                                            service_pid=self.service_pid))
+        requests = self.session.prepare()
+        self.work = Work(target, s.plan, self.session.payments, requests)
+        if s.failure_rate is not None and not s.embedded:
+            with httpx.Client(timeout=10.0) as client:
                 self.faults_before = set_failure_rate(client, target, s.failure_rate)
-            self.counters_before = scrape(client, target.url(target.metrics_path) if target.metrics_path else None)
-        if self.service_pid is not None:
-            self.sampler = MemorySampler(self.service_pid, interval=0.05).start()
+        self.session.start_telemetry(interval=0.05)
         log.info("race-harness: %d payments (%d paid) x %d duplicates on %s", len(self.work.payments),
                  s.plan.payments, s.plan.duplicates, target.base_url)
 
@@ -156,10 +152,8 @@ class SwarmRun:
         s, work, c = self.settings, self.work, self.coordinator
         if work is None:
             return "the run ended before anything was judged"
-        memory = self.sampler.stop() if self.sampler else {}
-        self.sampler = None
-        with httpx.Client(timeout=10.0) as client:
-            after = scrape(client, self.target.url(self.target.metrics_path) if self.target.metrics_path else None)
+        assert self.session is not None
+        counters, memory = self.session.stop_telemetry()
         delivered = {e.payment for e in c.history.events if e.t_release is not None}
         config: dict[str, Any] = {
             "scenario": s.scenario,
@@ -176,11 +170,11 @@ class SwarmRun:
         if self.service is not None:
             config["service"] = self.service
             config["mode"] = s.embedded
-        judged = judge(work, c.history, label=s.label, targets_file=s.targets, config=config, memory=memory,
-                       counters=counter_deltas(self.counters_before, after), started=self.started)
-        if isinstance(judged, str):
-            return judged
-        self.report = judged
+        try:
+            self.report = self.session.judge(c.history, counters=counters, memory=memory, config=config,
+                                             sent_only=True)
+        except HarnessError as exc:
+            return str(exc)
         return None
 
     def verdict(self) -> tuple[int, list[str]]:
@@ -205,9 +199,8 @@ class SwarmRun:
 
     def cleanup(self) -> None:
         """Put the service back and stop whatever this run started (safe to call more than once)."""
-        if self.sampler is not None:
-            self.sampler.stop()
-            self.sampler = None
+        if self.session is not None:
+            self.session.close()
         if self.faults_before is not None:
             try:
                 with httpx.Client(timeout=5.0) as client:
