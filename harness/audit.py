@@ -137,10 +137,20 @@ def audit_directory(directory: Path, rules: Sequence[Rule] | None = None, amount
     root = Path(directory)
     if not root.is_dir():
         raise AuditError(f"receipts directory {root} does not exist or is not a directory")
-    started = time.perf_counter()
     # pypdf logs a line per damaged file on stderr; the report lists them instead (pool workers fork
     # after this, so they inherit the level).
-    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    log = logging.getLogger("pypdf")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        return _audit(root, rules, amount, workers, label, progress)
+    finally:
+        log.setLevel(level)
+
+
+def _audit(root: Path, rules: list[Rule], amount: Rule | None, workers: int | None, label: str | None,
+           progress: Callable[[str, int, int], None] | None) -> dict[str, Any]:
+    started = time.perf_counter()
     staged = (lambda stage: (lambda done, total: progress(stage, done, total))) if progress else (lambda _: None)
     text_first = rules[0].source == "text"  # every file needs its text: read it in the one pass
     receipts, problems = scan_receipts(root, text=text_first, workers=workers, progress=staged("reading receipts"))
