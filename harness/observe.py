@@ -7,7 +7,10 @@ deciding which payment a receipt belongs to, and whether its content is right, i
 from __future__ import annotations
 
 import io
+import logging
+import multiprocessing
 import os
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -131,6 +134,19 @@ def _read_chunk(paths: list[str], text: bool) -> list[ReceiptFile | None]:
     return [_read_or_skip(Path(p), text) for p in paths]
 
 
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """fork when this process runs one thread (cheapest: workers start with pypdf loaded); otherwise a
+    fresh interpreter, because a forked child inherits locks other threads may be holding."""
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+def _quiet_like_parent(pypdf_level: int) -> None:
+    logging.getLogger("pypdf").setLevel(pypdf_level)  # a started worker does not inherit the parent's
+
+
 def pool_size() -> int:
     """Worker processes for reading receipts: one per core this process may run on."""
     try:
@@ -155,9 +171,12 @@ def read_receipts(paths: Sequence[Path], *, text: bool = True, workers: int | No
             if progress and (i + 1) % POOL_CHUNK == 0:
                 progress(i + 1, len(paths))
     else:
+        import pypdf  # noqa: F401  loaded once here, so forked workers start with it
+
         chunks = [[str(p) for p in paths[i:i + POOL_CHUNK]] for i in range(0, len(paths), POOL_CHUNK)]
         out = []
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_quiet_like_parent,
+                                 initargs=(logging.getLogger("pypdf").level,)) as pool:
             for chunk in pool.map(_read_chunk, chunks, [text] * len(chunks)):
                 out += chunk
                 if progress:
