@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from . import cli_run, cli_tools
+from .audit import add_audit_parser
 from ._cli_common import Parser
 from .options import OUTPUT, PLAN, SENDING, Option, add_options
 from .reference import SERVICE, add_serve_arguments
@@ -126,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--report-dir", type=Path, help="where comparison.md/.json go (default: beside AFTER)")
     cmp.add_argument("--json", action="store_true")
     cmp.set_defaults(func=cli_run._cmd_compare)
+
+    add_audit_parser(sub)
     return parser
 
 
