@@ -8,7 +8,7 @@ import json
 import httpx
 import pytest
 
-from conftest import create_payments, receipt_files, target_of
+from helpers import create_payments, receipt_files, target_of
 from harness.signing import callback_payload, signed_callback, x_verify
 from harness.target import UAT_SALT_KEY
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import create_payments, target_of
+from helpers import create_payments, target_of
 from harness.cli import main
 
 

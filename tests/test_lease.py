@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import create_payments, outcomes, receipt_files, target_of
+from helpers import create_payments, outcomes, receipt_files, target_of
 from harness import reverify
 from harness.burst import fire
 from harness.reference import FaultFlags

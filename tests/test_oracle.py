@@ -20,7 +20,7 @@ from harness.result import EXIT_INCONCLUSIVE, EXIT_INVALID
 from harness.runner import reverify
 from harness.target import Payment
 
-from conftest import target_of
+from helpers import target_of
 
 
 @pytest.fixture

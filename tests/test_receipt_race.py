@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from conftest import create_payments, outcomes, receipt_files, target_of
+from helpers import create_payments, outcomes, receipt_files, target_of
 from harness.burst import fire
 
 TRIALS = 20

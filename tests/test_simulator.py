@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from conftest import create_payments, receipt_files, target_of
+from helpers import create_payments, receipt_files, target_of
 from harness.reference import start_simulator
 from harness.signing import status_headers
 from harness.target import UAT_MERCHANT_ID, UAT_SALT_KEY

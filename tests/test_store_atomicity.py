@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import mongomock
 
-from conftest import claim_winners
+from helpers import claim_winners
 from reference_service.store import ChargeStore, open_store
 
 TRIALS = 60

@@ -7,7 +7,7 @@ import pytest
 import respx
 
 from _inprocess import serve_in_thread
-from conftest import create_payments, outcomes
+from helpers import create_payments, outcomes
 from harness.burst import fire
 from harness.signing import callback_payload, x_verify
 from harness.target import UAT_SALT_KEY, Target

@@ -21,7 +21,7 @@ import pymongo
 import pytest
 
 from _wire import start_on_store, store, store_kind, target_of  # noqa: F401 (fixtures)
-from conftest import claim_winners
+from helpers import claim_winners
 from harness import wire
 from harness.burst import fire
 from harness.cli import main
