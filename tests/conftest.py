@@ -9,7 +9,6 @@ import pytest
 
 from harness.embedded import ServiceProcess
 
-
 pytest_plugins = ["pytester"]
 
 
@@ -33,3 +32,11 @@ def fast_switching():
     sys.setswitchinterval(1e-6)
     yield
     sys.setswitchinterval(previous)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that starts a reference service (through its fixtures) is slow: `pytest -m 'not slow'` is the
+    quick pass over the oracle, the senders, the reports and the rest that runs in-process."""
+    for item in items:
+        if "reference_service" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -13,6 +13,9 @@ from harness.audit import add_audit_parser, audit_directory, parse_rule
 from harness.observe import scan_receipts
 from reference_service.receipts import render_receipt
 
+# Real processes, nested pytest or Locust runs: `pytest -m 'not slow'` leaves these out.
+pytestmark = pytest.mark.slow
+
 
 def _receipt(directory: Path, mtid: str, amount: int = 49_900, stamp: int = 1_700_000_000_000,
              name: str | None = None) -> Path:

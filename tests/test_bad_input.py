@@ -7,10 +7,13 @@ import json
 
 import httpx
 import pytest
-
 from helpers import create_payments, receipt_files, target_of
+
 from harness.signing import callback_payload, signed_callback, x_verify
 from harness.target import UAT_SALT_KEY
+
+# Real service processes: `pytest -m 'not slow'` leaves these out.
+pytestmark = pytest.mark.slow
 
 API = "/api/public/service-charges"
 
@@ -139,6 +142,7 @@ def test_receipt_names_refuse_any_transaction_id_that_could_leave_the_directory(
 
 def test_a_stored_receipt_path_outside_the_directory_is_never_served(tmp_path):
     from _inprocess import serve_in_thread
+
     from reference_service import ServiceConfig, create_app, open_store
 
     store = open_store(None)

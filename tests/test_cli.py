@@ -8,9 +8,12 @@ import subprocess
 import sys
 
 import pytest
-
 from helpers import create_payments, target_of
+
 from harness.cli import main
+
+# Real service processes: `pytest -m 'not slow'` leaves these out.
+pytestmark = pytest.mark.slow
 
 
 def _run(*argv: str) -> int:

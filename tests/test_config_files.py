@@ -9,6 +9,9 @@ import pytest
 from harness.cli import main
 from harness.result import EXIT_USAGE
 
+# Real service processes: `pytest -m 'not slow'` leaves these out.
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("target, named", [
     ({"base_url": "http://127.0.0.1:9", "recipts_dir": "/tmp"}, "recipts_dir: unknown field"),

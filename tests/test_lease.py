@@ -8,13 +8,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from helpers import create_payments, outcomes, receipt_files, target_of
+
 from harness import reverify
 from harness.burst import fire
-from harness.reference import FaultFlags
 from harness.matrix import FAULTS
+from harness.reference import FaultFlags
 from harness.target import Payment, Target
+
+# Real processes, nested pytest or Locust runs: `pytest -m 'not slow'` leaves these out.
+pytestmark = pytest.mark.slow
 
 CRASH = FaultFlags(crash_after_claim_rate=1.0)
 

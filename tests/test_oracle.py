@@ -10,17 +10,26 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import target_of
 
 from harness import Plan, RunConfig, run_race
 from harness.history import Event, History
 from harness.observe import Observation, ReceiptFile
-from harness.oracle import (Evidence, PlannedPayment, check, exactly_one_receipt, no_errors, one_generation, overlap,
-                            race_exercised, receipt_files, state_agrees_with_disk)
+from harness.oracle import (
+    Evidence,
+    PlannedPayment,
+    check,
+    exactly_one_receipt,
+    no_errors,
+    one_generation,
+    overlap,
+    race_exercised,
+    receipt_files,
+    state_agrees_with_disk,
+)
 from harness.result import EXIT_INCONCLUSIVE, EXIT_INVALID
 from harness.runner import reverify
 from harness.target import Payment
-
-from helpers import target_of
 
 
 @pytest.fixture
@@ -107,7 +116,9 @@ def test_leftover_temporary_file_is_a_file_conflict(race):
 
 
 def test_receipt_for_an_unpaid_charge_is_a_violation(race):
-    from reference_service.receipts import render_receipt  # a forger's tool, not the oracle's
+    from reference_service.receipts import (
+        render_receipt,  # a forger's tool, not the oracle's
+    )
 
     report = race("atomic")
     unpaid = next(r for r in report.payments if r["expected"] == "unpaid")

@@ -7,6 +7,9 @@ import json
 import httpx
 import pytest
 
+# Real processes, nested pytest or Locust runs: `pytest -m 'not slow'` leaves these out.
+pytestmark = pytest.mark.slow
+
 
 def test_race_fixture_reads_like_the_readme(race):
     result = race(payments=3, duplicates=8)

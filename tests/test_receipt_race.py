@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import httpx
 import pytest
-
 from helpers import create_payments, outcomes, receipt_files, target_of
+
 from harness.burst import fire
+
+# Real service processes: `pytest -m 'not slow'` leaves these out.
+pytestmark = pytest.mark.slow
 
 TRIALS = 20
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from _reports import make_report
+
 from harness.redact import MASK, redact
 from harness.report import write_report
 from harness.result import RunReport, Violation
-
-from _reports import make_report
 
 MONGO_PASSWORD = "Pl4nted-Mongo-Pw"
 MONGO_URI = f"mongodb://harness:{MONGO_PASSWORD}@db.example:27017/race?authSource=admin"

@@ -8,11 +8,10 @@ import threading
 from collections import Counter
 
 import matplotlib
+from _reports import fill, make_report, marks, svgs, tip, xs
 
 from harness.report import OUTCOME_COLORS, TIMELINE_PAYMENTS, render_html
 from harness.result import RunReport
-
-from _reports import fill, make_report, marks, svgs, tip, xs
 
 
 def _timeline(report: RunReport) -> str:

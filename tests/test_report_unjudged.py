@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 
+from _reports import fill, make_report, marks, svgs, tip
+
 from harness.report import render_html, render_markdown
 from harness.result import RunReport
-
-from _reports import fill, make_report, marks, svgs, tip
 
 UNJUDGED_COLOR = "#546e7a"
 

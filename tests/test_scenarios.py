@@ -20,6 +20,9 @@ from harness.embedded import free_port
 from harness.reference import start_simulator
 from harness.result import RunReport
 
+# Real processes, nested pytest or Locust runs: `pytest -m 'not slow'` leaves these out.
+pytestmark = pytest.mark.slow
+
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 VERDICT = "race-harness verdict"
 

@@ -29,8 +29,17 @@ import stripe
 import svix.webhooks
 from razorpay.errors import SignatureVerificationError
 
-from harness.signing import (SCHEMES, Scheme, callback_body, callback_payload, redeliver, scheme, signed_callback,
-                             v2_webhook_body, v2_webhook_payload)
+from harness.signing import (
+    SCHEMES,
+    Scheme,
+    callback_body,
+    callback_payload,
+    redeliver,
+    scheme,
+    signed_callback,
+    v2_webhook_body,
+    v2_webhook_payload,
+)
 from harness.signing.base import digest
 from reference_service.phonepe import BadRequest, Unauthorized, parse_callback
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import httpx
 import pytest
-
 from helpers import create_payments, receipt_files, target_of
+
 from harness.reference import start_simulator
 from harness.signing import status_headers
 from harness.target import UAT_MERCHANT_ID, UAT_SALT_KEY
+
+# Real service processes: `pytest -m 'not slow'` leaves these out.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture

@@ -21,11 +21,20 @@ import h2.settings
 import pytest
 
 from harness import Plan, RunConfig, run_race
-from harness._recorder import _ANCILLARY, _await_stamping, _enable_timestamping, _kernel_ns, refused_address
+from harness._recorder import (
+    _ANCILLARY,
+    _await_stamping,
+    _enable_timestamping,
+    _kernel_ns,
+    refused_address,
+)
 from harness.reference import target_of
 from harness.reference.processes import start_service
 from harness.result import EXIT_INVALID, EXIT_OK
 from harness.senders import PreparedRequest, fire
+
+# Real service processes: `pytest -m 'not slow'` leaves these out.
+pytestmark = pytest.mark.slow
 
 _DATA_SEGS_IN = 152  # offset of tcpi_data_segs_in in Linux's struct tcp_info (segments that carried data)
 _SERVE_FOR = 30.0  # no test server thread outlives this

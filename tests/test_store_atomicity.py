@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-
 import mongomock
-
 from helpers import claim_winners
+
 from reference_service.store import ChargeStore, open_store
 
 TRIALS = 60

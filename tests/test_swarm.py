@@ -17,11 +17,23 @@ from typing import Any, Iterator
 
 import pytest
 
-from harness.reference import FaultFlags
 from harness.plan import Plan
-from harness.reference import target_of
+from harness.reference import FaultFlags, target_of
 from harness.result import RunReport
-from harness.swarm import HELLO, Coordinator, Handler, Lane, SwarmTimeout, WaveConfig, Work, judge, prepare
+from harness.swarm import (
+    HELLO,
+    Coordinator,
+    Handler,
+    Lane,
+    SwarmTimeout,
+    WaveConfig,
+    Work,
+    judge,
+    prepare,
+)
+
+# Real processes, nested pytest or Locust runs: `pytest -m 'not slow'` leaves these out.
+pytestmark = pytest.mark.slow
 
 MASTER = "master"
 LOOP_LIMIT = 120.0  # seconds: no delivery thread or hand outlives a test by more than this

@@ -12,25 +12,45 @@ import os
 import signal
 from pathlib import Path
 
+import httpx
 import pytest
+from _strangers import stranger
 from fpdf import FPDF
 
-from _strangers import stranger
 from harness import Plan, RunConfig, run_race
 from harness.cli import main
 from harness.content import amount_named, transactions_named
 from harness.history import Event, History
 from harness.measure import processing_ms
-from harness.observe import STATE, Observation, Problem, ReceiptFile, read_receipt, scan_receipts
-from harness.oracle import (Evidence, PlannedPayment, exactly_one_receipt, overlap, receipt_files,
-                            state_agrees_with_disk)
+from harness.observe import (
+    STATE,
+    Observation,
+    Problem,
+    ReceiptFile,
+    read_receipt,
+    scan_receipts,
+)
+from harness.oracle import (
+    Evidence,
+    PlannedPayment,
+    exactly_one_receipt,
+    overlap,
+    receipt_files,
+    state_agrees_with_disk,
+)
 from harness.reference import target_of
 from harness.relay import Relay
-from harness.result import EXIT_INCONCLUSIVE, EXIT_INVALID, EXIT_OK, EXIT_USAGE, CheckResult, Coverage, decide
+from harness.result import (
+    EXIT_INCONCLUSIVE,
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_USAGE,
+    CheckResult,
+    Coverage,
+    decide,
+)
 from harness.runner import build_requests, prepare_payments, send, verify_history
 from harness.target import Payment
-
-import httpx
 
 PAYMENT = Payment("p1", "MT1", 49_900)
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import httpx
 import pytest
 import respx
-
 from _inprocess import serve_in_thread
 from helpers import create_payments, outcomes
+
 from harness.burst import fire
 from harness.signing import callback_payload, x_verify
 from harness.target import UAT_SALT_KEY, Target
 from reference_service import ServiceConfig, create_app
+
+# Real service processes: `pytest -m 'not slow'` leaves these out.
+pytestmark = pytest.mark.slow
 
 STATUS_BASE = "https://phonepe.invalid/apis/pg-sandbox"
 

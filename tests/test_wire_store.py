@@ -19,16 +19,19 @@ import uuid
 import httpx
 import pymongo
 import pytest
-
 from _wire import start_on_store, store, store_kind, target_of  # noqa: F401 (fixtures)
 from helpers import claim_winners
+
 from harness import wire
 from harness.burst import fire
 from harness.cli import main
-from harness.plan import Plan
-from harness.runner import RunConfig, run_race
-from harness.reference import FaultFlags
 from harness.embedded import free_port
+from harness.plan import Plan
+from harness.reference import FaultFlags
+from harness.runner import RunConfig, run_race
+
+# Real processes, nested pytest or Locust runs: `pytest -m 'not slow'` leaves these out.
+pytestmark = pytest.mark.slow
 
 TRIALS = 20
 

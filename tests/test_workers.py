@@ -14,14 +14,17 @@ import sys
 import time
 
 import pytest
-
 from _wire import fresh_database, target_of, wire_server  # noqa: F401 (fixtures)
+
 from harness.cli import main
 from harness.embedded import free_port
-from harness.reference import start_service
 from harness.plan import Plan
+from harness.reference import start_service
 from harness.result import EXIT_INVALID, EXIT_USAGE
 from harness.runner import RunConfig, run_race
+
+# Real processes, nested pytest or Locust runs: `pytest -m 'not slow'` leaves these out.
+pytestmark = pytest.mark.slow
 
 PAYMENTS, DUPLICATES, TRIALS = 10, 20, 3
 GENERATION_MS = 150
