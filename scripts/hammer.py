@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-timeout", type=float, default=1800.0, help="seconds one run may take")
     parser.add_argument("pytest_args", nargs="*", help="passed on to pytest (after --)")
     args = parser.parse_args(argv)
+    # Stopped from outside (timeout, kill): unwind, so the suite and the load are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     failures: Counter[str] = Counter()
     passes = 0
