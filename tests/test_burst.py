@@ -15,6 +15,7 @@ from typing import Iterator
 import h11
 import pytest
 
+from _poll import clock_anchor, wait_until
 from harness._recorder import Recorder, refused_address
 from harness.burst import BurstResult, PreparedRequest, fire
 from harness.history import History
@@ -164,21 +165,24 @@ def test_a_last_byte_burst_of_50_arrives_far_tighter_than_a_staggered_send(recor
     burst = kernel_spread_s(recorder.wait_for(BURST, method="POST"))
     recorder.clear()
 
-    staggered_send(recorder.port, BURST, gap=0.002)
+    staggered_send(recorder.port, BURST, gap=0.01)  # at least 49 x 10 ms apart, however busy the machine
     staggered = kernel_spread_s(recorder.wait_for(BURST, method="POST"))
 
-    assert burst < 0.050
+    # Compared with a send measured the same way in the same test, not with a wall-clock bound
+    # (how fast the release loop runs is benchmarks/burst_spread.py's business).
     assert burst < staggered / 3
 
 
 def test_no_request_completes_on_the_server_before_the_release(recorder: Recorder) -> None:
     require_kernel_timestamps(recorder)
-    # settle: the prefixes reach the server 50 ms before the release, so a request completed by its
-    # prefix would show up 50 ms early, far beyond the clock-mapping error.
-    result = fire(posts(recorder.url, 20), timeout=10, settle=0.05)
+    # settle: the prefixes reach the server 300 ms before the release, so a request completed by its
+    # prefix would show up 300 ms early. (The recorder stamps a prefix when it reads it: the settle also
+    # gives its thread, on a busy machine, the time to read every prefix before the final bytes come.)
+    wall, perf = clock_anchor()  # the burst's clock origin, with its wall time read at the same instant
+    result = fire(posts(recorder.url, 20), timeout=10, settle=0.3, clock_origin=perf)
     assert result.all_responded(), result.summary()
-    release_ns = (result.history.origin_wall + result.release_started) * 1e9
-    tolerance_ns = 1e6
+    release_ns = (wall + result.release_started) * 1e9  # no final byte was sent before this
+    tolerance_ns = 1e6  # the anchor is good to microseconds, and sending comes strictly after release_started
 
     records = recorder.wait_for(20, method="POST")
     assert len(records) == 20
@@ -207,12 +211,14 @@ def test_a_refused_connection_gives_an_error_event_not_an_exception(recorder: Re
 
 @pytest.mark.parametrize(("sync", "warmup_path"), [("last-byte", "/healthz"), ("last-byte", None), ("naive", None)])
 def test_a_server_that_never_answers_gives_timeout_errors_within_the_timeout(sync: str, warmup_path: str | None) -> None:
+    # One timeout bounds the whole burst: ten silent requests take about one timeout, not ten. The
+    # bound is half of ten timeouts, so a busy machine has seconds of room and a per-request timeout fails.
     with Recorder(answer=False) as silent:
         started = time.perf_counter()
-        result = fire(posts(silent.url, 3), sync=sync, timeout=1.0, warmup_path=warmup_path)
+        result = fire(posts(silent.url, 10), sync=sync, timeout=1.0, warmup_path=warmup_path)
         elapsed = time.perf_counter() - started
 
-    assert elapsed < 1.0 + 0.5
+    assert elapsed < 5 * 1.0
     assert all(e.error is not None and e.error.startswith("timeout:") for e in result.history)
     assert all(e.status is None for e in result.history)
 
@@ -227,14 +233,10 @@ def test_no_socket_is_left_open_after_answers_refusals_or_timeouts(recorder: Rec
         for sync in ("last-byte", "naive"):
             fire(posts(recorder.url, 10) + posts(refused_url, 2), sync=sync, timeout=5)
             fire(posts(silent.url, 10), sync=sync, timeout=0.3)
-        # the recorders close their ends when they see ours close; give them a moment
-        end = time.monotonic() + 3
-        while len(list(fd_dir.iterdir())) > before and time.monotonic() < end:
-            time.sleep(0.02)
-        after = len(list(fd_dir.iterdir()))
+        # the recorders close their ends when they see ours close: wait for that, bounded
+        wait_until(lambda: len(list(fd_dir.iterdir())) <= before, timeout=30,
+                   message=f"the open descriptors to fall back to {before}")
     listener_less.close()
-
-    assert after <= before
 
 
 def test_misuse_raises_value_error(recorder: Recorder) -> None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 from helpers import create_payments, outcomes, receipt_files, target_of
 
+from _poll import wait_until
 from harness import reverify
 from harness.burst import fire
 from harness.matrix import FAULTS
@@ -24,6 +29,38 @@ CRASH = FaultFlags(crash_after_claim_rate=1.0)
 
 def _check(report, name):
     return next(c for c in report.checks if c.name == name)
+
+
+# What a repair is judged by: the files and the state as they are now. Not race-exercised (a verdict
+# on the run's timing, fixed when the run ended) nor the other history checks: a repair cannot change them.
+REPAIR_CHECKS = ("exactly-one-receipt", "receipt-files", "state-agrees-with-disk")
+
+
+def assert_repaired(report) -> None:
+    """Judged again from disk and state, every receipt and record is as exactly-once requires."""
+    again = reverify(report)
+    assert all(_check(again, name).valid is True for name in REPAIR_CHECKS), again.explain()
+
+
+def _claims(service) -> list[float]:
+    """When each lease was won, from the service's JSON log lines (epoch seconds, logged after the claim)."""
+    times = []
+    for line in service.log_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # uvicorn's own lines, or a line still being written
+        if isinstance(record, dict) and record.get("event") == "claim_won":
+            times.append(record["ts"])
+    return times
+
+
+def wait_for_expired_leases(service, lease_seconds: float, count: int) -> None:
+    """Wait until ``count`` leases were won and the last of them has expired (the service's clock is ours)."""
+    claims = wait_until(lambda: _claims(service) if len(_claims(service)) >= count else None,
+                        message=f"{count} lease(s) to be won")
+    expiry = max(claims) + lease_seconds
+    wait_until(lambda: time.time() > expiry + 0.05, message="the leases to expire")
 
 
 def test_atomic_mode_under_a_crash_after_claim_leaves_stuck_payments_reported_missing(race):
@@ -64,7 +101,9 @@ def test_no_fault_ever_yields_two_receipts(race, mode, fault):
 
 
 def test_a_slow_former_owner_cannot_overwrite_the_newer_owners_receipt(start_reference):
-    service = start_reference("lease", generation_delay_ms=1200, lease_seconds=0.4)
+    # The first owner generates for 3 s on a 0.5 s lease: the second delivery comes once the lease has
+    # expired (seen from the claim's own log time, not guessed) and takes over long before the first is done.
+    service = start_reference("lease", generation_delay_ms=3000, lease_seconds=0.5)
     target = target_of(service)
     (payment,) = create_payments(target, 1)
     answers = {}
@@ -74,15 +113,17 @@ def test_a_slow_former_owner_cannot_overwrite_the_newer_owners_receipt(start_ref
 
     first = threading.Thread(target=deliver, args=("first",))
     first.start()
-    time.sleep(0.7)  # the first owner's lease has expired; it is still generating
+    wait_for_expired_leases(service, 0.5, count=1)  # the first owner's lease has expired; it is still generating
     deliver("second")
     first.join(30)
 
+    # The answers prove the interleaving: had the first finished before the second claimed, it would
+    # have answered generated.
     assert outcomes(target, answers["first"]) == ["already_generated"]  # fenced out, its file discarded
     assert outcomes(target, answers["second"]) == ["generated"]
     files = receipt_files(service)
     assert len(files) == 1 and not files[0].name.startswith(".")
-    state = httpx.get(target.url(target.state_path, payment)).json()
+    state = httpx.get(target.url(target.state_path, payment), timeout=30).json()
     assert state["receiptPath"].endswith(files[0].name)
 
 
@@ -91,29 +132,80 @@ def test_a_later_delivery_regenerates_a_receipt_whose_file_was_lost(race):
     receipts = report.config["target"]["receipts_dir"]
     lost = sorted(Path(receipts).iterdir())[0]
     lost.unlink()
-    assert not reverify(report).valid
-
     row = next(r for r in report.payments if lost.name in r["receipt_files"])
+    missing = _check(reverify(report), "exactly-one-receipt")
+    assert [(v.payment, v.message.split(":")[0]) for v in missing.violations] == [(row["payment"], "missing receipt")]
+
     t = Target(base_url=report.config["target"]["base_url"], receipts_dir=receipts)
-    burst = fire([t.callback_request(Payment(row["payment"], row["merchant_transaction_id"], row["amount"]))] * 3)
+    burst = fire([t.callback_request(Payment(row["payment"], row["merchant_transaction_id"], row["amount"]))] * 3,
+                 timeout=30)
 
     assert outcomes(t, burst) == ["already_generated", "already_generated", "generated"]
-    assert reverify(report).valid
+    assert_repaired(report)
 
 
 def test_a_completed_receipt_left_under_its_temporary_name_is_renamed_into_place(race):
-    report = race(payments=1, duplicates=2, mode="lease")
+    report = race(payments=1, duplicates=1, mode="lease")  # one delivery: a receipt to interrupt, no race
     receipts = Path(report.config["target"]["receipts_dir"])
     (final,) = list(receipts.iterdir())
     final.rename(receipts / f".{final.name}.tmp")  # as if the process died between completion and rename
     row = report.payments[0]
     t = Target(base_url=report.config["target"]["base_url"], receipts_dir=str(receipts))
 
-    burst = fire([t.callback_request(Payment(row["payment"], row["merchant_transaction_id"], row["amount"]))])
+    burst = fire([t.callback_request(Payment(row["payment"], row["merchant_transaction_id"], row["amount"]))],
+                 timeout=30)
 
     assert outcomes(t, burst) == ["already_generated"]
     assert [p.name for p in receipts.iterdir()] == [final.name]
-    assert reverify(report).valid
+    assert_repaired(report)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 16: LeaseStep._repair looks for the final name before the temporary "
+                   "one; look for the temporary one first (then remove this mark)")
+def test_a_delivery_racing_the_owners_rename_does_not_generate_a_second_receipt(tmp_path, monkeypatch):
+    """A late duplicate finds the receipt completed and looks for its file just as the owner renames it.
+
+    Looking for the final name, then for the temporary one, misses a rename that lands in between:
+    both look absent, the receipt is taken for lost and generated again (two receipts for one
+    payment; seen under load in lease races with an instant generation). Here the owner's rename is
+    made to land right after the delivery's first look, whichever name it looks at first.
+    """
+    from reference_service.faults import Faults
+    from reference_service.metrics import ServiceMetrics
+    from reference_service.modes import ALREADY_GENERATED, LeaseStep, ReceiptGenerator
+    from reference_service.receipts import publish_receipt, temp_path_for, write_temp_receipt
+    from reference_service.store import open_store
+
+    store = open_store(None)
+    charge_id = store.create(vendor_name="v", exhibition_id="e", amount=100, merchant_transaction_id="MT1")["_id"]
+    store.mark_paid(charge_id, "T1", None)
+    assert store.claim_lease(charge_id, "owner", 30.0) is not None  # the owner: claimed, wrote, completed ...
+    final = write_temp_receipt(tmp_path, store.get(charge_id))
+    assert store.complete_lease(charge_id, "owner", str(final))  # ... and its rename is next
+
+    real_exists, renamed = Path.exists, []
+
+    def exists(path: Path) -> bool:
+        seen = real_exists(path)
+        if not renamed and path in (final, temp_path_for(final)):
+            publish_receipt(final)  # the owner's rename lands now
+            renamed.append(path.name)
+        return seen
+
+    monkeypatch.setattr(Path, "exists", exists)
+    metrics, faults = ServiceMetrics(), Faults()
+    with ThreadPoolExecutor(2) as executor:
+        async def run_blocking(fn, *args):
+            return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+
+        step = LeaseStep(store, ReceiptGenerator(tmp_path, 0, faults, metrics, run_blocking), metrics, executor,
+                         faults, 30.0)
+        answer = asyncio.run(step.run(charge_id, "callback"))
+
+    assert renamed, "the delivery never looked for the file: the interleaving was not exercised"
+    assert answer.outcome == ALREADY_GENERATED
+    assert [p.name for p in tmp_path.iterdir()] == [final.name]
+    assert store.get(charge_id)["receiptPath"] == str(final)
 
 
 def test_the_sweep_completes_payments_whose_owner_crashed(start_reference):
@@ -124,26 +216,30 @@ def test_the_sweep_completes_payments_whose_owner_crashed(start_reference):
         fire([target.callback_request(payment)] * 3)
     assert receipt_files(service) == []
 
-    httpx.put(service.url + "/_admin/faults", json={"crash_after_claim_rate": 0.0}).raise_for_status()
-    time.sleep(0.5)
-    swept = httpx.post(service.url + "/_admin/sweep").json()["swept"]
+    httpx.put(service.url + "/_admin/faults", json={"crash_after_claim_rate": 0.0}, timeout=30).raise_for_status()
+    wait_for_expired_leases(service, 0.3, count=3)  # the crashed owners' leases
+    swept = httpx.post(service.url + "/_admin/sweep", timeout=30).json()["swept"]
 
     assert swept == {"generated": 3}
     assert len(receipt_files(service)) == 3
 
 
 def test_the_sweep_renames_an_interrupted_completion_and_regenerates_a_lost_receipt(race):
-    report = race(payments=2, duplicates=2, mode="lease", generation_delay_ms=0)
+    # One delivery per payment: the receipts to damage, made without a race (nothing here races).
+    report = race(payments=2, duplicates=1, mode="lease", generation_delay_ms=0)
     receipts = Path(report.config["target"]["receipts_dir"])
     interrupted, lost = sorted(receipts.iterdir())
+    by_file = {name: row["payment"] for row in report.payments for name in row["receipt_files"]}
+    assert sorted(by_file) == [interrupted.name, lost.name]  # one receipt for each payment
     interrupted.rename(receipts / f".{interrupted.name}.tmp")
     lost.unlink()
 
-    swept = httpx.post(report.config["target"]["base_url"] + "/_admin/sweep").json()["swept"]
+    swept = httpx.post(report.config["target"]["base_url"] + "/_admin/sweep", timeout=30).json()["swept"]
 
     assert swept == {"repaired": 1, "generated": 1}
-    assert interrupted.exists() and len(list(receipts.iterdir())) == 2
-    assert reverify(report).valid
+    after = sorted(p.name for p in receipts.iterdir())
+    assert interrupted.name in after and lost.name not in after and len(after) == 2
+    assert_repaired(report)
 
 
 def test_the_sweep_is_refused_outside_lease_mode(start_reference):
@@ -162,14 +258,21 @@ def test_publishing_a_receipt_twice_is_harmless_for_whoever_comes_second(tmp_pat
 
 
 def test_the_sweep_removes_a_temporary_receipt_whose_owner_died_before_completing(race):
-    report = race(payments=1, duplicates=2, mode="lease", generation_delay_ms=0, lease_seconds=0.3)
+    report = race(payments=1, duplicates=1, mode="lease", generation_delay_ms=0, lease_seconds=30)
     receipts = Path(report.config["target"]["receipts_dir"])
     orphan = receipts / ".receipt-MT0DEAD-1.pdf.tmp"  # written, never completed: its owner died
     orphan.write_bytes(b"%PDF-1.4 half a receipt")
-    assert not reverify(report).valid  # the oracle sees the leftover as a file conflict
+    an_hour_ago = time.time() - 3600  # older than a lease: no owner can still complete it
+    os.utime(orphan, (an_hour_ago, an_hour_ago))
+    in_progress = receipts / ".receipt-MT0BUSY-2.pdf.tmp"  # younger than a lease: its owner may still finish
+    in_progress.write_bytes(b"%PDF-1.4 being written")
+    conflicts = _check(reverify(report), "receipt-files").violations
+    assert sorted(f for v in conflicts if v.message.startswith("file conflict") for f in v.files) == \
+        sorted([orphan.name, in_progress.name])  # the oracle sees the leftovers as file conflicts
 
-    time.sleep(0.4)  # older than a lease: no owner can still complete it
-    swept = httpx.post(report.config["target"]["base_url"] + "/_admin/sweep").json()["swept"]
+    swept = httpx.post(report.config["target"]["base_url"] + "/_admin/sweep", timeout=30).json()["swept"]
 
     assert swept == {"orphans_removed": 1}
-    assert not orphan.exists() and reverify(report).valid
+    assert not orphan.exists() and in_progress.exists()
+    in_progress.unlink()  # its owner completes or dies later; not this test's business
+    assert_repaired(report)

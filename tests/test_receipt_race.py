@@ -6,6 +6,7 @@ import httpx
 import pytest
 from helpers import create_payments, outcomes, receipt_files, target_of
 
+from _poll import clock_anchor
 from harness.burst import fire
 
 # Real service processes: `pytest -m 'not slow'` leaves these out.
@@ -48,16 +49,19 @@ def test_failed_generation_rolls_back_and_the_next_callback_makes_exactly_one(st
     (payment,) = create_payments(target, 1)
 
     first = fire([target.callback_request(payment)] * 5, timeout=30)
-    assert outcomes(target, first) == ["already_generated"] * 4 + ["failed"]
+    # How many fail is timing: the claim is given back after each failure, so a duplicate that comes
+    # later than one generation (on a loaded machine) claims again and fails too. Never a receipt.
+    answers = outcomes(target, first)
+    assert "failed" in answers and set(answers) <= {"failed", "already_generated"}, answers
     assert receipt_files(service) == []
-    assert httpx.get(target.url(target.state_path, payment)).json()["receiptGenerated"] is False
+    assert httpx.get(target.url(target.state_path, payment), timeout=30).json()["receiptGenerated"] is False
 
-    httpx.put(service.url + "/_admin/faults", json={"failure_rate": 0.0}).raise_for_status()
+    httpx.put(service.url + "/_admin/faults", json={"failure_rate": 0.0}, timeout=30).raise_for_status()
     retry = fire([target.callback_request(payment)] * 5, timeout=30)
 
     assert outcomes(target, retry) == ["already_generated"] * 4 + ["generated"]
     assert len(receipt_files(service)) == 1
-    state = httpx.get(target.url(target.state_path, payment)).json()
+    state = httpx.get(target.url(target.state_path, payment), timeout=30).json()
     assert state["receiptGenerated"] is True
     assert state["receiptPath"].endswith(receipt_files(service)[0].name)
 
@@ -66,10 +70,12 @@ def test_server_arrival_is_stamped_when_the_request_is_complete_not_when_its_hea
     service = start_reference("atomic", generation_delay_ms=0)
     target = target_of(service)
     (payment,) = create_payments(target, 1)
+    # The burst's clock starts at an instant whose wall time is read with it (not mapped later, where
+    # a stall between two clock reads would shift every time by the stall).
+    wall, perf = clock_anchor()
     # Hold every final byte back for 300 ms after the rest of each request was sent.
-    burst = fire([target.callback_request(payment)] * 3, timeout=30, settle=0.3)
+    burst = fire([target.callback_request(payment)] * 3, timeout=30, settle=0.3, clock_origin=perf)
+    released = wall + burst.release_started  # no final byte left before this
     for event in burst.history:
-        released = burst.history.origin_wall + event.t_release
-        # 50 ms of slack for mapping the harness clock to wall time on a busy machine; a stamp taken at
-        # the headers would be 300 ms early.
-        assert event.server_arrival >= released - 0.05, "arrival stamped before the final byte was sent"
+        # 5 ms for the two clocks and the stamp's float; a stamp taken at the headers would be 300 ms early.
+        assert event.server_arrival >= released - 0.005, "arrival stamped before the final byte was sent"

@@ -35,7 +35,7 @@ def test_service_verify_path_asks_the_simulator_and_generates_the_receipt(start_
     service = start_reference("atomic", generation_delay_ms=0, phonepe_base_url=simulator.url)
     target = target_of(service, gateway_url=simulator.url)
     (payment,) = create_payments(target, 1)
-    with httpx.Client() as client:
+    with httpx.Client(timeout=30) as client:  # a status call or a delivery, then a PDF
         target.set_gateway_state(client, payment, "COMPLETED")
         answer = client.post(target.url(target.verify_path, payment)).json()
     assert answer["receipt"] == "generated"
@@ -46,7 +46,7 @@ def test_simulator_signs_and_delivers_a_callback_the_service_accepts(start_refer
     service = start_reference("atomic", generation_delay_ms=0)
     target = target_of(service, gateway_url=simulator.url)
     (payment,) = create_payments(target, 1)
-    with httpx.Client() as client:
+    with httpx.Client(timeout=30) as client:  # a status call or a delivery, then a PDF
         target.set_gateway_state(client, payment, "COMPLETED")
         delivered = client.post(f"{simulator.url}/sim/transactions/{payment.merchant_transaction_id}/callback",
                                 json={"url": target.url(target.callback_path)}).json()
@@ -57,7 +57,7 @@ def test_pending_status_leaves_the_charge_unpaid(start_reference, simulator):
     service = start_reference("atomic", generation_delay_ms=0, phonepe_base_url=simulator.url)
     target = target_of(service, gateway_url=simulator.url)
     (payment,) = create_payments(target, 1)
-    with httpx.Client() as client:
+    with httpx.Client(timeout=30) as client:  # a status call or a delivery, then a PDF
         target.set_gateway_state(client, payment, "PENDING")
         answer = client.post(target.url(target.verify_path, payment)).json()
     assert (answer["receipt"], answer["paymentStatus"]) == ("not_paid", "pending")

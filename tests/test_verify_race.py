@@ -58,7 +58,7 @@ def test_verify_alone_marks_paid_and_generates_the_receipt(verify_service, phone
         target = Target(base_url=url)
         (payment,) = create_payments(target, 1)
         phonepe.amounts[payment.merchant_transaction_id] = payment.amount
-        response = httpx.post(target.url(target.verify_path, payment))
+        response = httpx.post(target.url(target.verify_path, payment), timeout=30)
         assert response.json()["receipt"] == "generated"
         assert phonepe.asked == [payment.merchant_transaction_id]
         assert len(list((tmp_path / "atomic").iterdir())) == 1

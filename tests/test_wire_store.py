@@ -19,6 +19,7 @@ import uuid
 import httpx
 import pymongo
 import pytest
+from _poll import wait_until
 from _wire import start_on_store, store, store_kind, target_of  # noqa: F401 (fixtures)
 from helpers import claim_winners
 
@@ -67,9 +68,10 @@ def test_lease_is_won_once_and_completed_only_by_its_holder(store, fast_switchin
 
 def test_expired_lease_is_taken_over_and_the_former_holder_cannot_complete(store):
     charge_id = _new_charge(store)
-    assert store.claim_lease(charge_id, "first", 0.05) is not None
-    assert store.claim_lease(charge_id, "second", 30.0) is None  # still held
-    time.sleep(0.1)
+    assert store.claim_lease(charge_id, "first", 2.0) is not None
+    assert store.claim_lease(charge_id, "second", 30.0) is None  # still held (2 s is far beyond one round trip)
+    expires = store.get(charge_id)["receiptClaim"]["expiresAt"]
+    wait_until(lambda: time.time() > expires, timeout=10, message="the first lease to expire")
     assert store.claim_lease(charge_id, "second", 30.0) is not None
     assert store.complete_lease(charge_id, "first", "/first.pdf") is False
     assert store.complete_lease(charge_id, "second", "/second.pdf") is True
@@ -92,8 +94,18 @@ def _answers(target, burst) -> list:
     return sorted((target.outcome_of(e.body) for e in burst.history), key=str)
 
 
+def assert_rolled_back(answers: list) -> None:
+    """Every delivery of a burst whose generations all fail either failed or found the claim taken.
+
+    How many fail depends on timing, not on correctness: the claim is given back when a generation
+    fails, so a duplicate that reaches the store after that (a loaded machine delays some by more
+    than the generation) claims again and fails too. What must never happen is a receipt.
+    """
+    assert "failed" in answers and set(answers) <= {"failed", "already_generated"}, answers
+
+
 def _payments(target, count: int) -> list:
-    with httpx.Client(timeout=10) as client:
+    with httpx.Client(timeout=30) as client:
         return [target.create_payment(client, 49_900 + i) for i in range(count)]
 
 
@@ -112,10 +124,10 @@ def test_failed_generation_rolls_back_and_the_next_delivery_makes_exactly_one(st
     (payment,) = _payments(target, 1)
 
     first = fire([target.callback_request(payment)] * 5, timeout=30)
-    assert _answers(target, first) == ["already_generated"] * 4 + ["failed"]
-    assert httpx.get(target.url(target.state_path, payment)).json()["receiptGenerated"] is False
+    assert_rolled_back(_answers(target, first))
+    assert httpx.get(target.url(target.state_path, payment), timeout=30).json()["receiptGenerated"] is False
 
-    httpx.put(service.url + "/_admin/faults", json={"failure_rate": 0.0}).raise_for_status()
+    httpx.put(service.url + "/_admin/faults", json={"failure_rate": 0.0}, timeout=30).raise_for_status()
     retry = fire([target.callback_request(payment)] * 5, timeout=30)
 
     assert _answers(target, retry) == ["already_generated"] * 4 + ["generated"]
@@ -201,7 +213,7 @@ def test_serve_stops_its_wire_server_when_interrupted(tmp_path, sig):
         assert wire.ping(uri)
         _wait_until_serving(f"http://127.0.0.1:{port}/healthz")
         serve.send_signal(sig)
-        serve.wait(15)
+        serve.wait(60)
     finally:
         if serve.poll() is None:
             serve.kill()
@@ -209,12 +221,11 @@ def test_serve_stops_its_wire_server_when_interrupted(tmp_path, sig):
     assert not wire.ping(uri, timeout_ms=300)
 
 
-def _wait_until_serving(url: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def _wait_until_serving(url: str, timeout: float = 60.0) -> None:
+    def serving() -> bool:
         try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
+            return httpx.get(url, timeout=5).status_code == 200
         except httpx.HTTPError:
-            time.sleep(0.05)
-    raise AssertionError(f"{url} did not answer within {timeout} s")
+            return False
+
+    wait_until(serving, timeout=timeout, interval=0.05, message=f"{url} to answer")

@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 from _wire import fresh_database, target_of, wire_server  # noqa: F401 (fixtures)
@@ -124,13 +123,15 @@ def test_run_starts_a_four_worker_locked_service_on_the_wire_store_and_exits_1_n
     (["--store", "wire", "--mongo-uri", "mongodb://127.0.0.1/"], "name two different stores"),
 ], ids=["workers 0", "memory with 2 workers", "malformed URI", "not a MongoDB URI", "unreachable MongoDB",
         "two stores"])
-def test_serve_with_bad_store_or_workers_exits_4_within_10_s(tmp_path, argv, message):
+def test_serve_with_bad_store_or_workers_exits_4_without_hanging(tmp_path, argv, message):
+    # Never a hang: the unreachable MongoDB is given up after the service's 5 s, well inside this
+    # bound, while pymongo's own default (30 s) would not be. No tighter wall-clock bound: a loaded
+    # machine can take seconds just to start Python.
     env = {k: v for k, v in os.environ.items() if k != "MONGODB_URI"}
-    started = time.monotonic()
     completed = subprocess.run([sys.executable, "-m", "harness.cli", "serve", "--port", str(free_port()),
                                 "--receipts-dir", str(tmp_path / "receipts"), *argv],
-                               capture_output=True, text=True, timeout=30, env=env)
-    assert (completed.returncode, time.monotonic() - started < 10) == (EXIT_USAGE, True), completed.stderr
+                               capture_output=True, text=True, timeout=25, env=env)
+    assert completed.returncode == EXIT_USAGE, completed.stderr
     assert message in completed.stderr
     assert "Traceback" not in completed.stderr + completed.stdout
 
