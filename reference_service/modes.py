@@ -199,12 +199,15 @@ class LeaseStep(ReceiptStep):
         if not charge.get("receiptGenerated") or not path:
             return False
         final = Path(path)
-        if final.exists():
-            return False
+        # The temporary name first: a receipt only ever moves from it to the final name, so looking in
+        # this order cannot miss an owner's rename that lands between the two looks (the other order
+        # sees neither name and generates the receipt a second time).
         if temp_path_for(final).exists():
-            await self._db(publish_receipt, final)
+            await self._db(publish_receipt, final)  # harmless if the owner renamed it meanwhile
             _log(logging.WARNING, channel, "Receipt renamed into place after an interrupted completion",
                  "receipt_repaired", charge)
+            return False
+        if final.exists():
             return False
         reopened = await self._db(self.store.reset_lost_receipt, charge["_id"], path)
         if reopened:

@@ -160,8 +160,6 @@ def test_a_completed_receipt_left_under_its_temporary_name_is_renamed_into_place
     assert_repaired(report)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16: LeaseStep._repair looks for the final name before the temporary "
-                   "one; look for the temporary one first (then remove this mark)")
 def test_a_delivery_racing_the_owners_rename_does_not_generate_a_second_receipt(tmp_path, monkeypatch):
     """A late duplicate finds the receipt completed and looks for its file just as the owner renames it.
 
