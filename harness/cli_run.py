@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .result import EXIT_INCONCLUSIVE, EXIT_INVALID, EXIT_OK, RunReport
+from .result import EXIT_INCONCLUSIVE, EXIT_INVALID, EXIT_OK, RunReport, Verdict
 from ._cli_common import ProgressBar, fail
 
 
@@ -144,12 +144,22 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print_comparison(comparison)
         for kind, path in written.items():
             print(f"comparison ({kind}): {path}")
-    before, after = reports["vulnerable"].verdict, reports["atomic"].verdict
-    if before.exit_code == EXIT_INVALID and after.exit_code == EXIT_OK:
-        return EXIT_OK  # the story holds: duplicates before, exactly one after
-    if after.exit_code != EXIT_OK:
-        return after.exit_code
-    return EXIT_INCONCLUSIVE  # the vulnerable service showed no duplicates: the demo proved nothing
+    return demo_exit(reports["vulnerable"].verdict, reports["atomic"].verdict)
+
+
+def demo_exit(before: Verdict, after: Verdict) -> int:
+    """The demo's exit code: 0 when its story holds — duplicates before, every invariant after.
+
+    A timing target the atomic run missed (a busy machine's processing time) is shown in the
+    comparison but is not the story; a violated or unjudgeable invariant after the fix is.
+    """
+    if after.valid is False:
+        return EXIT_INVALID
+    if after.valid is None:
+        return EXIT_INCONCLUSIVE
+    if before.exit_code != EXIT_INVALID:
+        return EXIT_INCONCLUSIVE  # the vulnerable service showed no duplicates: the demo proved nothing
+    return EXIT_OK
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:

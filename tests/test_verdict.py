@@ -383,3 +383,19 @@ def test_payments_starved_by_a_relay_refusing_every_second_connection_are_unjudg
     assert checks["no-errors"].valid is False and len(checks["no-errors"].violations) == 8
     mostly_unjudged = len(starved) * 2 > len(payments)
     assert report.verdict.exit_code == (EXIT_INCONCLUSIVE if mostly_unjudged else EXIT_INVALID)
+
+
+# -- the demo's story ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("before, after, expected", [
+    ((False, EXIT_INVALID), (True, EXIT_OK), EXIT_OK),
+    ((False, EXIT_INVALID), (True, 2), EXIT_OK),  # a missed timing target after the fix is shown, not the story
+    ((False, EXIT_INVALID), (False, EXIT_INVALID), EXIT_INVALID),  # duplicates after the fix
+    ((False, EXIT_INVALID), (None, EXIT_INCONCLUSIVE), EXIT_INCONCLUSIVE),
+    ((True, EXIT_OK), (True, EXIT_OK), EXIT_INCONCLUSIVE),  # the vulnerable run showed nothing: proved nothing
+])
+def test_the_demo_exits_0_only_when_duplicates_before_and_every_invariant_after(before, after, expected):
+    from harness.cli_run import demo_exit
+    from harness.result import Verdict
+
+    assert demo_exit(Verdict(*before, ""), Verdict(*after, "")) == expected
