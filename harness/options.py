@@ -40,7 +40,7 @@ class Option:
 def _sync_choices() -> tuple[str, ...]:
     from .senders import SENDERS
 
-    return (*SENDERS, "sequential")
+    return (*SENDERS, "sequential", "auto")
 
 
 PLAN = (
@@ -53,7 +53,9 @@ PLAN = (
     Option("round_interval", float, 0.0, "seconds between delivery rounds (e.g. longer than a lease)"),
 )
 SENDING = (
-    Option("sync", str, "last-byte", "how duplicates are sent (sequential never overlaps)", choices=_sync_choices()),
+    Option("sync", str, "last-byte", "how duplicates are sent: a sender (single-packet is HTTP/2), sequential "
+                                     "(never overlaps), or auto (single-packet when the target speaks HTTP/2, else "
+                                     "last-byte)", choices=_sync_choices()),
     Option("timeout", float, 60.0, "seconds one burst may take"),
 )
 OUTPUT = (

@@ -20,6 +20,7 @@ import httpx
 from . import __version__
 from .burst import PreparedRequest, fire
 from .senders import SENDERS
+from .senders.auto import AUTO, resolve_sync
 from .history import History
 from .measure import compute_metrics, payment_rows
 from .observe import observe
@@ -30,7 +31,7 @@ from .target import Payment, Target, TargetError
 from .targets import evaluate, load_targets
 from .telemetry import MemorySampler, counter_deltas, scrape
 
-SYNC_CHOICES = (*SENDERS, "sequential")  # every registered sender, and one-by-one
+SYNC_CHOICES = (*SENDERS, "sequential", AUTO)  # every registered sender, one-by-one, or what the target speaks
 MAX_WAVE = 256  # connections open at once; larger plans go in waves of whole payments
 
 
@@ -283,12 +284,14 @@ class RunSession:
 
     def send(self, requests: list[PreparedRequest]) -> History:
         """Every delivery round of the plan, in simultaneous waves (or one by one for ``sequential``)."""
-        history = History(sync=self.config.sync)
+        # --sync auto: single-packet when the target speaks HTTP/2; the history says which sender ran.
+        sync = resolve_sync(self.config.sync, self.target.url(self.target.health_path))
+        history = History(sync=sync)
         for round_ in range(self.config.plan.rounds):
             if round_:
                 self._before_retry()
                 time.sleep(self.config.plan.round_interval)
-            send([replace(r, meta={**r.meta, "round": round_}) for r in requests], sync=self.config.sync,
+            send([replace(r, meta={**r.meta, "round": round_}) for r in requests], sync=sync,
                  timeout=self.config.timeout, history=history, progress=self.progress,
                  warmup_path=self.target.health_path)
         return history

@@ -231,3 +231,22 @@ def test_single_packet_race_against_the_http2_reference_service_judges_its_mode(
     assert report.verdict.exit_code == exit_code, report.explain()
     callbacks = [e for e in report.history["events"] if e["meta"].get("h2")]
     assert len(callbacks) >= 3 * 5 and all(e["status"] is not None for e in callbacks)
+
+
+def test_auto_sync_picks_single_packet_for_an_http2_target_and_last_byte_for_an_http1_one(h2_service,
+                                                                                          reference_service):
+    from harness.senders.auto import resolve_sync, speaks_h2
+
+    h2 = h2_service("atomic")
+    h1 = reference_service("atomic", generation_delay_ms=0)
+    assert speaks_h2(h2.url) and not speaks_h2(h1.url)
+    assert resolve_sync("auto", h2.url) == "single-packet" and resolve_sync("auto", h1.url) == "last-byte"
+    assert resolve_sync("naive", h2.url) == "naive"  # a named sender is never second-guessed
+
+
+def test_a_run_with_auto_sync_reports_the_sender_that_ran(h2_service):
+    service = h2_service("atomic")
+    report = run_race(RunConfig(plan=Plan(payments=2, duplicates=3), target=target_of(service), sync="auto",
+                                targets_file="exactly-once"))
+    assert report.config["sync"] == "auto" and report.history_summary["sync"] == "single-packet"
+    assert report.verdict.exit_code == EXIT_OK, report.explain()
