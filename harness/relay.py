@@ -10,6 +10,7 @@ loopback only, serves at most ``max_connections``, and stops with ``close()`` (o
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -40,10 +41,14 @@ class Relay:
     """``Relay(upstream_port, up_delay=..., down_delay=..., refuse=...)``; ``relay.url`` is where to connect."""
 
     def __init__(self, upstream_port: int, *, upstream_host: str = "127.0.0.1", up_delay: Delay = _no_delay,
-                 down_delay: Delay = _no_delay, refuse: Callable[[int], bool] = _never,
-                 max_connections: int = 10_000) -> None:
+                 down_delay: Delay = _no_delay, jitter: float = 0.0, seed: int = 0,
+                 refuse: Callable[[int], bool] = _never, max_connections: int = 10_000) -> None:
+        """``up_delay``/``down_delay``: each connection's base latency per direction; ``jitter``: the standard
+        deviation (s) of a further delay drawn per chunk, independently per connection (``seed`` + its number),
+        as on real paths; order within a connection is kept, so a chunk never overtakes the one before."""
         self.upstream = (upstream_host, upstream_port)
         self.up_delay, self.down_delay, self.refuse = up_delay, down_delay, refuse
+        self.jitter, self.seed = jitter, seed
         self.max_connections = max_connections
         self.stats = RelayStats()
         self._loop = asyncio.new_event_loop()
@@ -84,15 +89,20 @@ class Relay:
 
     async def _pipe(self, number: int, direction: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     delay: float) -> None:
-        """Forward each chunk ``delay`` seconds after it arrived, in order, then close the far side."""
+        """Forward each chunk ``delay`` seconds (plus jitter) after it arrived, in order, then close the far side."""
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+        rng = random.Random(f"{self.seed}-{number}-{direction}")
+        last_due = 0.0
 
         async def forward() -> None:
+            nonlocal last_due
             while True:
                 received, chunk = await queue.get()
                 if not chunk:
                     break
-                wait = received + delay - time.perf_counter()
+                extra = abs(rng.gauss(0.0, self.jitter)) if self.jitter > 0 else 0.0
+                last_due = max(last_due, received + delay + extra)  # never overtake the previous chunk
+                wait = last_due - time.perf_counter()
                 if wait > 0:
                     await asyncio.sleep(wait)
                 writer.write(chunk)
