@@ -17,8 +17,10 @@ def _new_charge(store: ChargeStore, n: int) -> str:
 def test_raw_mongomock_find_one_and_update_double_claims(fast_switching):
     collection = mongomock.MongoClient().db.charges
     raw = ChargeStore(collection)  # the store's code, but without its lock
-    multi = sum(claim_winners(raw.claim_receipt, _new_charge(raw, n)) > 1 for n in range(TRIALS))
-    assert multi > 0, "raw mongomock never double-claimed: the atomicity test below would prove nothing"
+    # Up to ten times the trials, stopping at the first double claim: on a loaded machine the threads
+    # interleave less often, and one double claim is all this witness has to show.
+    double = any(claim_winners(raw.claim_receipt, _new_charge(raw, n)) > 1 for n in range(10 * TRIALS))
+    assert double, "raw mongomock never double-claimed: the atomicity test below would prove nothing"
 
 
 def test_embedded_store_claims_exactly_once(fast_switching):

@@ -200,11 +200,12 @@ def test_a_lane_that_never_answers_is_named_and_gets_no_more_shares_while_the_ot
     service = reference_service("atomic", generation_delay_ms=150)
     swarm.lane("lane-a")
     swarm.silent_lane("lane-silent")
-    config = WaveConfig(wave_size=2, burst_timeout=3.0, slack=1.0, lane_wait=10.0)
+    # Room for the live lane's share on a loaded machine: only the silent lane may miss its wait.
+    config = WaveConfig(wave_size=2, burst_timeout=10.0, slack=2.0, lane_wait=10.0)
     report = swarm.run(target_of(service), Plan(payments=4, duplicates=2), config)
     assert len(swarm.coordinator.lapses) == 1, swarm.coordinator.lapses
     (lapse,) = swarm.coordinator.lapses
-    assert "lane-silent" in lapse and "no READY" in lapse and "4.0 s" in lapse
+    assert "lane-silent" in lapse and "no READY" in lapse and "12.0 s" in lapse
     assert {e.meta["worker"] for e in swarm.coordinator.history.events} == {"lane-a"}
     # The first wave lost the silent lane's half; every later wave went whole to lane-a.
     assert len(swarm.coordinator.history.events) == 4 * 2 - 2

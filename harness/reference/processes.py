@@ -83,7 +83,7 @@ def start_service(receipts_dir: Path, *, mode: str = "atomic", generation_delay_
                   wire: Any = None, database: str | None = None, workers: int = 1,
                   extra_args: Sequence[str] = (), host: str = "127.0.0.1", port: int | None = None,
                   log_path: Path | None = None, env: dict[str, str] | None = None,
-                  timeout: float = 30.0, http2: bool = False, tls: bool = False) -> ServiceProcess:
+                  timeout: float = 120.0, http2: bool = False, tls: bool = False) -> ServiceProcess:
     """Run ``python -m reference_service`` on a free loopback port and wait until it answers.
 
     ``http2`` serves with hypercorn (h2c with prior knowledge beside HTTP/1.1); ``tls`` (with
@@ -212,7 +212,7 @@ def _wait_for_workers(service: ServiceProcess, workers: int, deadline: float) ->
 
 
 def start_simulator(*, host: str = "127.0.0.1", port: int | None = None, log_path: Path | None = None,
-                    extra_args: Sequence[str] = (), timeout: float = 30.0) -> ServiceProcess:
+                    extra_args: Sequence[str] = (), timeout: float = 120.0) -> ServiceProcess:
     """Run the PhonePe simulator (status API) on a free loopback port."""
     port = port or free_port(host)
     if log_path is None:
