@@ -75,7 +75,7 @@ class Relay:
         number = self.stats.accepted + self.stats.refused
         if number >= self.max_connections or self.refuse(number):
             self.stats.refused += 1
-            writer.transport.abort()  # an RST, as from a peer that is not there
+            writer.transport.abort()  # closed at once: a reset, or a bare close if no byte has come in yet
             return
         self.stats.accepted += 1
         try:

@@ -40,7 +40,10 @@ def _exchange(port: int, messages: list[bytes]) -> bytes:
             sock.sendall(message)
         want, got = sum(map(len, messages)), b""
         while len(got) < want:
-            got += sock.recv(65536)
+            data = sock.recv(65536)
+            if not data:  # closed before everything came back: a refusal may end in a close, not a reset
+                raise ConnectionError(f"closed after {len(got)} of {want} bytes")
+            got += data
         return got
 
 
