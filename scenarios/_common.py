@@ -22,7 +22,6 @@ import json
 import logging
 import tempfile
 import threading
-import time
 import traceback
 from functools import partial
 from pathlib import Path
@@ -140,7 +139,6 @@ class LocustRun:
                                        wanted_users=lambda: getattr(runner, "target_user_count", 0) or 1)
         self.settings: SwarmSettings | None = None
         self.run: SwarmRun | None = None
-        self.started = time.time()
         self.failure: tuple[int, str] | None = None  # (exit code, message) when the run could not be made
         self.finished = False
         self._finish_lock = threading.Lock()
@@ -155,7 +153,7 @@ class LocustRun:
                 base_url=s.host, receipts_dir=s.receipts_dir, mongo_uri=s.mongo_uri, gateway_url=s.gateway_url),
                 None, None, [])
             self.run = SwarmRun(s, target, self.coordinator, service_pid=pid, service=service, cleanups=stops,
-                                runner=type(self.environment.runner).__name__, started=self.started)
+                                runner=type(self.environment.runner).__name__)
             self.run.prepare()
             self.run.drive()
         except HarnessError as exc:

@@ -108,7 +108,6 @@ class SwarmRun:
     service_pid: int | None = None  # a service this run started: its memory is sampled
     service: dict[str, Any] | None = None  # how that service was started, for the report
     runner: str = ""  # the name of what carried the messages (Locust's runner class)
-    started: float = 0.0
     work: Work | None = None
     report: RunReport | None = None
     session: RunSession | None = None  # prepares, measures the service's telemetry, judges
