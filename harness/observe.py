@@ -26,6 +26,10 @@ RECEIPT_VANISHED = "receipt-vanished"  # one file went away between listing and 
 STATE = "state"  # the state of payments could not be read
 
 
+REFERENCE_STATE_FIELDS = {"paid": "paymentStatus", "claim": "receiptGenerated", "effect": "receiptPath",
+                          "effect_is": "name"}
+
+
 @dataclass
 class Problem:
     """Something the observation could not read, by kind (``RECEIPTS_DIR``, ``RECEIPT_VANISHED``, ``STATE``)."""
@@ -47,11 +51,23 @@ class ReceiptFile:
     title: str | None = None  # the PDF's metadata Title
     text: str = ""  # the first page's text, as extracted
     error: str | None = None
+    # What a profile's source and rules said of it (the reference service's receipts need none).
+    kind: str = "receipt"  # the effect's name in reports
+    source: str = "files"  # files, mongo or http
+    keyed: bool = False  # a key rule was applied: ``key`` (even None) is what it extracted
+    key: str | None = None
+    joins: str = "transaction"  # what the key is: the transaction id, the payment id, or state.<field>
+    amount: int | None = None  # paise, when an amount rule extracted one
+    data: dict | None = None  # a row's fields, or a JSON file's (JSON-safe)
 
     @property
     def is_final(self) -> bool:
-        """A finished receipt's name: a temporary or partial file is a file conflict."""
-        return self.name.endswith(".pdf") and not self.name.startswith(".")
+        """A finished side effect: a temporary or partial file is a file conflict (rows are always final)."""
+        if self.source != "files":
+            return True
+        if self.name.startswith(".") or self.name.endswith((".tmp", ".part", ".partial")):
+            return False
+        return self.name.endswith(".pdf") or self.data is not None
 
 
 @dataclass
@@ -61,6 +77,14 @@ class Observation:
     state: dict[str, dict | None] = field(default_factory=dict)  # payment id -> normalised state
     state_source: str = "none"  # "http", "mongodb" or "none"
     problems: list[Problem] = field(default_factory=list)  # what could not be read, by kind
+    # What a profile described: where side effects were read, whether answers say what happened,
+    # which state fields mean paid / claimed / the effect, and whether the wait for settling ended.
+    effect_sources: list[str] = field(default_factory=list)
+    effect_kinds: list[str] = field(default_factory=list)  # one of each per paid payment
+    answers_described: bool = True
+    state_fields: dict[str, str | None] = field(default_factory=lambda: dict(REFERENCE_STATE_FIELDS))
+    settled: bool | None = None  # None: the profile does not ask to wait
+    rule_misses: list[str] = field(default_factory=list)  # a profile's key rule that matched no effect read
 
     @property
     def errors(self) -> list[str]:
@@ -187,19 +211,25 @@ def read_receipts(paths: Sequence[Path], *, text: bool = True, workers: int | No
 
 
 def scan_receipts(directory: str | Path, *, passes: int = 3, text: bool = True, workers: int | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> tuple[list[ReceiptFile], list[Problem]]:
+                  progress: Callable[[int, int], None] | None = None,
+                  match: Callable[[str], bool] | None = None) -> tuple[list[ReceiptFile], list[Problem]]:
     """Every regular file in the receipts directory, PDFs or not (stray files are evidence too).
 
     A file that vanishes between listing and reading (a temporary file renamed into place, a receipt
     deleted) affects only itself: the directory is listed again after reading, up to ``passes``
     times, until a listing holds nothing unread, so a file that took its place is read too. Files
     gone from the last listing are reported one problem each. Raises ``OSError`` when the directory
-    itself cannot be listed. ``text``, ``workers`` and ``progress`` are as for ``read_receipts``.
+    itself cannot be listed. ``text``, ``workers`` and ``progress`` are as for ``read_receipts``;
+    ``match`` keeps only the names it accepts (a profile's glob).
     """
     root = Path(directory)
     read: dict[str, ReceiptFile] = {}
     skipped: set[str] = set()  # not regular files, or vanished before they could be read
-    listing = {p.name for p in root.iterdir()}
+
+    def list_names() -> set[str]:
+        return {p.name for p in root.iterdir() if match is None or match(p.name)}
+
+    listing = list_names()
     for _ in range(passes):
         names = sorted(listing - set(read) - skipped)
         for name, receipt in zip(names, read_receipts([root / n for n in names], text=text, workers=workers,
@@ -208,7 +238,7 @@ def scan_receipts(directory: str | Path, *, passes: int = 3, text: bool = True, 
                 skipped.add(name)
             else:
                 read[name] = receipt
-        listing = {p.name for p in root.iterdir()}
+        listing = list_names()
         if not listing - set(read) - skipped:
             break
     receipts = [read[name] for name in sorted(read) if name in listing]
@@ -223,6 +253,7 @@ def normalise_state(doc: dict | None) -> dict | None:
         return None
     return {
         "paymentStatus": doc.get("paymentStatus"),
+        "paid": doc.get("paymentStatus") == "paid",
         "receiptGenerated": bool(doc.get("receiptGenerated")),
         "receiptPath": doc.get("receiptPath"),
     }

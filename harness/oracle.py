@@ -70,22 +70,45 @@ class Evidence:
 
     @cached_property
     def receipt_owners(self) -> dict[str, str]:
-        """Receipt file name -> the transaction id of the payment it belongs to.
+        """Side effect name -> the transaction id of the payment it belongs to.
 
-        By the PDF's Subject when it names one of the run's payments, else by the one transaction id
-        of the run its page text prints, else by the one its file name carries. A file naming none
-        (or several) of the run's payments is not ours to judge (another run's file, or ambiguous).
+        A side effect keyed by a profile's rule belongs to the payment its key names: a transaction
+        id, a payment id, or a value the payment's state holds (a receipt number the service
+        assigned). Without a rule (the reference service's receipts): by the PDF's Subject when it
+        names one of the run's payments, else by the one transaction id of the run its page text
+        prints, else by the one its file name carries. An effect naming none (or several) of the
+        run's payments is not ours to judge (another run's, or ambiguous).
         """
         known = set(self.by_transaction())
+        by_id = {p.payment.id: p.payment.merchant_transaction_id for p in self.payments}
+        by_state: dict[tuple[str, str], str] = {}
+        for planned in self.payments:
+            state = self.observation.state.get(planned.payment.id) or {}
+            for field_name, value in (state.get("join") or {}).items():
+                if value not in (None, ""):
+                    by_state[(field_name, str(value))] = planned.payment.merchant_transaction_id
         owners = {}
         for receipt in self.observation.receipts:
+            if receipt.keyed:
+                owner = None
+                if receipt.key is None:
+                    continue
+                if receipt.joins == "transaction":
+                    owner = receipt.key if receipt.key in known else None
+                elif receipt.joins == "id":
+                    owner = by_id.get(receipt.key)
+                else:
+                    owner = by_state.get((receipt.joins.removeprefix("state."), receipt.key))
+                if owner is not None:
+                    owners[_effect_id(receipt)] = owner
+                continue
             if receipt.subject in known:
-                owners[receipt.name] = receipt.subject
+                owners[_effect_id(receipt)] = receipt.subject
                 continue
             for source in (receipt.text, receipt.name):
                 named = transactions_named(source, known)
                 if len(named) == 1:
-                    owners[receipt.name] = named.pop()
+                    owners[_effect_id(receipt)] = named.pop()
                     break
         return owners
 
@@ -93,7 +116,7 @@ class Evidence:
     def _receipts_by_transaction(self) -> dict[str, list[ReceiptFile]]:
         grouped: dict[str, list[ReceiptFile]] = {}
         for receipt in self.observation.receipts:
-            if owner := self.receipt_owners.get(receipt.name):
+            if owner := self.receipt_owners.get(_effect_id(receipt)):
                 grouped.setdefault(owner, []).append(receipt)
         return grouped
 
@@ -101,12 +124,17 @@ class Evidence:
         return self._receipts_by_transaction.get(payment.merchant_transaction_id, [])
 
 
+def _effect_id(receipt: ReceiptFile) -> str:
+    """A side effect's name, unique across sources (a file's name as it always was)."""
+    return receipt.name if receipt.source == "files" else f"{receipt.source}:{receipt.kind}:{receipt.name}"
+
+
 Checker = Callable[[Evidence], CheckResult]
 
 
 def receipts_unreadable(ev: Evidence) -> str | None:
-    if ev.observation.receipts_dir is None:
-        return "no receipts directory to read"
+    if ev.observation.receipts_dir is None and not ev.observation.effect_sources:
+        return "no side-effect source to read (no receipts directory, no profile effects)"
     bad = ev.observation.problems_of(RECEIPTS_DIR)
     return bad[0].message if bad else None
 
@@ -117,28 +145,40 @@ def _unjudged_details(ev: Evidence) -> dict:
 
 
 def exactly_one_receipt(ev: Evidence) -> CheckResult:
-    """Exactly one receipt file per paid payment and none per unpaid one, grouped by the receipt's own content."""
-    name, description = "exactly-one-receipt", "exactly one receipt file per paid payment, none for unpaid ones"
+    """Exactly one side effect of each kind per paid payment and none per unpaid one, grouped by its own content."""
+    name, description = "exactly-one-receipt", "exactly one receipt (side effect of each kind) per paid payment, none for unpaid ones"
     if reason := receipts_unreadable(ev):
         return CheckResult(name, description, None, details={"reason": reason})
+    kinds = _kinds(ev)
     violations, counts = [], {}
     for planned in ev.payments:
-        files = ev.receipts_of(planned.payment)
-        counts[planned.payment.id] = len(files)
-        names = [f.name for f in files]
-        if planned.expected_paid and len(files) == 0:
-            if ev.judged(planned):  # a payment the service never heard of is not missing a receipt
-                violations.append(Violation(name, "missing receipt: paid payment has no receipt file",
-                                            planned.payment.id, kind=MISSING))
-        elif planned.expected_paid and len(files) > 1:
-            violations.append(Violation(name, f"duplicate receipts: {len(files)} files for one payment",
-                                        planned.payment.id, names, kind=DUPLICATE))
-        elif not planned.expected_paid and files:
-            violations.append(Violation(name, f"receipt for an unpaid payment ({len(files)} file(s))",
-                                        planned.payment.id, names, kind=UNPAID_RECEIPT))
+        effects = ev.receipts_of(planned.payment)
+        counts[planned.payment.id] = len(effects)
+        for kind in kinds:
+            files = [f for f in effects if f.kind == kind]
+            names = [_effect_id(f) for f in files]
+            what = "receipt" if kind == "receipt" else f"{kind!r} side effect"
+            noun = "files" if all(f.source == "files" for f in files) and kind == "receipt" else "records"
+            if planned.expected_paid and len(files) == 0:
+                if ev.judged(planned):  # a payment the service never heard of is not missing a receipt
+                    violations.append(Violation(name, f"missing {what}: paid payment has no {what} "
+                                                      f"{noun.removesuffix('s')}", planned.payment.id, kind=MISSING))
+            elif planned.expected_paid and len(files) > 1:
+                violations.append(Violation(name, f"duplicate {what}s: {len(files)} {noun} for one payment",
+                                            planned.payment.id, names, kind=DUPLICATE))
+            elif not planned.expected_paid and files:
+                violations.append(Violation(name, f"{what} for an unpaid payment ({len(files)} {noun[:-1]}(s))",
+                                            planned.payment.id, names, kind=UNPAID_RECEIPT))
     vanished = [p.file for p in ev.observation.problems_of(RECEIPT_VANISHED)]
     details = {"receipts_per_payment": counts, **_unjudged_details(ev), **({"vanished": vanished} if vanished else {})}
+    if ev.observation.effect_sources:
+        details["sources"] = ev.observation.effect_sources
     return CheckResult(name, description, not violations, violations, details)
+
+
+def _kinds(ev: Evidence) -> list[str]:
+    """The kinds of side effect the run expects one of per paid payment (a profile's effects)."""
+    return ev.observation.effect_kinds or sorted({r.kind for r in ev.observation.receipts}) or ["receipt"]
 
 
 def one_generation(ev: Evidence) -> CheckResult:
@@ -148,6 +188,10 @@ def one_generation(ev: Evidence) -> CheckResult:
     The answers cannot: every ``generated`` beyond the first is a side effect that happened again.
     """
     name, description = "one-generation", "at most one request per payment answered that it generated the receipt"
+    if not ev.observation.answers_described:
+        return CheckResult(name, description, None, made=False,
+                           details={"reason": "the profile says nothing about answers ([answers]): judged from "
+                                              "side effects and state alone"})
     if not any(e.outcome is not None for e in ev.history):
         return CheckResult(name, description, None,
                            details={"reason": "the service's answers name no outcome (Target.outcome_field)"})
@@ -171,26 +215,34 @@ def receipt_files(ev: Evidence) -> CheckResult:
     if reason := receipts_unreadable(ev):
         return CheckResult(name, description, None, details={"reason": reason})
     known = ev.by_transaction()
-    violations, foreign, unchecked = [], [], []
+    violations, foreign, unchecked, unkeyed = [], [], [], []
     for receipt in ev.observation.receipts:
+        effect = _effect_id(receipt)
         if not receipt.is_final:
             violations.append(Violation(name, "file conflict: temporary or partial file left in the receipts directory",
-                                        files=[receipt.name], kind=FILE_CONFLICT))
+                                        files=[effect], kind=FILE_CONFLICT))
             continue
         if not receipt.readable:
-            violations.append(Violation(name, f"unreadable receipt ({receipt.error})", files=[receipt.name],
+            violations.append(Violation(name, f"unreadable receipt ({receipt.error})", files=[effect],
                                         kind=UNREADABLE))
             continue
-        owner = ev.receipt_owners.get(receipt.name)
+        owner = ev.receipt_owners.get(effect)
         if owner is None:
-            foreign.append(receipt.name)  # another run's file; not ours to judge
+            # another run's effect, not ours to judge (or one the profile's key rule found nothing in)
+            (unkeyed if receipt.keyed and receipt.key is None else foreign).append(effect)
             continue
-        found, problems = _content_of(receipt, known[owner].payment, set(known))
+        payment = known[owner].payment
+        if receipt.source != "files" or receipt.amount is not None or not receipt.text:
+            found, problems = _amount_of(receipt, payment)
+        else:
+            found, problems = _content_of(receipt, payment, set(known))
         violations += problems
         if not found:
-            unchecked.append(receipt.name)
+            unchecked.append(effect)
     violations += _overwritten_generations(ev)
     details: dict = {"foreign_files": foreign}
+    if unkeyed:
+        details["unkeyed"] = unkeyed
     if unchecked and not violations:
         details["unchecked"] = unchecked
         details["reason"] = (f"{len(unchecked)} receipt(s) print neither their transaction id nor a money amount "
@@ -217,6 +269,17 @@ def _content_of(receipt: ReceiptFile, payment: Payment, known: set[str]) -> tupl
     return checked or bool(violations), violations
 
 
+def _amount_of(receipt: ReceiptFile, payment: Payment) -> tuple[bool, list[Violation]]:
+    """A side effect whose amount a profile rule extracted (a row's field, a pattern in a file): does it match?"""
+    if receipt.amount is None:
+        return False, []
+    if receipt.amount != payment.amount:
+        return True, [Violation("receipt-files", f"records amount {receipt.amount} paise, not its payment's "
+                                                 f"{payment.amount} paise", payment.id, [_effect_id(receipt)],
+                                kind=WRONG_AMOUNT)]
+    return True, []
+
+
 def _overwritten_generations(ev: Evidence) -> list[Violation]:
     """Two generations that reported the same file: one overwrote the other (a file conflict)."""
     out = []
@@ -238,15 +301,22 @@ def _basename(path: object) -> str:
 
 
 def state_agrees_with_disk(ev: Evidence) -> CheckResult:
-    """paid <-> receiptGenerated <-> receiptPath names the one existing file; unpaid stays unpaid."""
+    """paid <-> claimed <-> the state names the one side effect that exists; unpaid stays unpaid."""
     name = "state-agrees-with-disk"
-    description = "paid, receiptGenerated and receiptPath agree with the one file on disk; unpaid charges stay unpaid"
+    fields = ev.observation.state_fields
+    paid_f, claim_f, effect_f = fields.get("paid"), fields.get("claim"), fields.get("effect")
+    description = (f"{paid_f}, {claim_f or '(no claim flag)'} and {effect_f or '(no effect field)'} agree with the one "
+                   f"side effect found; unpaid payments stay unpaid")
+    if ev.observation.state_source == "none" and not ev.observation.problems_of(STATE):
+        return CheckResult(name, description, None, made=False,
+                           details={"reason": "the profile reads no state ([state]): judged from side effects alone"})
     if not ev.observation.state and (problems := ev.observation.problems_of(STATE)):
         return CheckResult(name, description, None, details={"reason": "; ".join(p.message for p in problems)})
     if reason := receipts_unreadable(ev):
         return CheckResult(name, description, None, details={"reason": reason})
+    by_key = fields.get("effect_is") == "key"
     violations = []
-    existing = {r.name for r in ev.observation.receipts}
+    existing = {(r.key if by_key else r.name) for r in ev.observation.receipts}
 
     def wrong(message: str, pid: str, files: list[str] | None = None) -> None:
         violations.append(Violation(name, message, pid, files or [], kind=STATE_MISMATCH))
@@ -259,27 +329,47 @@ def state_agrees_with_disk(ev: Evidence) -> CheckResult:
         if state is None:
             wrong("the service has no record of this payment", pid)
             continue
-        files = [f.name for f in ev.receipts_of(planned.payment)]
-        paid = state["paymentStatus"] == "paid"
-        recorded = _basename(state.get("receiptPath"))
+        effects = ev.receipts_of(planned.payment)
+        files = [_effect_id(f) for f in effects]
+        paid = state.get("paid", state["paymentStatus"] == "paid")
+        claimed = state.get("receiptGenerated")
+        raw = state.get("receiptPath")
+        recorded = (str(raw) if raw not in (None, "") else "") if by_key else _basename(raw)
         if planned.expected_paid:
             if not paid:
-                wrong(f"paymentStatus is {state['paymentStatus']!r} after a COMPLETED callback", pid)
-            if not state["receiptGenerated"]:
-                wrong("receiptGenerated is false for a paid payment", pid, files)
-            if not recorded:
-                wrong("receiptPath is empty for a paid payment", pid, files)
+                wrong(f"{paid_f} is {state['paymentStatus']!r} after a COMPLETED callback", pid)
+            if claim_f and not claimed:
+                wrong(f"{claim_f} is false for a paid payment", pid, files)
+            if not effect_f:
+                pass
+            elif not recorded:
+                wrong(f"{effect_f} is empty for a paid payment", pid, files)
             elif recorded not in existing:
-                wrong("receiptPath names a file that does not exist", pid, [recorded])
-            elif len(files) == 1 and recorded != files[0]:
-                wrong("receiptPath names another file than the receipt on disk", pid, [recorded, files[0]])
+                wrong(f"{effect_f} names a {'side effect' if by_key else 'file'} that does not exist", pid, [recorded])
+            elif len(effects) == 1 and recorded != (effects[0].key if by_key else effects[0].name):
+                wrong(f"{effect_f} names another {'side effect' if by_key else 'file'} than the receipt "
+                      f"{'found' if by_key else 'on disk'}", pid,
+                      [recorded, files[0]])
         else:
             if paid:
                 wrong("an unpaid control payment is marked paid", pid)
-            if state["receiptGenerated"] or recorded:
-                wrong("an unpaid charge has receiptGenerated or a receiptPath", pid, [recorded] if recorded else [])
+            if (claim_f and claimed) or recorded:
+                wrong(f"an unpaid charge has {claim_f or '(claim)'} or a {effect_f or '(effect)'}", pid,
+                      [recorded] if recorded else [])
     details = {"state_source": ev.observation.state_source, **_unjudged_details(ev)}
     return CheckResult(name, description, not violations, violations, details)
+
+
+def settled(ev: Evidence) -> CheckResult:
+    """The service's side effects and state stopped changing before they were judged (when the profile waits)."""
+    name, description = "settled", "side effects and state stopped changing before they were judged"
+    if ev.observation.settled is None:
+        return CheckResult(name, description, None, made=False,
+                           details={"reason": "the profile does not wait for settling ([settle])"})
+    if not ev.observation.settled:
+        reasons = [p.message for p in ev.observation.problems if p.kind == "unsettled"]
+        return CheckResult(name, description, None, details={"reason": "; ".join(reasons) or "did not settle"})
+    return CheckResult(name, description, True)
 
 
 def no_errors(ev: Evidence) -> CheckResult:
@@ -311,7 +401,12 @@ CHECKERS: tuple[Checker, ...] = (exactly_one_receipt, one_generation, receipt_fi
 
 
 def check(evidence: Evidence, checkers: tuple[Checker, ...] = CHECKERS) -> list[CheckResult]:
-    """Run every checker; one that raises becomes unknown with the error as its reason."""
+    """Run every checker; one that raises becomes unknown with the error as its reason.
+
+    A profile that waits for settling adds the ``settled`` check.
+    """
+    if evidence.observation.settled is not None and settled not in checkers:
+        checkers = (*checkers, settled)
     results = []
     for checker in checkers:
         try:

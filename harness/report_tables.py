@@ -16,6 +16,8 @@ EXAMPLE_VIOLATIONS = 3
 
 def _check_icon(check: CheckResult) -> str:
     """Status of one checker as an icon plus its word."""
+    if not check.made:
+        return "➖ not made"
     return {True: "✅ pass", False: "❌ FAIL", None: "⚠️ unknown"}[check.valid]
 
 
@@ -48,7 +50,7 @@ def checks_table(report: RunReport) -> Table:
     table = Table(["Status", "Check", "What it checks", "Violations", "First violations"])
     for check in report.checks:
         table.add([_check_icon(check), check.name, check.description, len(check.violations),
-                   _violation_examples(check)], {True: "ok", False: "bad", None: "warn"}[check.valid])
+                   _violation_examples(check)], {True: "ok", False: "bad", None: "warn"}[check.valid] if check.made else "")
     if not report.checks:
         table.note = "No checkers ran."
     return table

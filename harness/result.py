@@ -38,9 +38,14 @@ class CheckResult:
     valid: bool | None
     violations: list[Violation] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+    # False: the profile gives this check no evidence to work with (e.g. it says nothing about
+    # answers), so it was not made. Reported, but it cannot make a run inconclusive.
+    made: bool = True
 
     @property
     def status(self) -> str:
+        if not self.made:
+            return "not made"
         return {True: "pass", False: "FAIL", None: "unknown"}[self.valid]
 
 
@@ -88,7 +93,7 @@ def decide(checks: list[CheckResult], targets: list[TargetResult], coverage: Cov
     (or a crash) failed, not the service.
     """
     failed = [c for c in checks if c.valid is False]
-    unknown = [c for c in checks if c.valid is None]
+    unknown = [c for c in checks if c.valid is None and c.made]
     missed = [t for t in targets if t.status == MISSED]
     if coverage is not None and coverage.mostly_unjudged and all(c.name in _RUN_CHECKS for c in failed):
         also = f"; {', '.join(c.name for c in failed)} failed" if failed else ""

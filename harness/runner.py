@@ -23,9 +23,9 @@ from .senders import SENDERS
 from .senders.auto import AUTO, resolve_sync
 from .history import History
 from .measure import compute_metrics, payment_rows
-from .observe import observe
 from .oracle import Evidence, PlannedPayment, check
 from .plan import Plan, PlanError
+from .profile import Profile, ProfileError, as_profile
 from .result import Coverage, RunReport, decide
 from .target import Payment, Target, TargetError
 from .targets import evaluate, load_targets
@@ -55,7 +55,7 @@ class RunConfig:
     """
 
     plan: Plan = field(default_factory=Plan)
-    target: Target | None = None
+    target: Target | Profile | None = None  # a profile, or a legacy target file's description
     sync: str = "last-byte"
     timeout: float = 60.0
     targets_file: Path | str | None = None
@@ -95,22 +95,28 @@ def environment() -> dict[str, Any]:
     }
 
 
-def _check_reachable(target: Target, client: httpx.Client) -> None:
+def _check_reachable(target: Target | Profile, client: httpx.Client) -> None:
     try:
-        client.get(target.url(target.health_path), timeout=5.0)
-    except httpx.HTTPError as exc:
-        raise HarnessError(f"target {target.base_url} is unreachable: {exc.__class__.__name__}: {exc}") from None
+        as_profile(target).check_reachable(client)
+    except TargetError as exc:
+        raise HarnessError(f"target {exc}") from None
 
 
-def build_requests(plan: Plan, payments: list[Payment], target: Target) -> list[PreparedRequest]:
-    out = []
-    for planned in plan.requests():
-        payment = payments[planned.slot]
-        if planned.channel == "verify":
-            out.append(target.verify_request(payment))
-        else:
-            out.append(target.callback_request(payment, planned.state))
-    return out
+def build_requests(plan: Plan, payments: list[Payment], target: Target | Profile) -> list[PreparedRequest]:
+    """Every request of one delivery round: each planned delivery rendered and signed by the profile."""
+    profile = as_profile(target)
+    try:
+        return [profile.request(p.channel, payments[p.slot], p.state) for p in plan.requests()]
+    except (KeyError, ValueError) as exc:
+        raise HarnessError(f"cannot build the deliveries: {exc}") from None
+
+
+def target_config(target: Target | Profile) -> dict[str, Any]:
+    """How a report records the service's description (secrets masked): a legacy target as it was, or the profile."""
+    if isinstance(target, Profile):
+        return {"target": {"base_url": target.base_url, "profile": target.name, "receipts_dir": target.receipts_dir},
+                "profile": target.to_dict()}
+    return {"target": target.to_dict()}
 
 
 def _waves(requests: list[PreparedRequest], limit: int = MAX_WAVE) -> list[list[PreparedRequest]]:
@@ -166,37 +172,32 @@ def run_race(config: RunConfig, progress: Progress = _no_progress) -> RunReport:
     return report
 
 
-def prepare_payments(target: Target, plan: Plan, client: httpx.Client,
+def prepare_payments(target: Target | Profile, plan: Plan, client: httpx.Client,
                      progress: Progress = _no_progress) -> list[Payment]:
-    """Create the plan's payments on the target (and tell the gateway which are paid, for verify calls)."""
-    _check_reachable(target, client)
-    amounts = plan.amounts()
-    payments = []
+    """Get the plan's payments the profile's way (and tell a gateway simulator which are paid, for verify calls)."""
+    profile = as_profile(target)
+    _check_reachable(profile, client)
     try:
-        for slot in range(plan.slots):
-            payments.append(target.create_payment(client, amounts[slot]))
-            progress("creating payments", slot + 1, plan.slots)
-        if plan.uses_verify():
-            for slot in range(plan.payments):
-                target.set_gateway_state(client, payments[slot], "COMPLETED")
+        return profile.prepare_payments(plan, client, progress)
     except (TargetError, httpx.HTTPError) as exc:
-        raise HarnessError(f"could not prepare payments on {target.base_url}: {exc}") from None
-    return payments
+        raise HarnessError(f"could not prepare payments on {profile.base_url}: {exc}") from None
 
 
-def read_answers(target: Target, history: History) -> None:
-    """What each answer says, by the target's description: the outcome, and an injected-fault mark."""
+def read_answers(target: Target | Profile, history: History) -> None:
+    """What each answer says, by the profile: the outcome, and an injected-fault mark."""
+    profile = as_profile(target)
     for event in history:
-        event.outcome = target.outcome_of(event.body)
-        fault = target.injected_fault_of(event.body)
+        event.outcome = profile.outcome_of(event.body, event.status)
+        fault = profile.injected_fault_of(event.body)
         if fault:
             event.meta["injected_fault"] = fault
 
 
-def verify_history(target: Target, plan: Plan, payments: list[Payment], history: History, *,
+def verify_history(target: Target | Profile, plan: Plan, payments: list[Payment], history: History, *,
                    targets_file: Path | None = None, label: str = "run", config: dict[str, Any] | None = None,
                    counters: dict[str, float] | None = None, memory: dict[str, Any] | None = None,
-                   started: float | None = None, server_errors_injected: bool = False) -> RunReport:
+                   started: float | None = None, server_errors_injected: bool = False,
+                   progress: Progress = _no_progress) -> RunReport:
     """Judge a history however it was sent (a burst, a Locust swarm): read back files and state, check, report.
 
     Events are matched to payments by ``Event.payment`` (the payment id); their outcomes are read
@@ -204,22 +205,26 @@ def verify_history(target: Target, plan: Plan, payments: list[Payment], history:
     """
     read_answers(target, history)
     planned = [PlannedPayment(p, plan.is_paid(i)) for i, p in enumerate(payments)]
-    config = {"plan": plan.to_dict(), **(config or {}), "server_errors_injected": server_errors_injected}
+    config = {"plan": plan.to_dict(), **(config or {}), "server_errors_injected": server_errors_injected,
+              **target_config(target)}
     return _observe_and_judge(target, planned, history, targets_file, server_errors_injected, counters=counters or {},
                               memory=memory or {}, label=label, config=config,
-                              started=started or history.origin_wall or time.time())
+                              started=started or history.origin_wall or time.time(), progress=progress)
 
 
-def _observe_and_judge(target: Target, planned: list[PlannedPayment], history: History,
+def _observe_and_judge(target: Target | Profile, planned: list[PlannedPayment], history: History,
                        targets_file: Path | str | None, server_errors_injected: bool, **report: Any) -> RunReport:
-    """Read the receipts and state as they are now, then judge the history against them."""
+    """Read the side effects and state (once they settle, if the profile waits), then judge the history."""
     try:
         targets = load_targets(targets_file)
     except ValueError as exc:
         raise HarnessError(str(exc)) from None
+    progress = report.pop("progress", _no_progress)
     with httpx.Client(timeout=10.0) as client:
-        observation = observe(target, [p.payment for p in planned], client)
-    return judge(Evidence(planned, history, observation, server_errors_injected), target, targets, **report)
+        observation = as_profile(target).observe_settled([p.payment for p in planned], client, progress)
+    if observation.rule_misses:  # a profile's key rule that finds nothing is a mistake in the profile
+        raise HarnessError(f"profile: {observation.rule_misses[0]}")
+    return judge(Evidence(planned, history, observation, server_errors_injected), targets, **report)
 
 
 def sent_payments(plan: Plan, payments: list[Payment], history: History) -> tuple[Plan, list[Payment]]:
@@ -244,7 +249,9 @@ class RunSession:
     def __init__(self, config: RunConfig, progress: Progress = _no_progress) -> None:
         if config.target is None:
             raise HarnessError("a run session needs a target")
-        self.config, self.target, self.progress = config, config.target, progress
+        self.config, self.progress = config, progress
+        self.target = as_profile(config.target)  # the service's contract, whichever way it was described
+        self._described = config.target
         self.payments: list[Payment] = []
         self.started = time.time()
         self._client = httpx.Client(timeout=10.0)
@@ -319,11 +326,12 @@ class RunSession:
         if sent_only:
             plan, payments = sent_payments(plan, payments, history)
         self.progress("verifying", 0, 1)
-        report = verify_history(self.target, plan, payments, history,
+        report = verify_history(self._described, plan, payments, history,
                                 targets_file=self.config.targets_file, label=self.config.label or "run",
                                 config={**self.config.describe(), **(config or {}), "plan": plan.to_dict()},
                                 counters=counters, memory=memory, started=self.started,
-                                server_errors_injected=self.config.server_errors_injected)
+                                server_errors_injected=self.config.server_errors_injected,
+                                progress=self.progress)
         self.progress("verifying", 1, 1)
         return report
 
@@ -338,7 +346,7 @@ class RunSession:
             return self.judge(history, counters=counters, memory=memory)
 
 
-def judge(evidence: Evidence, target: Target, targets: list, *, counters: dict[str, float],
+def judge(evidence: Evidence, targets: list, *, counters: dict[str, float],
           memory: dict[str, Any], label: str, config: dict[str, Any], started: float) -> RunReport:
     """Checkers, metrics and targets over the evidence, composed into one report."""
     checks = check(evidence)
@@ -360,7 +368,7 @@ def judge(evidence: Evidence, target: Target, targets: list, *, counters: dict[s
     }
     return RunReport(
         label=label,
-        config={**config, "target": target.to_dict()},
+        config=config,
         environment=environment(),
         history=history.to_dict(),
         history_summary=summary,
@@ -382,7 +390,16 @@ def reverify(previous: RunReport, target_changes: dict[str, Any] | None = None,
     The history is the run's own; the files and state are read afresh. Telemetry from the run is
     not repeated, so memory and counters are not measured.
     """
-    target = Target.from_dict(previous.config["target"]).with_(**(target_changes or {}))
+    target: Target | Profile
+    if "profile" in previous.config:
+        try:
+            target = Profile.from_dict(previous.config["profile"], "the report's profile")
+        except ProfileError as exc:
+            raise HarnessError(str(exc)) from None
+        if target_changes:
+            target = target.with_base_url(target_changes.get("base_url", target.base_url))
+    else:
+        target = Target.from_dict(previous.config["target"]).with_(**(target_changes or {}))
     planned = [PlannedPayment(Payment(r["payment"], r["merchant_transaction_id"], r["amount"]), r["expected"] == "paid")
                for r in previous.payments]
     if not target.mongo_uri:

@@ -31,6 +31,7 @@ from ..history import Event, History
 from ..plan import Plan
 from ..runner import HarnessError
 from ..senders import PreparedRequest
+from ..profile import Profile
 from ..target import Payment, Target
 from .messages import DONE, GO, HELLO, PREPARE, READY, Transport, event_from_wire, request_to_wire
 
@@ -60,10 +61,11 @@ class WaveConfig:
 class Work:
     """What the master delivers: the target, its plan, the payments made for it, the plan's requests."""
 
-    target: Target
+    target: Profile  # the service's contract the requests were built from
     plan: Plan
     payments: list[Payment]
     requests: list[PreparedRequest]
+    described: Target | Profile | None = None  # as the user gave it (the report records it)
 
 
 @dataclass
@@ -91,16 +93,14 @@ class Wave:
             self.all_done.set()
 
 
-def stats_name(target: Target, request: PreparedRequest) -> str:
+def stats_name(target: Profile, request: PreparedRequest) -> str:
     """How a lane reports a request: one line per endpoint in Locust's statistics."""
-    path = target.verify_path if request.channel == "verify" else target.callback_path
-    return f"{request.method} {path} [burst]"
+    return f"{request.method} {target.channel_path(request.channel)} [burst]"
 
 
-def redelivery(target: Target, payment: Payment, request: PreparedRequest) -> PreparedRequest:
+def redelivery(target: Profile, payment: Payment, request: PreparedRequest) -> PreparedRequest:
     """The same message again, signed afresh (a provider's retry), keeping the plan's meta."""
-    fresh = (target.verify_request(payment) if request.channel == "verify"
-             else target.callback_request(payment, request.meta.get("state", "COMPLETED")))
+    fresh = target.request(request.channel, payment, request.meta.get("state", "COMPLETED"))
     return replace(fresh, meta={**fresh.meta, **request.meta})
 
 
@@ -304,7 +304,7 @@ class Coordinator:
             events = list(wave.events)
         for delivery in wave.deliveries:
             payment = work.payments[delivery.slot].id
-            outcomes = {work.target.outcome_of(e.body) for e in events if e.payment == payment}
+            outcomes = {work.target.outcome_of(e.body, e.status) for e in events if e.payment == payment}
             if "generated" in outcomes:
                 self.receipted.add(delivery.slot)
             elif (work.plan.is_paid(delivery.slot) and delivery.round <= c.redelivery_rounds and outcomes

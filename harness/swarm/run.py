@@ -83,7 +83,7 @@ def prepare(target: Target, plan: Plan) -> Work:
     """Create the plan's payments on the target and build its requests (a session of its own)."""
     with RunSession(RunConfig(plan=plan, target=target)) as session:
         requests = session.prepare()
-        return Work(target, plan, session.payments, requests)
+        return Work(session.target, plan, session.payments, requests, described=target)
 
 
 def judge(work: Work, history: History, *, label: str, targets_file: str | None, config: dict[str, Any],
@@ -93,7 +93,7 @@ def judge(work: Work, history: History, *, label: str, targets_file: str | None,
         plan, payments = sent_payments(work.plan, work.payments, history)
     except HarnessError as exc:
         return str(exc)
-    return verify_history(work.target, plan, payments, history, targets_file=targets_file, label=label,
+    return verify_history(work.described or work.target, plan, payments, history, targets_file=targets_file, label=label,
                           config={**config, "plan": plan.to_dict()}, memory=memory, started=started,
                           counters=counters)
 
@@ -121,7 +121,7 @@ class SwarmRun:
         self.session = RunSession(RunConfig(plan=s.plan, target=target, targets_file=s.targets, label=s.label,
                                             service_pid=self.service_pid))
         requests = self.session.prepare()
-        self.work = Work(target, s.plan, self.session.payments, requests)
+        self.work = Work(self.session.target, s.plan, self.session.payments, requests, described=target)
         if s.failure_rate is not None and not s.embedded:
             with httpx.Client(timeout=10.0) as client:
                 self.faults_before = set_failure_rate(client, target, s.failure_rate)

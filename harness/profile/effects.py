@@ -1,0 +1,145 @@
+"""Side effects read back by a profile's sources: files, MongoDB rows, or records behind an HTTP endpoint.
+
+Every effect becomes a ``ReceiptFile`` record (the oracle's one shape for a side effect) with the
+key and amount the profile's rules extracted; which payment it belongs to is the oracle's job.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ..observe import RECEIPTS_DIR, Problem, ReceiptFile, scan_receipts
+from .schema import EffectSection, FileRule, RuleSection
+from .template import dig
+
+
+def describe(section: EffectSection) -> str:
+    """Where a source reads, for reports (never a URI's credentials: only host-free names)."""
+    if section.source == "files":
+        return f"files {section.dir}/{section.glob}"
+    if section.source == "mongo":
+        return f"mongo {section.database}.{section.collection}"
+    return f"http {section.path or _no_userinfo(str(section.url))}"
+
+
+def _no_userinfo(url: str) -> str:
+    return re.sub(r"//[^/@]*@", "//", url)
+
+
+def read_effects(section: EffectSection, base_url: str, client: httpx.Client) -> tuple[list[ReceiptFile], list[Problem]]:
+    """Every effect the source holds now, keyed by its rules; a source that cannot be read is a problem."""
+    try:
+        if section.source == "files":
+            return _files(section)
+        if section.source == "mongo":
+            return _rows(section, _mongo_documents(section)), []
+        return _rows(section, _http_items(section, base_url, client)), []
+    except Exception as exc:  # any failure to read a source makes its checks unknown, never a pass
+        return [], [Problem(RECEIPTS_DIR, f"cannot read side effects ({describe(section)}): "
+                                          f"{exc.__class__.__name__}: {str(exc)[:200]}")]
+
+
+def _files(section: EffectSection) -> tuple[list[ReceiptFile], list[Problem]]:
+    key, amount = section.rule("key"), section.rule("amount")
+    # Only JSON side effects are parsed as JSON; everything else is read as a PDF (a stray file is evidence).
+    as_json = isinstance(key, FileRule) and key.from_ == "json"
+    if as_json:
+        records, problems = _json_files(Path(str(section.dir)), section.glob)
+    else:
+        glob = section.glob
+        records, problems = scan_receipts(str(section.dir), match=lambda name: fnmatch.fnmatch(name, glob)
+                                          or name.startswith("."))
+    for record in records:
+        record.kind, record.source = section.kind, "files"
+        if key is not None:
+            record.keyed, record.joins = True, key.joins
+            record.key = _extract(key, record)
+        if amount is not None:
+            record.amount = _to_paise(_extract(amount, record), amount)
+    return records, problems
+
+
+def _json_files(root: Path, glob: str) -> tuple[list[ReceiptFile], list[Problem]]:
+    out = []
+    for path in sorted(root.iterdir()):
+        if not path.is_file() or not fnmatch.fnmatch(path.name, glob):
+            continue
+        record = ReceiptFile(name=path.name, size=path.stat().st_size)
+        try:
+            record.data = json.loads(path.read_text())
+            record.readable = True
+        except (OSError, ValueError) as exc:
+            record.error = f"unreadable JSON: {exc}"[:300]
+        out.append(record)
+    return out, []
+
+
+def _extract(rule: RuleSection, record: ReceiptFile) -> str | None:
+    """The part of a record a rule points at: a field, or a pattern's group over the name/metadata/text."""
+    if isinstance(rule, FileRule) and rule.from_ != "json":
+        source = {"name": record.name, "subject": record.subject, "title": record.title, "text": record.text}[rule.from_]
+        match = re.search(str(rule.pattern), source or "")
+        if match is None:
+            return None
+        return match.group(1) if match.groups() else match.group(0)
+    value = dig(record.data, str(rule.field))
+    if value is not None and rule.pattern:
+        match = re.search(rule.pattern, str(value))
+        value = (match.group(1) if match.groups() else match.group(0)) if match else None
+    return None if value is None else str(value)
+
+
+def _to_paise(value: str | None, rule: RuleSection) -> int | None:
+    if value is None:
+        return None
+    try:
+        number = Decimal(value.replace(",", "").strip())
+    except InvalidOperation:
+        return None
+    return int(number * 100) if rule.unit == "rupees" else int(number)
+
+
+def _mongo_documents(section: EffectSection) -> list[dict[str, Any]]:
+    import pymongo
+
+    client: pymongo.MongoClient = pymongo.MongoClient(section.uri, serverSelectionTimeoutMS=5000)
+    try:
+        return list(client[str(section.database)][str(section.collection)].find(section.filter))
+    finally:
+        client.close()
+
+
+def _http_items(section: EffectSection, base_url: str, client: httpx.Client) -> list[dict[str, Any]]:
+    url = section.url or base_url.rstrip("/") + str(section.path)
+    response = client.get(url)
+    response.raise_for_status()
+    items = dig(response.json(), section.items)
+    if not isinstance(items, list):
+        raise ValueError(f"the answer has no list at {section.items or '(the top)'!r}")
+    return items
+
+
+def _rows(section: EffectSection, documents: list[dict[str, Any]]) -> list[ReceiptFile]:
+    key, amount = section.rule("key"), section.rule("amount")
+    out = []
+    for i, document in enumerate(documents):
+        name = str(document.get("_id", document.get("id", i))) if isinstance(document, dict) else str(i)
+        record = ReceiptFile(name=name, size=0, readable=isinstance(document, dict), kind=section.kind,
+                             source=section.source, keyed=True,
+                             data=json.loads(json.dumps(document, default=str)) if isinstance(document, dict) else None)
+        if not record.readable:
+            record.error = f"not a record: {type(document).__name__}"
+        elif key is not None:
+            record.joins = key.joins
+            record.key = _extract(key, record)
+            if amount is not None:
+                record.amount = _to_paise(_extract(amount, record), amount)
+        out.append(record)
+    return out
