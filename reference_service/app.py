@@ -10,7 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import httpx
 from fastapi import FastAPI, Request
@@ -160,7 +160,7 @@ def create_app(config: ServiceConfig, store: ChargeStore | None = None,
         return _error(400, "invalid request: " + "; ".join(errors))
 
     async def apply_payment(charge: dict, payload: phonepe.PaymentPayload, channel: str) -> JSONResponse:
-        """The shared tail of callback and verify: record the payment state, then the receipt step."""
+        """The shared tail of callback, webhook and verify: record the payment state, then the receipt step."""
         data = payload.data
         if data.merchantId != config.merchant_id:
             return _error(400, f"unknown merchantId {data.merchantId!r}")
@@ -237,12 +237,27 @@ def create_app(config: ServiceConfig, store: ChargeStore | None = None,
         return response
 
     async def _callback(request: Request) -> JSONResponse:
+        return await _deliver(request, "callback", lambda raw: phonepe.parse_callback(
+            raw, request.headers.get("x-verify"), salt_key=config.salt_key, salt_index=config.salt_index))
+
+    @app.post(API + "/phonepe/webhook")
+    async def phonepe_webhook(request: Request) -> JSONResponse:
+        """PhonePe PG v2's order webhook: the same payment, the same receipt step as a v1 callback."""
+        response = await _deliver(request, "webhook", lambda raw: phonepe.parse_webhook(
+            raw, request.headers.get("authorization"), username=config.webhook_username,
+            password=config.webhook_password))
+        metrics.webhooks.labels(status=str(response.status_code)).inc()
+        return response
+
+    async def _deliver(request: Request, channel: str,
+                       parse: Callable[[bytes], phonepe.PaymentPayload]) -> JSONResponse:
+        """A server-to-server delivery (v1 callback or v2 webhook): read, authenticate and parse it,
+        find its charge, then the shared payment tail."""
         raw = await _read_limited(request, config.max_body_bytes)
         if raw is None:
             return _error(413, f"body over {config.max_body_bytes} bytes")
         try:
-            payload = phonepe.parse_callback(raw, request.headers.get("x-verify"),
-                                             salt_key=config.salt_key, salt_index=config.salt_index)
+            payload = parse(raw)
         except phonepe.Unauthorized as exc:
             return _error(401, str(exc))
         except phonepe.BadRequest as exc:
@@ -250,7 +265,7 @@ def create_app(config: ServiceConfig, store: ChargeStore | None = None,
         charge = await run_blocking(store.get_by_transaction, payload.data.merchantTransactionId)
         if charge is None:
             return _error(404, f"unknown merchantTransactionId {payload.data.merchantTransactionId!r}")
-        return await apply_payment(charge, payload, "callback")
+        return await apply_payment(charge, payload, channel)
 
     @app.post(API + "/{charge_id}/verify")
     async def verify_payment(charge_id: str) -> JSONResponse:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,10 @@ UAT_MERCHANT_ID = "PGTESTPAYUAT"
 UAT_SALT_KEY = "099eb0cd-02cf-4e2a-8aca-3e6c6aff0399"
 UAT_SALT_INDEX = 1
 UAT_BASE_URL = "https://api-preprod.phonepe.com/apis/pg-sandbox"
+# PG v2 webhook credentials for local runs: set your own with --webhook-username/--webhook-password
+# or RH_WEBHOOK_USERNAME/RH_WEBHOOK_PASSWORD (the environment keeps the password off the command line).
+LOCAL_WEBHOOK_USERNAME = "race-harness"
+LOCAL_WEBHOOK_PASSWORD = "race-harness-webhook"
 
 MODES = ("vulnerable", "atomic", "lease", "locked")
 # memory: embedded mongomock, in this process; wire: a MongoDB wire-protocol server (SecantusDB) that
@@ -38,6 +42,8 @@ class ServiceConfig:
     merchant_id: str = UAT_MERCHANT_ID
     salt_key: str = UAT_SALT_KEY
     salt_index: int = UAT_SALT_INDEX
+    webhook_username: str = LOCAL_WEBHOOK_USERNAME
+    webhook_password: str = field(default=LOCAL_WEBHOOK_PASSWORD, repr=False)
     phonepe_base_url: str = UAT_BASE_URL
     store: str = "memory"
     mongo_uri: str | None = None
@@ -59,6 +65,8 @@ class ServiceConfig:
         for name in ("failure_rate", "crash_after_claim_rate", "write_error_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name.replace('_', '-')} must be between 0 and 1")
+        if not self.webhook_username or not self.webhook_password:
+            raise ValueError("webhook-username and webhook-password must not be empty")
         if self.store_delay_ms < 0:
             raise ValueError("store-delay-ms must be >= 0")
         if self.lease_seconds <= 0:
@@ -142,6 +150,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--merchant-id", default=env.merchant_id)
     parser.add_argument("--salt-key", default=env.salt_key)
     parser.add_argument("--salt-index", type=int, default=env.salt_index)
+    parser.add_argument("--webhook-username", default=env.webhook_username,
+                        help="PhonePe v2 webhook username (Authorization is sha256 of username:password; "
+                             "env RH_WEBHOOK_USERNAME)")
+    parser.add_argument("--webhook-password", default=env.webhook_password,
+                        help="PhonePe v2 webhook password (env RH_WEBHOOK_PASSWORD, which keeps it off the "
+                             "command line; a local default when unset)")
     parser.add_argument("--phonepe-base-url", default=env.phonepe_base_url,
                         help="base URL of PhonePe's status API (or the simulator)")
     stores = parser.add_argument_group("store (one of: --store memory, --store wire, --mongo-uri URI)")

@@ -19,6 +19,7 @@ class ServiceMetrics:
             "receipt_generation_seconds", "Receipt generation time",
             buckets=(0.01, 0.05, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.0, 5.0), registry=r)
         self.callbacks = Counter("phonepe_callbacks", "PhonePe callbacks by HTTP status", ["status"], registry=r)
+        self.webhooks = Counter("phonepe_webhooks", "PhonePe v2 webhooks by HTTP status", ["status"], registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -90,7 +90,7 @@ class ReceiptStep:
 
 
 def _log(level: int, channel: str, message: str, event: str, charge: dict, **extra: Any) -> None:
-    tag = "[WEBHOOK]" if channel == "callback" else "[VERIFY]" if channel == "verify" else "[SWEEP]"
+    tag = "[WEBHOOK]" if channel in ("callback", "webhook") else "[VERIFY]" if channel == "verify" else "[SWEEP]"
     log.log(level, f"{tag} {message}", extra={"event": event, "channel": channel, "chargeId": charge["_id"],
                                               "merchantTransactionId": charge.get("merchantTransactionId"), **extra})
 

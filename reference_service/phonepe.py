@@ -1,4 +1,5 @@
-"""PhonePe's (PG v1) callback verification, payload schema and status API, service side."""
+"""PhonePe's PG v1 callback verification, payload schema and status API, and its PG v2 order webhooks,
+service side."""
 
 from __future__ import annotations
 
@@ -13,13 +14,12 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
-
 class BadRequest(Exception):
     """The request is malformed (400)."""
 
 
 class Unauthorized(Exception):
-    """The X-VERIFY checksum is missing or wrong (401)."""
+    """The X-VERIFY checksum (v1) or the Authorization header (v2) is missing or wrong (401)."""
 
 
 class GatewayError(Exception):
@@ -107,3 +107,85 @@ async def fetch_status(client: httpx.AsyncClient, base_url: str, merchant_id: st
         return PaymentPayload.model_validate(payload)
     except ValidationError:
         raise GatewayError("status API answer does not match the schema") from None
+
+
+# -- PG v2 webhooks -----------------------------------------------------------------------------------
+# PhonePe v2 sends order events as plain JSON with ``Authorization: sha256_hex("username:password")``,
+# the username and password the merchant set for the webhook on PhonePe's dashboard. The header
+# covers neither the body nor a time: it only says the sender knows the credentials.
+
+WEBHOOK_EVENTS = {"checkout.order.completed": "COMPLETED", "checkout.order.failed": "FAILED"}
+
+
+class PaymentDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    transactionId: str | None = Field(default=None, max_length=128)
+    paymentMode: str | None = Field(default=None, max_length=64)
+    state: str | None = Field(default=None, max_length=32)
+
+
+class OrderPayload(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    merchantId: str = Field(min_length=1, max_length=64)
+    merchantOrderId: str = Field(min_length=1, max_length=64)
+    orderId: str = Field(min_length=1, max_length=128)
+    state: Literal["COMPLETED", "FAILED"]
+    amount: int = Field(gt=0)
+    paymentDetails: list[PaymentDetail]
+
+
+class OrderWebhook(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    event: str = Field(min_length=1, max_length=64)
+    payload: OrderPayload
+
+
+def webhook_authorization(username: str, password: str) -> str:
+    """PhonePe v2's webhook ``Authorization``: lowercase hex sha256 of ``username:password``."""
+    return hashlib.sha256(f"{username}:{password}".encode()).hexdigest()
+
+
+def verify_authorization(header: str | None, username: str, password: str) -> None:
+    if not header:
+        raise Unauthorized("missing Authorization header")
+    expected = webhook_authorization(username, password)
+    if not hmac.compare_digest(header.strip().encode(), expected.encode()):
+        raise Unauthorized("Authorization does not match the webhook credentials")
+
+
+def parse_webhook(raw_body: bytes, authorization: str | None, *, username: str, password: str) -> PaymentPayload:
+    """A v2 order webhook -> the payment it reports, as the v1 payload the callback path takes.
+
+    ``merchantOrderId`` is the charge's merchantTransactionId; the transaction id is the last
+    payment attempt's. Unauthorized before anything of the body is read, BadRequest when it is malformed,
+    an unknown event, or a state the event does not carry.
+    """
+    verify_authorization(authorization, username, password)
+    try:
+        body = json.loads(raw_body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("body is not JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a JSON object")
+    event = body.get("event")
+    if event not in WEBHOOK_EVENTS:
+        raise BadRequest(f"unknown event {str(event)[:64]!r}: expected one of {', '.join(WEBHOOK_EVENTS)}")
+    try:
+        webhook = OrderWebhook.model_validate(body)
+    except ValidationError as exc:
+        raise BadRequest(f"webhook does not match the schema: {exc.errors(include_url=False)[:3]}") from None
+    order = webhook.payload
+    if order.state != WEBHOOK_EVENTS[event]:
+        raise BadRequest(f"event {event} carries state {WEBHOOK_EVENTS[event]}, not {order.state}")
+    last = order.paymentDetails[-1] if order.paymentDetails else None
+    instrument = {"type": last.paymentMode} if last is not None and last.paymentMode else None
+    return PaymentPayload(
+        success=order.state == "COMPLETED",
+        code="PAYMENT_SUCCESS" if order.state == "COMPLETED" else "PAYMENT_ERROR",
+        message=event,
+        data=PaymentData(merchantId=order.merchantId, merchantTransactionId=order.merchantOrderId,
+                         transactionId=last.transactionId if last is not None else None, amount=order.amount,
+                         state=order.state, paymentInstrument=instrument, orderId=order.orderId))

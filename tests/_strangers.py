@@ -20,18 +20,21 @@ STRANGERS = Path(__file__).with_name("strangers")
 @dataclass
 class Stranger:
     url: str
-    receipts_dir: Path
+    receipts_dir: Path | None
     process: subprocess.Popen
 
 
 @contextlib.contextmanager
-def stranger(script: str, receipts_dir: Path, *args: str, log: Path | None = None,
+def stranger(script: str, receipts_dir: Path | None, *args: str, log: Path | None = None,
              timeout: float = 30.0) -> Iterator[Stranger]:
-    """Run ``tests/strangers/<script>`` until the block ends; waits (bounded) until /healthz answers."""
+    """Run ``tests/strangers/<script>`` until the block ends; waits (bounded) until /healthz answers.
+
+    ``receipts_dir`` None: the service keeps its side effects elsewhere (a database) and gets no ``--receipts``.
+    """
     port = free_port()
     out = open(log, "ab") if log else subprocess.DEVNULL
-    process = subprocess.Popen([sys.executable, str(STRANGERS / script), "--port", str(port),
-                                "--receipts", str(receipts_dir), *args],
+    receipts = ["--receipts", str(receipts_dir)] if receipts_dir is not None else []
+    process = subprocess.Popen([sys.executable, str(STRANGERS / script), "--port", str(port), *receipts, *args],
                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:

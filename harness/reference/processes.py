@@ -83,8 +83,12 @@ def start_service(receipts_dir: Path, *, mode: str = "atomic", generation_delay_
                   wire: Any = None, database: str | None = None, workers: int = 1,
                   extra_args: Sequence[str] = (), host: str = "127.0.0.1", port: int | None = None,
                   log_path: Path | None = None, env: dict[str, str] | None = None,
-                  timeout: float = 120.0, http2: bool = False, tls: bool = False) -> ServiceProcess:
+                  timeout: float = 120.0, http2: bool = False, tls: bool = False,
+                  webhook_username: str | None = None, webhook_password: str | None = None) -> ServiceProcess:
     """Run ``python -m reference_service`` on a free loopback port and wait until it answers.
+
+    ``webhook_username``/``webhook_password``: the credentials of its PhonePe v2 webhook (else the
+    service's local defaults), handed over in its environment so they are not on its command line.
 
     ``http2`` serves with hypercorn (h2c with prior knowledge beside HTTP/1.1); ``tls`` (with
     ``http2``) serves ``https://`` under the service's throw-away self-signed certificate, so
@@ -95,6 +99,10 @@ def start_service(receipts_dir: Path, *, mode: str = "atomic", generation_delay_
     service). ``workers`` > 1: the call returns once every worker answers.
     """
     kind, uri = resolve_store("wire" if wire is not None else store, mongo_uri, workers)
+    credentials = {name: value for name, value in (("RH_WEBHOOK_USERNAME", webhook_username),
+                                                   ("RH_WEBHOOK_PASSWORD", webhook_password)) if value is not None}
+    if credentials:
+        env = {**(env or {}), **credentials}
     receipts_dir = Path(receipts_dir)
     receipts_dir.mkdir(parents=True, exist_ok=True)
     owned: list[Any] = []
