@@ -36,7 +36,9 @@ def _add_service_options(p: argparse.ArgumentParser, options: Sequence[Option]) 
 def _add_target_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("a service elsewhere")
     g.add_argument("--target", metavar="URL", help="base URL of the service under test (default: start the reference service)")
-    g.add_argument("--target-file", type=Path, help="JSON target description (paths, signing, state source)")
+    g.add_argument("--profile", help="the service's contract: a profile file (docs/profiles.md) or a built-in name "
+                                     "(reference, reference-v2: the started reference service, judged through it)")
+    g.add_argument("--target-file", type=Path, help="legacy JSON target description (paths, signing, state source)")
     g.add_argument("--receipts-dir", type=Path, help="where the service writes its receipts (readable from here)")
     g.add_argument("--mongo-uri", help="read state straight from this MongoDB instead of the service's API (without "
                                        "--target: the started service's MongoDB, and state is read from it)")

@@ -13,8 +13,16 @@ from ._cli_common import ProgressBar, fail
 
 
 def _target_from_args(args: argparse.Namespace):
+    from .profile import BUILT_IN, load_profile
     from .target import Signing, Target
 
+    profile = getattr(args, "profile", None)
+    if profile:
+        if args.target_file:
+            raise ValueError("--profile and --target-file both describe the service: give one of them")
+        if profile in BUILT_IN and not args.target:
+            return None  # the reference service is started and judged through the built-in profile
+        return load_profile(profile, base_url=args.target)
     if args.target_file:
         try:
             target = Target.load(args.target_file)
@@ -57,8 +65,8 @@ def _run_config(args: argparse.Namespace, **overrides: Any):
     config = RunConfig(plan=plan, target=target, sync=args.sync, timeout=args.timeout,
                        targets_file=args.targets_file, label=overrides.pop("label", args.label),
                        report_dir=args.report_dir, service_pid=args.service_pid, announce=_announce)
-    reference = None if target is not None else ReferenceOptions.from_args(args, receipts_dir=args.receipts_dir,
-                                                                           **overrides)
+    reference = None if target is not None else ReferenceOptions.from_args(
+        args, receipts_dir=args.receipts_dir, profile=getattr(args, "profile", None), **overrides)
     return config, reference
 
 

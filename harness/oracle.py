@@ -26,6 +26,7 @@ MISSING, DUPLICATE, UNPAID_RECEIPT = "missing-receipt", "duplicate-receipts", "u
 GENERATED_TWICE, FILE_CONFLICT, UNREADABLE = "generated-twice", "file-conflict", "unreadable-receipt"
 WRONG_PAYMENT, WRONG_AMOUNT, STATE_MISMATCH = "wrong-payment", "wrong-amount", "state-mismatch"
 SERVER_ERROR_KIND, TRANSPORT_ERROR = "server-error", "transport-error"
+SHARED_KEY = "shared-key"
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,14 @@ class Evidence:
                     owner = by_state.get((receipt.joins.removeprefix("state."), receipt.key))
                 if owner is not None:
                     owners[_effect_id(receipt)] = owner
-                continue
+                    continue
+                # A key the run cannot join (a receipt number no payment's state holds any more: the
+                # state kept another duplicate's) still belongs to the payment its content names.
+                if receipt.source != "files":
+                    named = {str(v) for v in (receipt.data or {}).values() if isinstance(v, (str, int))} & known
+                    if len(named) == 1:
+                        owners[_effect_id(receipt)] = named.pop()
+                    continue
             if receipt.subject in known:
                 owners[_effect_id(receipt)] = receipt.subject
                 continue
@@ -232,13 +240,15 @@ def receipt_files(ev: Evidence) -> CheckResult:
             (unkeyed if receipt.keyed and receipt.key is None else foreign).append(effect)
             continue
         payment = known[owner].payment
-        if receipt.source != "files" or receipt.amount is not None or not receipt.text:
-            found, problems = _amount_of(receipt, payment)
-        else:
-            found, problems = _content_of(receipt, payment, set(known))
+        found, problems = _content_of(receipt, payment, set(known)) if receipt.text else (False, [])
+        if receipt.amount is not None:  # an amount a profile rule extracted outranks one found in the text
+            problems = [v for v in problems if v.kind != WRONG_AMOUNT]
+            checked, wrong_amount = _amount_of(receipt, payment)
+            found, problems = found or checked, problems + wrong_amount
         violations += problems
         if not found:
             unchecked.append(effect)
+    violations += _shared_keys(ev)
     violations += _overwritten_generations(ev)
     details: dict = {"foreign_files": foreign}
     if unkeyed:
@@ -267,6 +277,20 @@ def _content_of(receipt: ReceiptFile, payment: Payment, known: set[str]) -> tupl
                                     kind=WRONG_AMOUNT))
     checked = bool(printed) and amount_ok is not None
     return checked or bool(violations), violations
+
+
+def _shared_keys(ev: Evidence) -> list[Violation]:
+    """One key (a receipt number the service assigned) on side effects of two different payments."""
+    owners: dict[tuple[str, str], set[str]] = {}
+    effects: dict[tuple[str, str], list[str]] = {}
+    for receipt in ev.observation.receipts:
+        owner = ev.receipt_owners.get(_effect_id(receipt))
+        if receipt.keyed and receipt.key is not None and owner is not None and receipt.joins.startswith("state."):
+            owners.setdefault((receipt.kind, receipt.key), set()).add(owner)
+            effects.setdefault((receipt.kind, receipt.key), []).append(_effect_id(receipt))
+    return [Violation("receipt-files", f"{kind} {key!r} was given to {len(who)} payments",
+                      files=effects[(kind, key)], kind=SHARED_KEY)
+            for (kind, key), who in sorted(owners.items()) if len(who) > 1]
 
 
 def _amount_of(receipt: ReceiptFile, payment: Payment) -> tuple[bool, list[Violation]]:

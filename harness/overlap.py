@@ -69,6 +69,8 @@ def overlap(events: list[Event]) -> tuple[bool | None, str]:
         batch = [e for e in events if e.meta.get("round", 0) == round_]
         if len(batch) > 1 and any(_finished(e) for e in batch):
             verdicts.append(round_overlap(batch))
+        elif len(batch) > 1 and all(e.outcome is None for e in batch):
+            verdicts.append(in_flight_together(batch))
     if not verdicts:
         return None, "no request reported generating (or failing to generate) a receipt"
     for wanted in (False, None):
@@ -118,6 +120,23 @@ def round_overlap(batch: list[Event]) -> tuple[bool | None, str]:
     return None, ("the service reports no processing time (Server-Timing) or arrival times (X-Arrival-Ns), and some "
                   "duplicates were answered after the first generation or on another clock: their overlap cannot "
                   "be shown")
+
+
+def in_flight_together(batch: list[Event]) -> tuple[bool | None, str]:
+    """For a service whose answers name no outcome: was every duplicate sent before the first answer came back?
+
+    The weaker evidence a silent service leaves: on one clock, the last request was released
+    before any request was answered, so none of them waited for another's answer. Without the
+    service's own times nothing stronger can be shown; anything less is unknown.
+    """
+    answered = [e.t_response for e in batch if e.t_response is not None]
+    released = [e.t_release for e in batch if e.t_release is not None]
+    if len(answered) < len(batch) or len(released) < len(batch) or len({e.clock for e in batch}) > 1:
+        return None, "some duplicates were not answered, or were answered on another clock"
+    if max(released) < min(answered):
+        return True, ("every duplicate was sent before the first answer came back (the service names no outcome, "
+                      "arrival or processing time)")
+    return False, "a duplicate was sent only after another had been answered"
 
 
 def payment_overlapped(events: list[Event]) -> bool | None:

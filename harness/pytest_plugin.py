@@ -99,7 +99,7 @@ def _base_id(nodeid: str) -> str:
 def _trials_for(metafunc: pytest.Metafunc) -> int | None:
     marker = metafunc.definition.get_closest_marker("race_trials")
     option = metafunc.config.getoption("--race-trials")
-    if option is not None and (marker is not None or "race" in metafunc.fixturenames):
+    if option is not None and (marker is not None or ("race" in metafunc.fixturenames or "race_profile" in metafunc.fixturenames)):
         return option
     if marker is not None:
         return int(marker.args[0]) if marker.args else 10
@@ -123,3 +123,41 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def race_trial(request: pytest.FixtureRequest) -> int:
     """The number of this trial (0-based) when a race test is repeated; 0 otherwise."""
     return getattr(request, "param", 0)
+
+
+@pytest.fixture
+def race_profile(request: pytest.FixtureRequest) -> Any:
+    """A factory: race any service described by a profile, and return the oracle's report.
+
+    ``race_profile(profile, variables=None, *, base_url=None, payments=10, duplicates=5, unpaid=0,
+    channel_mix="callback:1", rounds=1, round_interval=0.0, seed=0, sync="last-byte",
+    targets="exactly-once")``: ``profile`` is a file, a built-in name or a ``Profile``;
+    ``variables`` fill its ``${NAME}`` values (default: the environment). The service is yours to
+    start; the verdict counts toward ``race_trials`` like the ``race`` fixture's.
+    """
+    from pathlib import Path
+
+    from .options import RUN, defaults
+    from .plan import Plan, parse_channel_mix
+    from .profile import Profile, load_profile
+    from .runner import RunConfig, run_race
+
+    d = defaults(RUN)
+
+    def run(profile: "str | Path | Profile", variables: dict[str, str] | None = None, *, base_url: str | None = None,
+            payments: int = d["payments"], duplicates: int = d["duplicates"], unpaid: int = d["unpaid"],
+            channel_mix: str = d["channel_mix"], rounds: int = d["rounds"],
+            round_interval: float = d["round_interval"], seed: int = d["seed"], sync: str = d["sync"],
+            targets: str | Path = "exactly-once", label: str | None = None) -> RunReport:
+        if not isinstance(profile, Profile):
+            profile = load_profile(profile, variables, base_url=base_url)
+        elif base_url:
+            profile = profile.with_base_url(base_url)
+        plan = Plan(payments=payments, duplicates=duplicates, unpaid=unpaid,
+                    channel_mix=parse_channel_mix(channel_mix), rounds=rounds, round_interval=round_interval, seed=seed)
+        report = run_race(RunConfig(plan=plan, target=profile, sync=sync, targets_file=targets,
+                                    label=label or profile.name))
+        record_verdict(request, report)
+        return report
+
+    return run

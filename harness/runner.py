@@ -393,7 +393,7 @@ def reverify(previous: RunReport, target_changes: dict[str, Any] | None = None,
     target: Target | Profile
     if "profile" in previous.config:
         try:
-            target = Profile.from_dict(previous.config["profile"], "the report's profile")
+            target = Profile.from_dict(previous.config["profile"], "the report's profile", reading_only=True)
         except ProfileError as exc:
             raise HarnessError(str(exc)) from None
         if target_changes:

@@ -58,3 +58,32 @@ def stranger(script: str, receipts_dir: Path | None, *args: str, log: Path | Non
             process.wait(10)
         if log:
             out.close()
+
+
+# -- strangers as a user meets them: a running service and the variables its profile file reads ----
+
+SHOP_USERNAME, SHOP_PASSWORD = "shop-webhooks", "shop-webhook-password-for-tests"
+DONATIONS_SECRET = "whsec_" + __import__("base64").b64encode(b"donations-stranger-test-secret!!").decode()
+PROFILES = {"v2shop": STRANGERS / "phonepe_v2_shop.toml", "donations": STRANGERS / "donations_service.toml"}
+
+
+@contextlib.contextmanager
+def stranger_with_profile(name: str, variant: str, workdir: Path) -> Iterator[dict[str, str]]:
+    """Start stranger ``name`` (v2shop, donations) in ``variant`` on the wire store; yield its profile's variables."""
+    from _wire import fresh_database, wire_server
+
+    uri, database = wire_server().uri, fresh_database()
+    if name == "v2shop":
+        with stranger("phonepe_v2_shop.py", workdir / "receipts", "--mongo-uri", uri, "--database", database,
+                      "--variant", variant, "--username", SHOP_USERNAME, "--password", SHOP_PASSWORD,
+                      log=workdir / "shop.log", timeout=120) as service:
+            yield {"V2SHOP_BASE_URL": service.url, "V2SHOP_RECEIPTS_DIR": str(service.receipts_dir),
+                   "V2SHOP_MONGO_URI": uri, "V2SHOP_DATABASE": database,
+                   "V2SHOP_WEBHOOK_USERNAME": SHOP_USERNAME, "V2SHOP_WEBHOOK_PASSWORD": SHOP_PASSWORD}
+    elif name == "donations":
+        with stranger("donations_service.py", None, "--mongo-uri", uri, "--database", database, "--variant", variant,
+                      "--secret", DONATIONS_SECRET, log=workdir / "donations.log", timeout=120) as service:
+            yield {"DONATIONS_BASE_URL": service.url, "DONATIONS_MONGO_URI": uri, "DONATIONS_DATABASE": database,
+                   "DONATIONS_WEBHOOK_SECRET": DONATIONS_SECRET}
+    else:
+        raise ValueError(f"no stranger called {name!r}")

@@ -33,9 +33,8 @@ def _path(path: str) -> str:
 
 
 def profile_data_of_target(t: Target) -> dict[str, Any]:
-    verify: dict[str, Any] = {"method": "POST", "path": _path(t.verify_path), "states": {"COMPLETED": "COMPLETED"}}
-    if t.gateway_url:
-        verify.update(gateway="phonepe-v1-simulator", gateway_url=t.gateway_url)
+    verify: dict[str, Any] = {"method": "POST", "path": _path(t.verify_path), "states": {"COMPLETED": "COMPLETED"},
+                              "gateway": "phonepe-v1-simulator", "gateway_url": t.gateway_url or ""}
     fields = {"paid": {"field": "paymentStatus", "values": ["paid"]}, "claim": "receiptGenerated",
               "effect": "receiptPath", "effect_is": "name"}
     state = ({"source": "mongo", "uri": t.mongo_uri, "database": t.mongo_database, "collection": t.mongo_collection,

@@ -138,8 +138,6 @@ class DeliverySection(_Strict):
             raise ValueError("give body (JSON) or text, not both")
         if self.envelope and self.body is None:
             raise ValueError("an envelope wraps a JSON body: give body")
-        if self.gateway and not self.gateway_url:
-            raise ValueError("a gateway simulator needs gateway_url")
         for template in (self.body, self.text, self.headers):
             check_placeholders(template)
         return self

@@ -73,6 +73,9 @@ class ReferenceOptions:
     transient_faults: bool = False
     receipts_dir: Path | None = None  # a directory of the run's own if None
     service_args: tuple[str, ...] = ()  # more flags for the service
+    # Judge the started service through this profile (a file or a built-in name such as "reference"
+    # or "reference-v2") instead of the legacy target description.
+    profile: str | None = None
 
     def validate(self) -> tuple[str, str | None]:
         """(store kind, MongoDB URI); ValueError on a contradiction or an unknown mode."""
@@ -100,7 +103,7 @@ class ReferenceOptions:
 class Provided:
     """A running reference service, as the run sees it."""
 
-    target: Target
+    target: Any  # a Target, or a Profile when the options name one
     pid: int
     service: ServiceProcess
     options: ReferenceOptions
@@ -130,8 +133,10 @@ def started(options: ReferenceOptions, workdir: Path, *, gateway: bool = False,
         try:
             if kind == "wire" and announce:
                 announce(f"wire store: SecantusDB at {service.mongo_uri} (stopped when the run ends)")
-            yield Provided(target_of(service, gateway_url=simulator.url if simulator else None), service.pid,
-                           service, options)
+            gateway_url = simulator.url if simulator else None
+            target = (profile_of(options.profile, service, gateway_url) if options.profile
+                      else target_of(service, gateway_url=gateway_url))
+            yield Provided(target, service.pid, service, options)
         finally:
             service.stop()
     finally:
@@ -145,6 +150,17 @@ def target_of(service: ServiceProcess, **changes: Any) -> Target:
     if service.mongo_uri:
         target = target.with_(mongo_uri=service.mongo_uri, mongo_database=service.database)
     return target.with_(**changes)
+
+
+def profile_of(profile: str, service: ServiceProcess, gateway_url: str | None = None) -> Any:
+    """A profile (file or built-in name) of a running reference service: its URL, receipts and simulator filled in."""
+    import os
+
+    from ..profile import load_profile
+
+    variables = {**os.environ, "BASE_URL": service.url, "RECEIPTS_DIR": str(service.receipts_dir or ""),
+                 "GATEWAY_URL": gateway_url or ""}
+    return load_profile(profile, variables)
 
 
 def race(options: ReferenceOptions, config: Any, progress: Any = None) -> Any:
@@ -197,4 +213,4 @@ def serve(args: argparse.Namespace) -> int:
 
 
 __all__ = ["INSTALL_HINT", "MODES", "ReferenceUnavailable", "require", "SERVICE", "STORES", "FaultFlags", "Provided", "ReferenceOptions", "add_serve_arguments", "race",
-           "resolve_store", "serve", "start_service", "start_simulator", "started", "target_of"]
+           "resolve_store", "serve", "start_service", "start_simulator", "started", "target_of", "profile_of"]

@@ -1,0 +1,108 @@
+"""Services the harness has never seen, judged only through the profile files a user would write.
+
+Two strangers, each with a vulnerable and a fixed variant and a contract unlike the reference
+service's: a PhonePe v2 shop (orders inserted into MongoDB, receipt numbers it assigns, PDFs named
+by number) and a donations backend (Standard Webhooks signing, 202 at once, receipts as MongoDB
+rows). The harness knows them only through ``tests/strangers/*.toml``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from _strangers import PROFILES, stranger_with_profile
+
+from harness.profile import load_profile
+from harness.result import EXIT_INVALID, EXIT_OK
+
+pytestmark = pytest.mark.slow
+
+STRANGERS = tuple(PROFILES)
+
+
+@pytest.fixture(params=STRANGERS)
+def name(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def vulnerable(name, tmp_path):
+    with stranger_with_profile(name, "vulnerable", tmp_path) as variables:
+        yield variables
+
+
+@pytest.fixture
+def fixed(name, tmp_path):
+    with stranger_with_profile(name, "fixed", tmp_path) as variables:
+        yield variables
+
+
+def _kinds(report, check: str) -> set[str]:
+    return {v.kind for c in report.checks if c.name == check for v in c.violations}
+
+
+def test_the_vulnerable_stranger_is_invalid_with_duplicate_side_effects_named(race_profile, name, vulnerable):
+    report = race_profile(PROFILES[name], vulnerable, payments=4, duplicates=5)
+    assert report.verdict.exit_code == EXIT_INVALID, report.explain()
+    assert "duplicate-receipts" in _kinds(report, "exactly-one-receipt")
+
+
+def test_the_fixed_stranger_is_valid(race_profile, name, fixed):
+    report = race_profile(PROFILES[name], fixed, payments=4, duplicates=5)
+    assert report.verdict.exit_code == EXIT_OK, report.explain()
+    assert all(row["receipts"] == 1 for row in report.payments), report.payments
+
+
+def test_a_check_the_profile_gives_no_evidence_for_is_not_made_and_says_why(race_profile, name, fixed):
+    report = race_profile(PROFILES[name], fixed, payments=2, duplicates=2)
+    generation = next(c for c in report.checks if c.name == "one-generation")
+    assert not generation.made and "answers" in generation.details["reason"]
+    assert report.verdict.exit_code == EXIT_OK
+
+
+@pytest.fixture
+def donations_fixed(tmp_path):
+    with stranger_with_profile("donations", "fixed", tmp_path) as variables:
+        yield variables
+
+
+def test_the_202_stranger_is_judged_only_after_its_background_work_settled(race_profile, donations_fixed):
+    report = race_profile(PROFILES["donations"], donations_fixed, payments=3, duplicates=3)
+    assert next(c for c in report.checks if c.name == "settled").valid is True
+    assert report.verdict.exit_code == EXIT_OK, report.explain()
+
+
+def test_the_cli_runs_a_stranger_by_its_profile_file(name, vulnerable, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "harness", "run", "--profile", str(PROFILES[name]), "--payments",
+                             "3", "--duplicates", "5", "--quiet", "--targets", "exactly-once",
+                             "--report-dir", str(tmp_path / "reports")],
+                            env={**os.environ, **vulnerable}, capture_output=True, text=True, timeout=300)
+    assert result.returncode == EXIT_INVALID, result.stdout + result.stderr
+    assert "duplicate" in result.stdout
+    assert list((tmp_path / "reports").glob("*.html"))
+
+
+def test_a_report_carries_the_profile_with_its_secrets_masked(race_profile, name, fixed):
+    report = race_profile(PROFILES[name], fixed, payments=1, duplicates=2)
+    signing = report.config["profile"]["deliveries"]["callback"]["signing"]
+    secrets_ = {v for k, v in fixed.items() if "PASSWORD" in k or "SECRET" in k or "USERNAME" in k}
+    assert set(signing.values()) - {signing["scheme"]} == {"***"}
+    text = str(report.to_dict())
+    assert not any(secret in text for secret in secrets_)
+
+
+def test_reverify_judges_a_strangers_run_again_from_its_report(race_profile, name, fixed):
+    from harness import reverify
+
+    report = race_profile(PROFILES[name], fixed, payments=2, duplicates=3)
+    again = reverify(report)
+    assert again.verdict.exit_code == report.verdict.exit_code == EXIT_OK, again.explain()
+
+
+def test_a_profile_built_in_a_test_needs_no_file(race_profile, name, fixed):
+    profile = load_profile(PROFILES[name], fixed)
+    assert race_profile(profile, payments=2, duplicates=2).valid
