@@ -19,7 +19,7 @@ from typing import Iterator, Sequence
 from . import cli_run, cli_tools
 from .audit import add_audit_parser
 from ._cli_common import Parser
-from .options import OUTPUT, PLAN, SENDING, Option, add_options
+from .options import OUTPUT, PLAN, SENDING, Option, add_options, TARGET
 from .reference import SERVICE, add_serve_arguments
 from .result import EXIT_INCONCLUSIVE
 from .senders import SENDERS
@@ -36,8 +36,7 @@ def _add_service_options(p: argparse.ArgumentParser, options: Sequence[Option]) 
 def _add_target_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("a service elsewhere")
     g.add_argument("--target", metavar="URL", help="base URL of the service under test (default: start the reference service)")
-    g.add_argument("--profile", help="the service's contract: a profile file (docs/profiles.md) or a built-in name "
-                                     "(reference, reference-v2: the started reference service, judged through it)")
+    add_options(g, TARGET)
     g.add_argument("--target-file", type=Path, help="legacy JSON target description (paths, signing, state source)")
     g.add_argument("--receipts-dir", type=Path, help="where the service writes its receipts (readable from here)")
     g.add_argument("--mongo-uri", help="read state straight from this MongoDB instead of the service's API (without "
@@ -131,6 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.set_defaults(func=cli_run._cmd_compare)
 
     add_audit_parser(sub)
+
+    profile = sub.add_parser("profile", help="work with target profiles (docs/profiles.md)")
+    profile_sub = profile.add_subparsers(dest="profile_command", required=True, parser_class=Parser)
+    check = profile_sub.add_parser("check", help="a dry run: one payment, one signed delivery, and what every rule "
+                                                 "of the profile extracted (exit 4 naming the rule that found nothing)")
+    check.add_argument("profile", help="a profile file, or a built-in name")
+    check.add_argument("--target", metavar="URL", help="the service's base URL (default: the profile's base_url)")
+    check.set_defaults(func=cli_tools._cmd_profile_check)
     return parser
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .result import EXIT_INVALID, EXIT_OK
+from .result import EXIT_INVALID, EXIT_OK, EXIT_USAGE
 from ._cli_common import ProgressBar, fail
 
 
@@ -92,3 +92,16 @@ def _cmd_matrix(args: argparse.Namespace) -> int:
                                                                   "cells": to_dicts(cells)}, indent=2))
     print(json.dumps(to_dicts(cells), indent=2) if args.json else table)
     return EXIT_OK
+
+
+def _cmd_profile_check(args: argparse.Namespace) -> int:
+    from .profile import ProfileError, load_profile
+    from .profile.check import check_profile
+
+    try:
+        profile = load_profile(args.profile, base_url=args.target)
+    except ProfileError as exc:
+        return fail(str(exc))
+    result = check_profile(profile)
+    print(result.render())
+    return EXIT_OK if result.ok else EXIT_USAGE

@@ -64,6 +64,12 @@ OUTPUT = (
     Option("label", str, None, "name of this run in reports"),
 )
 
+# The service's contract. Not part of RUN: the pytest fixtures take a profile as their first argument.
+TARGET = (
+    Option("profile", str, None, "the service's contract: a profile file (docs/profiles.md) or a built-in name "
+                                 "(reference, reference-v2: the reference service, judged through it)"),
+)
+
 RUN = PLAN + SENDING + OUTPUT
 
 

@@ -105,13 +105,15 @@ class Relay:
                 wait = last_due - time.perf_counter()
                 if wait > 0:
                     await asyncio.sleep(wait)
-                writer.write(chunk)
-                await writer.drain()
+                # Counted as it is released, before the write: the far side may answer (and a caller
+                # stop the relay) before this coroutine runs again after the drain.
                 self.stats.held.append((number, direction, time.perf_counter() - received))
                 if direction == "up":
                     self.stats.bytes_up += len(chunk)
                 else:
                     self.stats.bytes_down += len(chunk)
+                writer.write(chunk)
+                await writer.drain()
 
         sender = asyncio.ensure_future(forward())
         try:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import os
 import tempfile
 import threading
 import traceback
@@ -36,6 +37,7 @@ from harness.reference import start_service, start_simulator
 from harness.history import Event
 from harness.result import EXIT_INCONCLUSIVE, EXIT_USAGE
 from harness.runner import HarnessError
+from harness.profile import Profile, ProfileError, load_profile
 from harness.swarm import DONE, HELLO, READY, VERDICT_PREFIX, Coordinator, Handler, Lane, SwarmRun, SwarmSettings
 from harness.target import Target
 
@@ -77,6 +79,18 @@ def start_embedded(s: SwarmSettings) -> tuple[Target, dict[str, Any], int, list[
     target = Target(base_url=service.url, receipts_dir=str(receipts), mongo_uri=service.mongo_uri,
                     mongo_database=service.database, gateway_url=simulator.url if simulator else None)
     return target, described, service.pid, [p.stop for p in (simulator, service) if p is not None]
+
+
+def profile_target(s: SwarmSettings, embedded: Target | None) -> Profile:
+    """The run's profile: the embedded service's URL, receipts and simulator filled in, or -H as its base URL."""
+    try:
+        if embedded is not None:
+            variables = {**os.environ, "BASE_URL": embedded.base_url, "RECEIPTS_DIR": embedded.receipts_dir or "",
+                         "GATEWAY_URL": embedded.gateway_url or ""}
+            return load_profile(s.profile, variables)
+        return load_profile(s.profile, base_url=s.host)
+    except ProfileError as exc:
+        raise HarnessError(str(exc)) from None
 
 
 # -- Locust's runner messages as the swarm's transport -----------------------------------------
@@ -151,7 +165,9 @@ class LocustRun:
             s = self.settings = read_settings(self.environment, self.scenario)
             target, service, pid, stops = start_embedded(s) if s.embedded else (Target(
                 base_url=s.host, receipts_dir=s.receipts_dir, mongo_uri=s.mongo_uri, gateway_url=s.gateway_url),
-                None, None, [])
+                None, None, []) if not s.profile else (None, None, None, [])
+            if s.profile:
+                target = profile_target(s, target)
             self.run = SwarmRun(s, target, self.coordinator, service_pid=pid, service=service, cleanups=stops,
                                 runner=type(self.environment.runner).__name__)
             self.run.prepare()

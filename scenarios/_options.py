@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from harness.options import OUTPUT, PLAN, by_name
+from harness.options import OUTPUT, PLAN, TARGET, by_name
 from harness.plan import PlanError, parse_channel_mix
 from harness.reference import MODES, SERVICE
 from harness.runner import HarnessError
@@ -18,7 +18,7 @@ log = logging.getLogger("race-harness.scenarios")
 
 # The options the CLI and the pytest fixtures also take: one definition each (harness.options,
 # harness.reference), so a flag means the same and defaults the same everywhere.
-SHARED = by_name(PLAN + OUTPUT + SERVICE)
+SHARED = by_name(PLAN + OUTPUT + SERVICE + TARGET)
 DEFAULT = {name: option.default for name, option in SHARED.items()}
 
 
@@ -42,6 +42,8 @@ def add_options(parser: Any, scenario: Scenario) -> None:
     add = parser.add_argument  # Locust's own: a plain argparse group knows no include_in_web_ui / is_secret
     for name in ("payments", "duplicates", "unpaid", "seed", "label", "store", "workers", "generation_delay_ms"):
         SHARED[name].add_to(parser)
+    # Locust has a --profile of its own (a name grouping test runs): the harness's is --target-profile here.
+    replace(SHARED["profile"], cli="--target-profile").add_to(parser)
     replace(SHARED["channel_mix"], default=scenario.channel_mix).add_to(parser)
     replace(SHARED["targets_file"], type=str, default=scenario.targets).add_to(parser)
     add("--receipts-dir", default=None,
@@ -90,8 +92,10 @@ def read_settings(environment: Any, scenario: Scenario) -> SwarmSettings:
         raise HarnessError(f"--embedded must be one of {', '.join(MODES)}")
     if embedded and host:
         raise HarnessError("give either -H/--host (the service under test) or --embedded, not both")
-    if not embedded and not host:
-        raise HarnessError("no service to test: give -H/--host URL (and --receipts-dir) or --embedded atomic|vulnerable")
+    profile = _opt(o, "profile", str)
+    if not embedded and not host and not profile:
+        raise HarnessError("no service to test: give -H/--host URL (and --receipts-dir), --profile FILE, or "
+                           "--embedded atomic|vulnerable")
     if host and not host.startswith(("http://", "https://")):
         raise HarnessError(f"-H/--host must be an http:// or https:// URL, not {host!r}")
     try:
@@ -116,6 +120,7 @@ def read_settings(environment: Any, scenario: Scenario) -> SwarmSettings:
         heal_after=_opt(o, "heal_after", int, scenario.heal_after), wave_size=_opt(o, "wave_size", int, 10),
         inflight=_opt(o, "inflight", int, 2), release_lead=_opt(o, "release_lead_ms", float, 100.0) / 1000.0,
         burst_timeout=_opt(o, "burst_timeout", float, 30.0), headless=bool(getattr(o, "headless", False)),
+        profile=profile,
     )
     try:
         settings.plan.validate()
@@ -131,7 +136,7 @@ def read_settings(environment: Any, scenario: Scenario) -> SwarmSettings:
         raise HarnessError("--store and --workers describe the embedded service: give them with --embedded")
     if settings.burst_timeout <= 0 or settings.release_lead < 0:
         raise HarnessError("--burst-timeout must be positive and --release-lead-ms not negative")
-    if settings.plan.uses_verify() and not embedded and not settings.gateway_url:
+    if settings.plan.uses_verify() and not embedded and not settings.gateway_url and not profile:
         raise HarnessError("verify calls need --gateway-url: the PhonePe status API (simulator) the service asks")
     return settings
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from _strangers import PROFILES, stranger_with_profile
@@ -31,13 +30,15 @@ def name(request) -> str:
 
 @pytest.fixture
 def vulnerable(name, tmp_path):
-    with stranger_with_profile(name, "vulnerable", tmp_path) as variables:
+    (tmp_path / "vulnerable").mkdir()
+    with stranger_with_profile(name, "vulnerable", tmp_path / "vulnerable") as variables:
         yield variables
 
 
 @pytest.fixture
 def fixed(name, tmp_path):
-    with stranger_with_profile(name, "fixed", tmp_path) as variables:
+    (tmp_path / "fixed").mkdir()
+    with stranger_with_profile(name, "fixed", tmp_path / "fixed") as variables:
         yield variables
 
 
@@ -106,3 +107,14 @@ def test_reverify_judges_a_strangers_run_again_from_its_report(race_profile, nam
 def test_a_profile_built_in_a_test_needs_no_file(race_profile, name, fixed):
     profile = load_profile(PROFILES[name], fixed)
     assert race_profile(profile, payments=2, duplicates=2).valid
+
+
+def test_a_locust_swarm_judges_a_stranger_by_its_profile(name, vulnerable, fixed, tmp_path):
+    from _locust import locust, report_of
+
+    for variant, variables, expected in (("vulnerable", vulnerable, EXIT_INVALID), ("fixed", fixed, EXIT_OK)):
+        (tmp_path / variant / "locust").mkdir()
+        run = locust("webhook_storm", tmp_path / variant / "locust", "--target-profile", str(PROFILES[name]), "--payments", "3",
+                     "--duplicates", "5", "--targets", "exactly-once", env=variables)
+        assert run.returncode == expected, run.stdout[-3000:]
+        assert report_of(tmp_path / variant / "locust")["config"]["profile"]["name"] == load_profile(PROFILES[name], variables).name

@@ -8,12 +8,11 @@ oracle's checks and the race having happened decide the exit code.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
+
+from _locust import locust, report_of
 
 from harness import reverify
 from harness.embedded import free_port
@@ -23,7 +22,6 @@ from harness.result import RunReport
 # Real processes, nested pytest or Locust runs: `pytest -m 'not slow'` leaves these out.
 pytestmark = pytest.mark.slow
 
-SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 VERDICT = "race-harness verdict"
 
 # Locust comes with the test extra; it is only ever run as a subprocess here, because importing it
@@ -37,21 +35,8 @@ def simulator(tmp_path):
     process.stop()
 
 
-def locust(scenario: str, tmp_path: Path, *argv: str, users: int = 2) -> subprocess.CompletedProcess:
-    """Run one scenario headless (bounded by --run-time and a subprocess timeout); output in stdout."""
-    command = [sys.executable, "-m", "locust", "-f", str(SCENARIOS / f"{scenario}.py"), "--headless",
-               "-u", str(users), "-r", "50", "-t", "45s", "--report-dir", str(tmp_path / "report"), *argv]
-    return subprocess.run(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=58)
-
-
 def against(service) -> list[str]:
     return ["-H", service.url, "--receipts-dir", str(service.receipts_dir)]
-
-
-def report_of(tmp_path: Path) -> dict:
-    (path,) = (tmp_path / "report").glob("*.json")
-    return json.loads(path.read_text())
 
 
 def check(report: dict, name: str) -> dict:

@@ -58,6 +58,7 @@ class SwarmSettings:
     release_lead: float  # seconds
     burst_timeout: float
     headless: bool
+    profile: str | None = None  # a profile file or built-in name: the service's contract
 
     @property
     def plan(self) -> Plan:
@@ -216,7 +217,7 @@ class SwarmRun:
                 log.warning("race-harness: a cleanup step failed", exc_info=True)
 
 
-def set_failure_rate(client: httpx.Client, target: Target, rate: float) -> dict:
+def set_failure_rate(client: httpx.Client, target: Any, rate: float) -> dict:
     """Set the service's injected failure rate through PUT /_admin/faults; return the faults before."""
     try:
         before = client.get(target.url("/_admin/faults"))
