@@ -248,7 +248,10 @@ def add_audit_parser(sub: Any) -> argparse.ArgumentParser:
     """Register ``race-harness audit`` on the CLI's subparsers."""
     p = sub.add_parser("audit", help="judge a receipts directory that already exists: duplicate and unreadable "
                                      "receipts per payment, with no run and no history")
-    p.add_argument("directory", type=Path, help="the receipts directory (a copy of production's is fine)")
+    p.add_argument("directory", type=Path, nargs="?",
+                   help="the receipts directory (a copy of production's is fine); or give --profile")
+    p.add_argument("--profile", help="audit every side-effect source of this profile (directories, MongoDB "
+                                     "collections of rows, HTTP listings) by its own key rules")
     p.add_argument("--key", action="append", metavar="RULE",
                    help="how a receipt's payment key is found: subject, title, text:REGEX or name:REGEX (the named "
                         "group 'key', else group 1, else the match); repeat to try rules in order (default: subject, "
@@ -271,11 +274,24 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from .audit_report import audit_stdout, write_audit_report
 
     try:
-        rules = [parse_rule(spec) for spec in args.key] if args.key else None
-        amount = parse_amount_rule(args.amount)
-        with ProgressBar(not args.quiet and not args.json) as bar:
-            report = audit_directory(args.directory, rules, amount, workers=args.workers, label=args.label,
-                                     progress=bar)
+        if args.profile:
+            if args.directory or args.key:
+                raise AuditError("--profile names the sources and their key rules: give no directory or --key")
+            from .audit_profile import audit_profile
+            from .profile import ProfileError, load_profile
+
+            try:
+                report = audit_profile(load_profile(args.profile), label=args.label)
+            except ProfileError as exc:
+                raise AuditError(str(exc)) from None
+        else:
+            if args.directory is None:
+                raise AuditError("give the receipts directory, or --profile FILE")
+            rules = [parse_rule(spec) for spec in args.key] if args.key else None
+            amount = parse_amount_rule(args.amount)
+            with ProgressBar(not args.quiet and not args.json) as bar:
+                report = audit_directory(args.directory, rules, amount, workers=args.workers, label=args.label,
+                                         progress=bar)
     except AuditError as exc:
         return fail(str(exc))
     except OSError as exc:

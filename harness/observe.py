@@ -85,6 +85,7 @@ class Observation:
     state_fields: dict[str, str | None] = field(default_factory=lambda: dict(REFERENCE_STATE_FIELDS))
     settled: bool | None = None  # None: the profile does not ask to wait
     rule_misses: list[str] = field(default_factory=list)  # a profile's key rule that matched no effect read
+    baseline: set[str] | None = None  # effect ids present before the run (a profile with assigned keys)
 
     @property
     def errors(self) -> list[str]:

@@ -26,7 +26,7 @@ MISSING, DUPLICATE, UNPAID_RECEIPT = "missing-receipt", "duplicate-receipts", "u
 GENERATED_TWICE, FILE_CONFLICT, UNREADABLE = "generated-twice", "file-conflict", "unreadable-receipt"
 WRONG_PAYMENT, WRONG_AMOUNT, STATE_MISMATCH = "wrong-payment", "wrong-amount", "state-mismatch"
 SERVER_ERROR_KIND, TRANSPORT_ERROR = "server-error", "transport-error"
-SHARED_KEY = "shared-key"
+SHARED_KEY, ORPHAN = "shared-key", "orphan-effect"
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,17 @@ class Evidence:
         return [p for p in self.payments if not self.judged(p)]
 
     @cached_property
+    def state_holders(self) -> dict[tuple[str, str], list[str]]:
+        """(state field, value) -> the transactions whose state holds it (a key the service assigned)."""
+        holders: dict[tuple[str, str], list[str]] = {}
+        for planned in self.payments:
+            state = self.observation.state.get(planned.payment.id) or {}
+            for field_name, value in (state.get("join") or {}).items():
+                if value not in (None, ""):
+                    holders.setdefault((field_name, str(value)), []).append(planned.payment.merchant_transaction_id)
+        return holders
+
+    @cached_property
     def receipt_owners(self) -> dict[str, str]:
         """Side effect name -> the transaction id of the payment it belongs to.
 
@@ -82,12 +93,9 @@ class Evidence:
         """
         known = set(self.by_transaction())
         by_id = {p.payment.id: p.payment.merchant_transaction_id for p in self.payments}
-        by_state: dict[tuple[str, str], str] = {}
-        for planned in self.payments:
-            state = self.observation.state.get(planned.payment.id) or {}
-            for field_name, value in (state.get("join") or {}).items():
-                if value not in (None, ""):
-                    by_state[(field_name, str(value))] = planned.payment.merchant_transaction_id
+        by_state: dict[tuple[str, str], str | None] = {}
+        for (field_name, value), holders in self.state_holders.items():
+            by_state[(field_name, value)] = holders[0] if len(holders) == 1 else None  # shared: told by content
         owners = {}
         for receipt in self.observation.receipts:
             if receipt.keyed:
@@ -236,6 +244,11 @@ def receipt_files(ev: Evidence) -> CheckResult:
             continue
         owner = ev.receipt_owners.get(effect)
         if owner is None:
+            if _orphan(ev, receipt):
+                violations.append(Violation(name, f"{receipt.kind} {receipt.key!r} appeared during the run but no "
+                                                  f"payment's state names it (a duplicate whose claim was lost?)",
+                                            files=[effect], kind=ORPHAN))
+                continue
             # another run's effect, not ours to judge (or one the profile's key rule found nothing in)
             (unkeyed if receipt.keyed and receipt.key is None else foreign).append(effect)
             continue
@@ -279,18 +292,23 @@ def _content_of(receipt: ReceiptFile, payment: Payment, known: set[str]) -> tupl
     return checked or bool(violations), violations
 
 
+def _orphan(ev: Evidence, receipt: ReceiptFile) -> bool:
+    """A side effect keyed by a value the service assigned, new in this run, that no payment's state names."""
+    baseline = ev.observation.baseline
+    return (baseline is not None and receipt.keyed and receipt.key is not None and receipt.joins.startswith("state.")
+            and _effect_id(receipt) not in baseline)
+
+
 def _shared_keys(ev: Evidence) -> list[Violation]:
-    """One key (a receipt number the service assigned) on side effects of two different payments."""
-    owners: dict[tuple[str, str], set[str]] = {}
-    effects: dict[tuple[str, str], list[str]] = {}
-    for receipt in ev.observation.receipts:
-        owner = ev.receipt_owners.get(_effect_id(receipt))
-        if receipt.keyed and receipt.key is not None and owner is not None and receipt.joins.startswith("state."):
-            owners.setdefault((receipt.kind, receipt.key), set()).add(owner)
-            effects.setdefault((receipt.kind, receipt.key), []).append(_effect_id(receipt))
-    return [Violation("receipt-files", f"{kind} {key!r} was given to {len(who)} payments",
-                      files=effects[(kind, key)], kind=SHARED_KEY)
-            for (kind, key), who in sorted(owners.items()) if len(who) > 1]
+    """One key the service assigned (a receipt number) held by the state of two different payments."""
+    out = []
+    for (field_name, value), holders in sorted(ev.state_holders.items()):
+        if len(holders) > 1:
+            files = sorted(_effect_id(r) for r in ev.observation.receipts
+                           if r.keyed and r.key == value and r.joins == f"state.{field_name}")
+            out.append(Violation("receipt-files", f"{field_name} {value!r} was given to {len(holders)} payments",
+                                 files=files, kind=SHARED_KEY))
+    return out
 
 
 def _amount_of(receipt: ReceiptFile, payment: Payment) -> tuple[bool, list[Violation]]:

@@ -273,6 +273,7 @@ class RunSession:
 
     def prepare(self) -> list[PreparedRequest]:
         """Create the plan's payments on the target; return every request of one delivery round."""
+        self.target.mark_baseline()
         self.payments = prepare_payments(self.target, self.config.plan, self._client, self.progress)
         return build_requests(self.config.plan, self.payments, self.target)
 

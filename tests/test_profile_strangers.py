@@ -118,3 +118,21 @@ def test_a_locust_swarm_judges_a_stranger_by_its_profile(name, vulnerable, fixed
                      "--duplicates", "5", "--targets", "exactly-once", env=variables)
         assert run.returncode == expected, run.stdout[-3000:]
         assert report_of(tmp_path / variant / "locust")["config"]["profile"]["name"] == load_profile(PROFILES[name], variables).name
+
+
+def test_an_audit_by_profile_finds_the_vulnerable_strangers_past_duplicates(race_profile, name, vulnerable):
+    from harness.audit_profile import audit_profile
+
+    race_profile(PROFILES[name], vulnerable, payments=3, duplicates=5)
+    audit = audit_profile(load_profile(PROFILES[name], vulnerable))
+    assert audit["exit_code"] == EXIT_INVALID, audit["summary"]
+    assert audit["counts"]["duplicate_keys"] or audit["counts"].get("orphans"), audit["summary"]
+
+
+def test_an_audit_by_profile_of_the_fixed_stranger_finds_one_side_effect_per_payment(race_profile, name, fixed):
+    from harness.audit_profile import audit_profile
+
+    race_profile(PROFILES[name], fixed, payments=3, duplicates=5)
+    audit = audit_profile(load_profile(PROFILES[name], fixed))
+    assert audit["exit_code"] == EXIT_OK, audit["summary"]
+    assert (audit["counts"]["keys"], audit["counts"]["receipts"]) == (3, 3), audit["summary"]

@@ -20,7 +20,7 @@ from ..plan import Plan
 from ..redact import MASK, is_secret_key
 from ..target import Payment, Target, TargetError
 from .deliveries import Channel
-from .effects import describe, read_effects
+from .effects import describe, existing_ids, read_effects
 from .loader import BUILT_IN, ProfileError, load_profile, parse_profile
 from .payments import make_payments
 from .schema import ProfileFile
@@ -44,6 +44,7 @@ class Profile:
         self.name, self.base_url = spec.name, spec.base_url
         self.health_path, self.metrics_path, self.faults_path = spec.health_path, spec.metrics_path, spec.faults_path
         self.channels = {name: Channel(name, section, spec.base_url) for name, section in spec.deliveries.items()}
+        self._baseline: set[str] | None = None  # side effects that existed before this run's deliveries
 
     # -- what the run session asks -----------------------------------------------------------
     def url(self, path: str, payment: Payment | None = None) -> str:
@@ -145,10 +146,23 @@ class Profile:
                 fields.add(key.joins.removeprefix("state."))
         return fields
 
+    def mark_baseline(self) -> None:
+        """Remember which side effects exist before the run sends anything (names only, nothing is read).
+
+        A service-assigned key (a receipt number) that joins no payment is then told apart: an effect
+        that was there before is another run's; one that appeared during this run belongs to no payment.
+        """
+        if not any(e.rule("key") is not None and e.rule("key").joins.startswith("state.") for e in self.spec.effects):
+            return
+        self._baseline = set()
+        for effect in self.spec.effects:
+            self._baseline |= existing_ids(effect)
+
     def observe(self, payments: list[Payment], client: httpx.Client) -> Observation:
         """Every side-effect source and the state, read as they are now."""
         files = [e.dir for e in self.spec.effects if e.source == "files"]
         obs = Observation(receipts_dir=files[0] if files else None)
+        obs.baseline = self._baseline
         obs.effect_sources = [describe(e) for e in self.spec.effects]
         obs.effect_kinds = sorted({e.kind for e in self.spec.effects})
         obs.answers_described = self.describes_answers

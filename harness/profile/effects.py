@@ -29,6 +29,26 @@ def describe(section: EffectSection) -> str:
     return f"http {section.path or _no_userinfo(str(section.url))}"
 
 
+def existing_ids(section: EffectSection) -> set[str]:
+    """The ids (as the oracle names them) of the effects a source holds now, without reading them."""
+    try:
+        if section.source == "files":
+            root = Path(str(section.dir))
+            return {p.name for p in root.iterdir() if fnmatch.fnmatch(p.name, section.glob)} if root.is_dir() else set()
+        if section.source == "mongo":
+            import pymongo
+
+            client: pymongo.MongoClient = pymongo.MongoClient(section.uri, serverSelectionTimeoutMS=5000)
+            try:
+                found = client[str(section.database)][str(section.collection)].find(section.filter, {"_id": 1})
+                return {f"mongo:{section.kind}:{d['_id']}" for d in found}
+            finally:
+                client.close()
+    except Exception:  # no baseline for a source that cannot be listed: its orphans are not judged
+        return set()
+    return set()
+
+
 def _no_userinfo(url: str) -> str:
     return re.sub(r"//[^/@]*@", "//", url)
 
