@@ -19,7 +19,7 @@ from typing import Iterator, Sequence
 from . import cli_run, cli_tools
 from .audit import add_audit_parser
 from ._cli_common import Parser
-from .options import OUTPUT, PLAN, SENDING, Option, add_options, TARGET
+from .options import OUTPUT, PLAN, SENDING, TARGET, Option, add_options
 from .reference import SERVICE, add_serve_arguments
 from .result import EXIT_INCONCLUSIVE
 from .senders import SENDERS
@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_service_options(demo, [o for o in SERVICE if o.name != "mode"])
     demo.add_argument("--mongo-uri", help="an external MongoDB for the service (default: $MONGODB_URI when --store "
                                           "is not given); state is read straight from it")
+    add_options(demo.add_argument_group("the reference service's contract"), TARGET)
     _add_output_options(demo, report_default="reports/demo")
     demo.set_defaults(func=cli_run._cmd_demo, receipts_dir=None, target=None, target_file=None,
                       gateway_url=None, merchant_id=None, salt_key=None, salt_index=None, service_pid=None)
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     matrix.add_argument("--duplicates", type=int, default=5)
     matrix.add_argument("--lease-seconds", type=float, default=1.0)
     matrix.add_argument("--generation-delay-ms", type=float, default=200.0)
+    matrix.add_argument("--profile", help="judge every cell through this built-in profile (reference, reference-v2)")
     matrix.add_argument("--report-dir", type=Path, default=Path("reports/matrix"))
     matrix.add_argument("--json", action="store_true")
     matrix.add_argument("--quiet", action="store_true")

@@ -87,9 +87,12 @@ def _print_report(report: RunReport, as_json: bool, paths: dict[str, Path] | Non
     if m.get("payments_unjudged"):
         print(f"  judged {m.get('payments_judged')} of {m.get('payments')} payments; {m.get('payments_unjudged')} "
               f"unjudged: none of their requests reached the service")
+    def ms(name: str) -> str:
+        return f"{m[name]} ms" if m.get(name) is not None else "not measured"
+
     print(f"  payments {m.get('payments_paid')} paid + {m.get('payments_unpaid')} unpaid, {m.get('requests')} requests; "
-          f"receipt files per paid payment {m.get('receipts_per_payment_min')}–{m.get('receipts_per_payment_max')}; "
-          f"release spread {m.get('release_spread_ms')} ms, server-seen spread {m.get('arrival_spread_ms')} ms")
+          f"receipts per paid payment {m.get('receipts_per_payment_min')}–{m.get('receipts_per_payment_max')}; "
+          f"release spread {ms('release_spread_ms')}, server-seen spread {ms('arrival_spread_ms')}")
     for target in report.targets:
         measured = "not measured" if target.measured is None else f"{target.measured:g} {target.unit}".strip()
         print(f"  target {target.name:<26} {target.status:<13} {measured} (expected {target.expected})")
@@ -130,7 +133,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     from .reference import require
 
+    from .profile import BUILT_IN
+
     reports = {}
+    if args.profile and args.profile not in BUILT_IN:
+        return fail(f"the demo races the reference service: --profile takes a built-in name ({', '.join(BUILT_IN)})")
     try:
         require()  # before anything is announced: one line naming the extra to install
         for label, mode in (("vulnerable", "vulnerable"), ("atomic", "atomic")):

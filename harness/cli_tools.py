@@ -81,7 +81,7 @@ def _cmd_matrix(args: argparse.Namespace) -> int:
         with ProgressBar(not args.quiet and not args.json) as progress:
             cells = run_matrix(modes, faults, payments=args.payments, duplicates=args.duplicates,
                                lease_seconds=args.lease_seconds, generation_delay_ms=args.generation_delay_ms,
-                               report_dir=args.report_dir, progress=progress)
+                               report_dir=args.report_dir, profile=args.profile, progress=progress)
     except HarnessError as exc:
         return fail(str(exc))
     table = to_markdown(cells, payments=args.payments, duplicates=args.duplicates, lease_seconds=args.lease_seconds)

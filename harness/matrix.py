@@ -44,10 +44,10 @@ class Cell:
 
 
 def run_cell(mode: str, fault: str, *, payments: int, duplicates: int, lease_seconds: float,
-             generation_delay_ms: float, report_dir: Path | None) -> Cell:
+             generation_delay_ms: float, report_dir: Path | None, profile: str | None = None) -> Cell:
     flags = FAULTS[fault]
     reference = ReferenceOptions(mode=mode, generation_delay_ms=generation_delay_ms, faults=flags,
-                                 lease_seconds=lease_seconds, transient_faults=flags.active())
+                                 lease_seconds=lease_seconds, transient_faults=flags.active(), profile=profile)
     config = RunConfig(
         plan=Plan(payments=payments, duplicates=duplicates, rounds=2, round_interval=lease_seconds + 0.5),
         targets_file=Path("exactly-once"), label=f"{mode}-{fault.replace(' ', '-')}", report_dir=report_dir)
@@ -66,14 +66,14 @@ def _verdict_word(code: int) -> str:
 
 def run_matrix(modes: tuple[str, ...] = MODES[:3], faults: tuple[str, ...] = tuple(FAULTS), *, payments: int = 5,
                duplicates: int = 5, lease_seconds: float = 1.0, generation_delay_ms: float = 200.0,
-               report_dir: Path | None = None,
+               report_dir: Path | None = None, profile: str | None = None,
                progress: Callable[[str, int, int], None] | None = None) -> list[Cell]:
     cells = []
     total = len(modes) * len(faults)
     for mode in modes:
         for fault in faults:
             cells.append(run_cell(mode, fault, payments=payments, duplicates=duplicates, lease_seconds=lease_seconds,
-                                  generation_delay_ms=generation_delay_ms, report_dir=report_dir))
+                                  generation_delay_ms=generation_delay_ms, report_dir=report_dir, profile=profile))
             if progress:
                 progress("matrix", len(cells), total)
     return cells

@@ -91,7 +91,8 @@ def compute_metrics(ev: Evidence, rows: list[dict[str, Any]], checks: list[Check
         "status_5xx": status_5xx,
         "transport_errors": transport,
         "success_rate_pct": round(100.0 * outcomes["generated"] / attempts, 3) if attempts else None,
-        "duplicate_attempts": outcomes["already_generated"],
+        # Not measured when the answers say nothing (a profile without [answers]): 0 would read as "none".
+        "duplicate_attempts": outcomes["already_generated"] if ev.observation.answers_described else None,
         "processing_ms_p50": percentile(processing, 50),
         "processing_ms_p95": percentile(processing, 95),
         "processing_ms_max": max(processing) if processing else None,

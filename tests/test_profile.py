@@ -188,7 +188,7 @@ def test_a_report_never_carries_a_signing_credential(tmp_path):
 
 
 @pytest.mark.parametrize("body, outcome", [
-    ({"result": "created"}, "generated"), ({"result": "dup"}, "already"), ({"result": "new-word"}, "new-word"),
+    ({"result": "created"}, "generated"), ({"result": "dup"}, "already_generated"), ({"result": "new-word"}, "new-word"),
     ({"other": 1}, None), ("not json", None),
 ])
 def test_answers_map_the_services_words_to_outcomes(tmp_path, body, outcome):
@@ -199,7 +199,7 @@ def test_answers_map_the_services_words_to_outcomes(tmp_path, body, outcome):
 def test_answers_by_status_code(tmp_path):
     profile = load(tmp_path, MINIMAL + '\n[answers]\nstatus = { generated = [201], already = [409] }\n')
     assert (profile.outcome_of({}, 201), profile.outcome_of({}, 409), profile.outcome_of({}, 200)) == (
-        "generated", "already", None)
+        "generated", "already_generated", None)
 
 
 def test_a_key_rule_takes_its_group_from_the_part_it_names():

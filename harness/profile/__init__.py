@@ -29,7 +29,9 @@ from .state import read_state
 __all__ = ["BUILT_IN", "Profile", "ProfileError", "as_profile", "load_profile", "parse_profile"]
 
 Progress = Callable[[str, int, int], None]
-UNSETTLED = "unsettled"  # Problem kind: side effects or state were still changing when the wait ended
+UNSETTLED = "unsettled"
+# A profile's outcome words -> the oracle's (the reference service's answers use these).
+_OUTCOMES = {"generated": "generated", "already": "already_generated", "failed": "failed"}  # Problem kind: side effects or state were still changing when the wait ended
 
 
 def _no_progress(stage: str, done: int, total: int) -> None:
@@ -123,11 +125,11 @@ class Profile:
             if value is not None:
                 for outcome in ("generated", "already", "failed"):
                     if value in getattr(answers, outcome):
-                        return outcome
+                        return _OUTCOMES[outcome]
                 return str(value)
         for outcome, codes in answers.status.items():
             if status in codes:
-                return outcome
+                return _OUTCOMES.get(outcome, outcome)
         return None
 
     def injected_fault_of(self, body: Any) -> str | None:
