@@ -136,3 +136,49 @@ def test_an_audit_by_profile_of_the_fixed_stranger_finds_one_side_effect_per_pay
     audit = audit_profile(load_profile(PROFILES[name], fixed))
     assert audit["exit_code"] == EXIT_OK, audit["summary"]
     assert (audit["counts"]["keys"], audit["counts"]["receipts"]) == (3, 3), audit["summary"]
+
+
+def _cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness", *argv], env={**os.environ, **(env or {})},
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def shop_fixed(tmp_path):
+    (tmp_path / "shop").mkdir()
+    with stranger_with_profile("v2shop", "fixed", tmp_path / "shop") as variables:
+        yield variables
+
+
+def test_a_key_rule_that_matches_nothing_is_one_line_naming_it_and_exit_4(shop_fixed, tmp_path):
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text(PROFILES["v2shop"].read_text().replace('pattern = "Receipt (R-\\\\d+)"',
+                                                        'pattern = "Invoice (INV-\\\\d+)"'))
+    result = _cli("run", "--profile", str(wrong), "--payments", "2", "--duplicates", "2", "--quiet",
+                  "--report-dir", str(tmp_path / "r"), env=shop_fixed)
+    assert result.returncode == 4, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "effects.0.key" in line and "Invoice" in line and "Receipt R-" in line
+
+
+def test_an_unreachable_service_is_one_line_and_exit_4(tmp_path):
+    from harness.embedded import free_port
+
+    result = _cli("run", "--profile", str(PROFILES["donations"]), "--quiet", "--report-dir", str(tmp_path),
+                  env={"DONATIONS_BASE_URL": f"http://127.0.0.1:{free_port()}", "DONATIONS_MONGO_URI": "mongodb://x",
+                       "DONATIONS_DATABASE": "d", "DONATIONS_WEBHOOK_SECRET": "whsec_" + "QUJD" * 8})
+    assert result.returncode == 4
+    (line,) = result.stderr.strip().splitlines()
+    assert "unreachable" in line
+
+
+def test_a_profile_with_a_mistake_is_one_line_naming_the_field_and_exit_4(tmp_path):
+    broken = tmp_path / "broken.toml"
+    broken.write_text(PROFILES["donations"].read_text().replace('paid = { field = "status", values = ["succeeded"] }',
+                                                                'paid = { fields = "status" }'))
+    result = _cli("run", "--profile", str(broken), env={"DONATIONS_BASE_URL": "http://127.0.0.1:9",
+                                                        "DONATIONS_MONGO_URI": "mongodb://x", "DONATIONS_DATABASE": "d",
+                                                        "DONATIONS_WEBHOOK_SECRET": "whsec_" + "QUJD" * 8})
+    assert result.returncode == 4
+    (line,) = result.stderr.strip().splitlines()
+    assert "state.paid" in line and "(line" in line
