@@ -55,6 +55,7 @@ def _check_port(channel: str, port: int) -> int:
     if port == 0:
         return _free_port()
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind: a closed run's TIME_WAIT is no user
         try:
             s.bind(("127.0.0.1", port))
         except OSError as exc:
