@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SinkError
+from .proxy import end_process
 from .records import read_records
 from .server import SinkSettings, service_env
 
@@ -117,12 +118,6 @@ class Sink:
         process, self._process = self._process, None
         if process is None:
             return
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+        end_process(process)
         if process.stdout is not None:
             process.stdout.close()

@@ -63,11 +63,12 @@ def ensure_ca(ca_dir: Path | str, mitmdump: str | None = None, timeout: float = 
                 raise SinkError(f"mitmdump made no CA in {ca_dir} within {timeout:g} s")
             time.sleep(0.05)
     finally:
-        _end(process)
+        end_process(process)
     return cert
 
 
-def _end(process: subprocess.Popen) -> None:
+def end_process(process: subprocess.Popen) -> None:
+    """Terminate a child (bounded), killing it if it does not go."""
     if process.poll() is None:
         process.terminate()
         try:
@@ -146,7 +147,7 @@ class ProxyChannel:
 
     def stop(self) -> None:
         if self._process is not None:
-            _end(self._process)
+            end_process(self._process)
             self._process = None
             self._log.close()
         self._stop.set()
