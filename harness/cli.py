@@ -1,4 +1,4 @@
-"""The ``race-harness`` command: serve, run, burst, verify, compare, demo, matrix.
+"""The ``race-harness`` command: serve, run, burst, verify, compare, demo, matrix, sink.
 
 Exit codes: 0 every invariant and target holds; 1 an invariant is violated; 2 a target is missed;
 3 inconclusive; 4 usage or configuration error. The options come from ``harness.options`` (the
@@ -18,6 +18,7 @@ from typing import Iterator, Sequence
 
 from . import cli_run, cli_tools
 from .audit import add_audit_parser
+from .cli_sink import add_sink_parser
 from ._cli_common import Parser
 from .options import OUTPUT, PLAN, SENDING, TARGET, Option, add_options
 from .reference import SERVICE, add_serve_arguments
@@ -132,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.set_defaults(func=cli_run._cmd_compare)
 
     add_audit_parser(sub)
+    add_sink_parser(sub)
 
     profile = sub.add_parser("profile", help="work with target profiles (docs/profiles.md)")
     profile_sub = profile.add_subparsers(dest="profile_command", required=True, parser_class=Parser)

@@ -7,6 +7,7 @@ from typing import Any
 
 from .history import Event
 from .oracle import FILE_CONFLICT, Evidence, payment_overlapped, receipts_unreadable
+from .oracle import _kinds as effect_kinds
 from .result import CheckResult
 from .stats import ms as _ms
 from .stats import percentile
@@ -50,6 +51,7 @@ def payment_rows(ev: Evidence) -> list[dict[str, Any]]:
             "outcomes": dict(Counter(e.outcome or ("error" if e.error else f"http-{e.status}") for e in events)),
             "receipt_files": [f.name for f in files],
             "receipts": len(files),
+            "effects": {kind: sum(1 for f in files if f.kind == kind) for kind in effect_kinds(ev)},  # per kind
             "state": ev.observation.state.get(p.id),
             "release_spread_ms": _ms(ev.history.release_spread(events)),
             "arrival_spread_ms": _ms(ev.history.arrival_spread(events)),
@@ -64,7 +66,9 @@ def compute_metrics(ev: Evidence, rows: list[dict[str, Any]], checks: list[Check
     events = list(ev.history)
     paid_rows = [r for r in rows if r["expected"] == "paid"]
     # A paid payment the service never heard of has no receipt to count (issue: undelivered is not missing).
-    per_paid = [r["receipts"] for r in paid_rows if r["judged"]]
+    # Counted per kind of side effect (a file, an e-mail, a CRM post): exactly one of each is right.
+    per_kind = [list(r["effects"].values()) or [r["receipts"]] for r in paid_rows if r["judged"]]
+    per_paid = [n for counts in per_kind for n in counts]
     outcomes = Counter(e.outcome for e in events)
     status_5xx = sum(1 for e in events if e.status is not None and e.status >= 500)
     transport = sum(1 for e in events if e.error is not None)
@@ -84,8 +88,8 @@ def compute_metrics(ev: Evidence, rows: list[dict[str, Any]], checks: list[Check
         "receipts_per_payment_min": min(per_paid) if per_paid and receipts_seen else None,
         "receipts_per_payment_max": max(per_paid) if per_paid and receipts_seen else None,
         "receipts_per_payment_mean": round(sum(per_paid) / len(per_paid), 3) if per_paid and receipts_seen else None,
-        "payments_with_duplicates": sum(1 for n in per_paid if n > 1) if receipts_seen else None,
-        "missing_receipts": sum(1 for n in per_paid if n == 0) if receipts_seen else None,
+        "payments_with_duplicates": sum(1 for c in per_kind if max(c) > 1) if receipts_seen else None,
+        "missing_receipts": sum(1 for c in per_kind if min(c) == 0) if receipts_seen else None,
         "file_conflicts": conflicts if receipts_seen else None,
         "errors": status_5xx + transport,
         "status_5xx": status_5xx,

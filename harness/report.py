@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 from .charts import TIMELINE_PAYMENTS
@@ -43,7 +44,20 @@ def write_report(report: RunReport, directory: Path, stem: str | None = None) ->
     paths["json"].write_text(report.dumps() + "\n", encoding="utf-8")
     paths["md"].write_text(render_markdown(report), encoding="utf-8")
     paths["html"].write_text(render_html(report), encoding="utf-8")
+    if records := _sink_records_beside(report, directory, stem):
+        paths["sink"] = records
     return paths
+
+
+def _sink_records_beside(report: RunReport, directory: Path, stem: str) -> Path | None:
+    """The run's sink records (JSON lines, secret headers already masked) kept as ``<stem>.sink.jsonl``."""
+    source = (report.config.get("sink") or {}).get("records")
+    if not source or not Path(source).is_file():
+        return None
+    target = directory / f"{stem}.sink.jsonl"
+    if Path(source).resolve() != target.resolve():
+        shutil.copyfile(source, target)
+    return target
 
 
 def redacted(report: RunReport) -> RunReport:

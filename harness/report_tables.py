@@ -142,7 +142,7 @@ def payments_table(report: RunReport, limit: int) -> Table:
                    "yes" if is_judged(row) else "no: unjudged, no delivery reached the service",
                    row.get("expected", DASH), _requests_cell(row),
                    counts_text(Counter({k: v for k, v in (row.get("outcomes") or {}).items() if v}), OUTCOMES),
-                   format_number(row.get("receipts")), _files_cell(row.get("receipt_files") or []),
+                   _receipts_cell(row), _files_cell(row.get("receipt_files") or []),
                    _state_cell(row.get("state")),
                    f"{format_number(row.get('release_spread_ms'))} / {format_number(row.get('arrival_spread_ms'))}",
                    format_number(row.get("processing_ms")), format_number(row.get("overlapped"))],
@@ -157,6 +157,14 @@ def _requests_cell(row: dict[str, Any]) -> str:
     channels = ", ".join(f"{k} {v}" for k, v in (row.get("channels") or {}).items() if v)
     count = format_number(row.get("requests"))
     return f"{count}: {channels}" if channels else count
+
+
+def _receipts_cell(row: dict[str, Any]) -> str:
+    """'11: receipt 1, receipt e-mail 5, crm post 5' when a profile reads several kinds of side effect."""
+    count, effects = format_number(row.get("receipts")), row.get("effects") or {}
+    if len(effects) < 2:
+        return count
+    return f"{count}: " + ", ".join(f"{kind} {n}" for kind, n in effects.items())
 
 
 def _files_cell(files: list[str], limit: int = 3) -> str:

@@ -258,6 +258,7 @@ class RunSession:
         self._metrics_url = self.target.url(self.target.metrics_path) if self.target.metrics_path else None
         self._before: dict[str, float] = {}
         self._sampler: MemorySampler | None = None
+        self.sink: Any = None  # the recording sink the profile asks for (harness.sink), from prepare() to close()
 
     def __enter__(self) -> "RunSession":
         return self
@@ -266,6 +267,8 @@ class RunSession:
         self.close()
 
     def close(self) -> None:
+        if self.sink is not None:
+            self.sink.stop()
         if self._sampler is not None:
             self._sampler.stop()
             self._sampler = None
@@ -273,9 +276,22 @@ class RunSession:
 
     def prepare(self) -> list[PreparedRequest]:
         """Create the plan's payments on the target; return every request of one delivery round."""
+        self._start_sink()
         self.target.mark_baseline()
         self.payments = prepare_payments(self.target, self.config.plan, self._client, self.progress)
         return build_requests(self.config.plan, self.payments, self.target)
+
+    def _start_sink(self) -> None:
+        """Start the profile's recording sink (once), before any payment exists; HarnessError when it cannot."""
+        from .profile.sink_source import start_sink
+        from .sink import SinkError
+
+        if self.sink is not None:
+            return
+        try:
+            self.sink = self.target.sink = start_sink(self.target.spec, self.config.report_dir, self.config.label)
+        except SinkError as exc:
+            raise HarnessError(f"sink: {exc}") from None
 
     def start_telemetry(self, interval: float | None = None) -> None:
         """Counters now, and the memory of the service's process sampled (every ``interval`` s) until stopped."""
@@ -333,6 +349,8 @@ class RunSession:
                                 counters=counters, memory=memory, started=self.started,
                                 server_errors_injected=self.config.server_errors_injected,
                                 progress=self.progress)
+        if self.sink is not None:  # what reached the sink, once it settled; its records go beside the report
+            report.config["sink"] = self.sink.describe()
         self.progress("verifying", 1, 1)
         return report
 

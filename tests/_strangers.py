@@ -26,16 +26,20 @@ class Stranger:
 
 @contextlib.contextmanager
 def stranger(script: str, receipts_dir: Path | None, *args: str, log: Path | None = None,
-             timeout: float = 30.0) -> Iterator[Stranger]:
+             timeout: float = 30.0, env: dict[str, str] | None = None) -> Iterator[Stranger]:
     """Run ``tests/strangers/<script>`` until the block ends; waits (bounded) until /healthz answers.
 
     ``receipts_dir`` None: the service keeps its side effects elsewhere (a database) and gets no ``--receipts``.
+    ``env``: variables added to the service's environment.
     """
+    import os
+
     port = free_port()
     out = open(log, "ab") if log else subprocess.DEVNULL
     receipts = ["--receipts", str(receipts_dir)] if receipts_dir is not None else []
     process = subprocess.Popen([sys.executable, str(STRANGERS / script), "--port", str(port), *receipts, *args],
-                               stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                               stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                               env={**os.environ, **env} if env else None)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
@@ -87,3 +91,26 @@ def stranger_with_profile(name: str, variant: str, workdir: Path) -> Iterator[di
                    "DONATIONS_WEBHOOK_SECRET": DONATIONS_SECRET}
     else:
         raise ValueError(f"no stranger called {name!r}")
+
+
+MAILER_SECRET = "rzp-webhook-secret-for-tests"
+MAILER_PROFILE = STRANGERS / "donation_mailer.toml"
+
+
+@contextlib.contextmanager
+def mailer_with_profile(variant: str, workdir: Path, **overrides: str) -> Iterator[dict[str, str]]:
+    """Start the donation mailer (``variant``) pointed at a sink's ports (not yet listening: the run starts
+    the sink) and its throw-away CA; yield its profile's variables (``overrides`` replace some)."""
+    from harness.embedded import free_port
+    from harness.sink.proxy import ensure_ca
+
+    ca_dir = workdir / "ca"
+    cert = ensure_ca(ca_dir)
+    variables = {"MAILER_SMTP_PORT": str(free_port()), "MAILER_PROXY_PORT": str(free_port()),
+                 "MAILER_CA_DIR": str(ca_dir), "MAILER_WEBHOOK_SECRET": MAILER_SECRET, **overrides}
+    service_env = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": variables["MAILER_SMTP_PORT"],
+                   "HTTPS_PROXY": f"http://127.0.0.1:{variables['MAILER_PROXY_PORT']}",
+                   "REQUESTS_CA_BUNDLE": str(cert), "NO_PROXY": "", "no_proxy": ""}
+    with stranger("donation_mailer.py", workdir / "receipts", "--variant", variant, "--secret", MAILER_SECRET,
+                  log=workdir / "mailer.log", env=service_env) as service:
+        yield {**variables, "MAILER_BASE_URL": service.url, "MAILER_RECEIPTS_DIR": str(service.receipts_dir)}

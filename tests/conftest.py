@@ -40,3 +40,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "reference_service" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def mitmdump() -> str:
+    """mitmproxy's mitmdump for the sink's proxy channel (installed once into its own venv when missing)."""
+    from _cached_venv import mitmdump as find
+
+    return find()

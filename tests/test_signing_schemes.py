@@ -9,7 +9,6 @@ PhonePe PG v1 has no SDK on PyPI: the reference service's own parser stands in f
 from __future__ import annotations
 
 import base64
-import fcntl
 import hashlib
 import json
 import os
@@ -17,9 +16,7 @@ import re
 import secrets
 import subprocess
 import time
-import venv
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import pytest
@@ -80,22 +77,9 @@ def sdk_python() -> str:
     """A Python with PhonePe's and Cashfree's SDKs: $RACE_HARNESS_SDK_PYTHON, or a venv built once."""
     if os.environ.get("RACE_HARNESS_SDK_PYTHON"):
         return os.environ["RACE_HARNESS_SDK_PYTHON"]
-    pins_id = hashlib.sha256(" ".join(SDK_PINS).encode()).hexdigest()[:12]
-    home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "race-harness" / f"provider-sdks-{pins_id}"
-    python, ready = home / "bin" / "python", home / ".ready"
-    home.parent.mkdir(parents=True, exist_ok=True)
-    # xdist workers may both get here first: one builds, the other waits on the lock.
-    with open(home.parent / f"{home.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not ready.exists():
-            venv.create(home, with_pip=True, clear=True)
-            build = subprocess.run([str(python), "-m", "pip", "install", "--quiet", *SDK_PINS],
-                                   capture_output=True, text=True, timeout=600)
-            if build.returncode != 0:
-                # Fail, not skip: a verifier that could not be had must not pass as a check that was made.
-                pytest.fail(f"PhonePe/Cashfree SDKs could not be installed ({build.stderr.strip()[-300:]})")
-            ready.touch()
-    return str(python)
+    from _cached_venv import cached_venv
+
+    return str(cached_venv("provider-sdks", SDK_PINS) / "bin" / "python")
 
 
 def run_sdk(case: dict[str, str]) -> dict[str, str]:

@@ -47,6 +47,7 @@ class Profile:
         self.health_path, self.metrics_path, self.faults_path = spec.health_path, spec.metrics_path, spec.faults_path
         self.channels = {name: Channel(name, section, spec.base_url) for name, section in spec.deliveries.items()}
         self._baseline: set[str] | None = None  # side effects that existed before this run's deliveries
+        self.sink: Any = None  # the recording sink a run started for this profile (harness.sink.Sink)
 
     # -- what the run session asks -----------------------------------------------------------
     def url(self, path: str, payment: Payment | None = None) -> str:
@@ -169,12 +170,16 @@ class Profile:
         obs.effect_kinds = sorted({e.kind for e in self.spec.effects})
         obs.answers_described = self.describes_answers
         for i, effect in enumerate(self.spec.effects):
-            records, problems = read_effects(effect, self.base_url, client)
+            records, problems = read_effects(effect, self.base_url, client, sink=self.sink)
             obs.receipts += records
             obs.problems += problems
             keyed = [r for r in records if r.keyed and r.readable and r.is_final]
             if keyed and all(r.key is None for r in keyed):
                 obs.rule_misses.append(_rule_miss(i, effect, keyed))
+        from .sink_source import nothing_reached
+
+        if silent := nothing_reached(self.spec, self.sink, len(payments)):
+            obs.problems.append(silent)
         if self.spec.state is None:
             obs.state_source = "none"
             return obs
@@ -194,7 +199,9 @@ class Profile:
     def observe_settled(self, payments: list[Payment], client: httpx.Client,
                         progress: Progress = _no_progress) -> Observation:
         """``observe``, after waiting (bounded) until side effects and state stop changing, when the profile asks."""
-        settle = self.spec.settle
+        from .sink_source import settle_for_sink, sink_quiet
+
+        settle = settle_for_sink(self.spec)  # the profile's [settle], or the sink's quiet seconds
         if settle is None:
             return self.observe(payments, client)
         started = time.monotonic()
@@ -205,7 +212,7 @@ class Profile:
             mark = _fingerprint(obs)
             if mark != last:
                 last, since = mark, now
-            elif now - since >= settle.quiet:
+            elif now - since >= settle.quiet and sink_quiet(self.spec, self.sink):
                 obs.settled = True
                 progress("settling", 1, 1)
                 return obs
@@ -247,6 +254,10 @@ def _masked(value: Any, key: str = "") -> Any:
 
 def _rule_miss(index: int, effect: Any, records: list) -> str:
     """One line saying which key rule found nothing, and what it looked at instead."""
+    if effect.source == "sink":
+        from .sink_source import sink_rule_miss
+
+        return sink_rule_miss(index, effect, records)
     rule = effect.rule("key")
     first = records[0]
     if effect.source == "files" and rule.from_ != "json":

@@ -26,6 +26,10 @@ def describe(section: EffectSection) -> str:
         return f"files {section.dir}/{section.glob}"
     if section.source == "mongo":
         return f"mongo {section.database}.{section.collection}"
+    if section.source == "sink":
+        from .sink_source import describe_sink
+
+        return describe_sink(section)
     return f"http {section.path or _no_userinfo(str(section.url))}"
 
 
@@ -53,9 +57,16 @@ def _no_userinfo(url: str) -> str:
     return re.sub(r"//[^/@]*@", "//", url)
 
 
-def read_effects(section: EffectSection, base_url: str, client: httpx.Client) -> tuple[list[ReceiptFile], list[Problem]]:
-    """Every effect the source holds now, keyed by its rules; a source that cannot be read is a problem."""
+def read_effects(section: EffectSection, base_url: str, client: httpx.Client,
+                 sink: Any = None) -> tuple[list[ReceiptFile], list[Problem]]:
+    """Every effect the source holds now, keyed by its rules; a source that cannot be read is a problem.
+
+    ``sink``: the running sink a ``source = "sink"`` effect reads (harness.sink.Sink)."""
     try:
+        if section.source == "sink":
+            from .sink_source import read_sink_effects
+
+            return read_sink_effects(section, sink)
         if section.source == "files":
             return _files(section)
         if section.source == "mongo":

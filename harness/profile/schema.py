@@ -203,9 +203,51 @@ class FieldRule(RuleSection):
         return self
 
 
+class SinkRule(RuleSection):
+    """A key or amount in what reached the sink: a call's body/header/path, a message's recipient/subject/text
+    or an attachment's text (``attachment``: which attachments, by a glob of their names)."""
+
+    from_: Literal["body", "header", "path", "recipient", "subject", "text", "attachment"] = Field(alias="from")
+    header: str | None = None
+    attachment: str = "*"
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _complete(self) -> "SinkRule":
+        if self.from_ == "header" and not self.header:
+            raise ValueError("a key from a header needs header (its name)")
+        if self.from_ == "body" and not (self.field or self.pattern):
+            raise ValueError("a key from the body needs field (a dotted path in its JSON) or pattern")
+        if self.field and self.from_ != "body":
+            raise ValueError(f"field is a dotted path in a JSON body: use pattern over the {self.from_}")
+        return self
+
+
+class SinkSection(_Strict):
+    """The recording sink a run starts: its ports on 127.0.0.1 (0: a free one) and how it answers."""
+
+    http: int | None = Field(None, ge=0, le=65535)
+    smtp: int | None = Field(None, ge=0, le=65535)
+    proxy: int | None = Field(None, ge=0, le=65535)
+    status: int = Field(200, ge=100, le=599)
+    body: str = '{"ok": true}'
+    content_type: str = "application/json"
+    latency_ms: float = Field(0.0, ge=0)
+    quiet: float = Field(1.0, gt=0)
+    ca_dir: str | None = None
+    records: str | None = None
+    mitmdump: str | None = None
+
+
 class EffectSection(_Strict):
     kind: str = "receipt"
-    source: Literal["files", "mongo", "http"]
+    source: Literal["files", "mongo", "http", "sink"]
+    # sink: which channel, and which of its calls/messages are this kind (globs; path is shared with http)
+    channel: Literal["http", "smtp", "proxy"] | None = None
+    host: str | None = None
+    recipient: str | None = None
+    method: str | None = None
     # files
     dir: str | None = None
     glob: str = "*"
@@ -223,7 +265,8 @@ class EffectSection(_Strict):
 
     @model_validator(mode="after")
     def _fits_source(self) -> "EffectSection":
-        need = {"files": ("dir",), "mongo": ("uri", "database", "collection", "key"), "http": ("key",)}[self.source]
+        need = {"files": ("dir",), "mongo": ("uri", "database", "collection", "key"), "http": ("key",),
+                "sink": ("channel",)}[self.source]
         for name in need:
             if getattr(self, name) in (None, ""):
                 raise ValueError(f"effects from {self.source} need {name!r}")
@@ -235,6 +278,8 @@ class EffectSection(_Strict):
         data = getattr(self, which)
         if data is None:
             return None
+        if self.source == "sink":
+            return SinkRule.model_validate(data)
         return FileRule.model_validate(data) if self.source == "files" else FieldRule.model_validate(data)
 
 
@@ -287,6 +332,7 @@ class ProfileFile(_Strict):
     effects: list[EffectSection] = Field(default_factory=list)
     state: StateSection | None = None
     settle: SettleSection | None = None
+    sink: SinkSection | None = None
 
     @field_validator("base_url")
     @classmethod
