@@ -81,7 +81,8 @@ class Lane:
         try:
             requests = [request_from_wire(r) for r in job["requests"]]
             armed = self.senders[job.get("sync") or "last-byte"].open(
-                requests, timeout=float(job["timeout"]), warmup_path=job.get("warmup_path") or None)
+                requests, timeout=float(job["timeout"]), warmup_path=job.get("warmup_path") or None,
+                verify_tls=job.get("verify_tls", True))
             self.transport.send(READY, {**reply, "ready": armed.ready, "errors": armed.errors[:5]})
             flag, go = self._slot(wave)
             if not flag.wait(float(job["go_timeout"])):
