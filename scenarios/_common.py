@@ -278,6 +278,8 @@ def install(scenario: Scenario) -> None:
 
     @events.quitting.add_listener
     def _quitting(environment: Any, **_: Any) -> None:
+        if _lane is not None:
+            _lane.close()  # the connections it kept warm between waves
         if _current is not None and not isinstance(environment.runner, WorkerRunner):
             if not _current.finished:
                 _current.finish()

@@ -126,6 +126,7 @@ class Outcome:
     body: bytes = b""
     error: str | None = None
     cold: bool = False  # the warm-up connection was not kept: this request paid for a fresh connect
+    reused: bool = False  # the connection came warm from an earlier burst (a kept-alive pool), not opened for this one
 
 
 def split_url(url: str) -> tuple[Origin, str]:
@@ -277,6 +278,8 @@ def to_event(index: int, request: PreparedRequest, outcome: Outcome, origin: flo
     meta = dict(request.meta)
     if outcome.cold:
         meta.setdefault("warm", False)
+    if outcome.reused:
+        meta["reused"] = True
     if outcome.server_timing:
         durations = parse_server_timing(outcome.server_timing)
         if durations:
