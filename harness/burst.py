@@ -27,7 +27,7 @@ class HeldBurst:
     """
 
     def __init__(self, requests: Sequence[PreparedRequest], *, timeout: float = 30.0,
-                 warmup_path: str | None = "/healthz", verify_tls: bool = True) -> None:
+                 warmup_path: str | None = "/healthz", verify_tls: bool | str = True) -> None:
         self._armed = SENDERS["last-byte"].open(requests, timeout=timeout, warmup_path=warmup_path,
                                                 verify_tls=verify_tls)
 

@@ -20,7 +20,7 @@ from . import cli_run, cli_tools
 from .audit import add_audit_parser
 from .cli_sink import add_sink_parser
 from ._cli_common import Parser
-from .options import OUTPUT, PLAN, SENDING, TARGET, Option, add_options
+from .options import OUTPUT, PLAN, SENDING, TARGET, TLS, Option, add_options
 from .reference import SERVICE, add_serve_arguments
 from .result import EXIT_INCONCLUSIVE
 from .senders import SENDERS
@@ -28,6 +28,8 @@ from .senders import SENDERS
 
 def _add_plan_options(p: argparse.ArgumentParser) -> None:
     add_options(p.add_argument_group("plan"), PLAN + SENDING)
+    add_options(p.add_argument_group("TLS (an https:// service: its certificate is verified unless told otherwise)"),
+                TLS)
 
 
 def _add_service_options(p: argparse.ArgumentParser, options: Sequence[Option]) -> None:

@@ -54,6 +54,7 @@ def _run_config(args: argparse.Namespace, **overrides: Any):
     from .plan import Plan, parse_channel_mix
     from .reference import ReferenceOptions
     from .runner import RunConfig
+    from .tls import trust_of
 
     plan = Plan(payments=args.payments, duplicates=args.duplicates, unpaid=args.unpaid,
                 channel_mix=parse_channel_mix(args.channel_mix), seed=args.seed, rounds=args.rounds,
@@ -62,9 +63,13 @@ def _run_config(args: argparse.Namespace, **overrides: Any):
     if target is not None and (args.store or args.workers is not None):
         raise ValueError("--store and --workers configure the service race-harness starts; with --target nothing "
                          "is started (use --mongo-uri to read a target's state from its MongoDB)")
+    if target is not None and (getattr(args, "http2", False) or getattr(args, "tls", False)):
+        raise ValueError("--http2 and --tls configure the service race-harness starts; with --target nothing is "
+                         "started (--sync auto asks the target whether it speaks HTTP/2)")
     config = RunConfig(plan=plan, target=target, sync=args.sync, timeout=args.timeout,
                        targets_file=args.targets_file, label=overrides.pop("label", args.label),
-                       report_dir=args.report_dir, service_pid=args.service_pid, announce=_announce)
+                       report_dir=args.report_dir, service_pid=args.service_pid, announce=_announce,
+                       verify_tls=trust_of(args.insecure, args.ca_file))
     reference = None if target is not None else ReferenceOptions.from_args(
         args, receipts_dir=args.receipts_dir, profile=getattr(args, "profile", None), **overrides)
     return config, reference

@@ -58,6 +58,12 @@ SENDING = (
                                      "last-byte)", choices=_sync_choices()),
     Option("timeout", float, 60.0, "seconds one burst may take"),
 )
+# How an https:// target's certificate is trusted (harness.tls): the system's CAs unless one of these says otherwise.
+TLS = (
+    Option("insecure", None, False, "do not verify the target's TLS certificate (a throw-away certificate)",
+           flag=True),
+    Option("ca_file", str, None, "verify the target's TLS certificate against the CA certificates in this PEM file"),
+)
 OUTPUT = (
     Option("targets_file", Path, None, "documented targets: a file, or 'seed' / 'exactly-once' (default: seed)",
            cli="--targets"),

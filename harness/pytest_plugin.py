@@ -131,8 +131,10 @@ def race_profile(request: pytest.FixtureRequest) -> Any:
 
     ``race_profile(profile, variables=None, *, base_url=None, payments=10, duplicates=5, unpaid=0,
     channel_mix="callback:1", rounds=1, round_interval=0.0, seed=0, sync="last-byte",
-    targets="exactly-once")``: ``profile`` is a file, a built-in name or a ``Profile``;
-    ``variables`` fill its ``${NAME}`` values (default: the environment). The service is yours to
+    targets="exactly-once", verify_tls=None)``: ``profile`` is a file, a built-in name or a ``Profile``;
+    ``variables`` fill its ``${NAME}`` values (default: the environment). ``sync`` is any sender,
+    ``sequential`` or ``auto``; ``verify_tls`` (False, or a CA file) overrides how the profile trusts an
+    https service's certificate. The service is yours to
     start; the verdict counts toward ``race_trials`` like the ``race`` fixture's.
     """
     from pathlib import Path
@@ -148,7 +150,8 @@ def race_profile(request: pytest.FixtureRequest) -> Any:
             payments: int = d["payments"], duplicates: int = d["duplicates"], unpaid: int = d["unpaid"],
             channel_mix: str = d["channel_mix"], rounds: int = d["rounds"],
             round_interval: float = d["round_interval"], seed: int = d["seed"], sync: str = d["sync"],
-            targets: str | Path = "exactly-once", label: str | None = None) -> RunReport:
+            targets: str | Path = "exactly-once", label: str | None = None,
+            verify_tls: bool | str | None = None) -> RunReport:
         if not isinstance(profile, Profile):
             profile = load_profile(profile, variables, base_url=base_url)
         elif base_url:
@@ -156,7 +159,7 @@ def race_profile(request: pytest.FixtureRequest) -> Any:
         plan = Plan(payments=payments, duplicates=duplicates, unpaid=unpaid,
                     channel_mix=parse_channel_mix(channel_mix), rounds=rounds, round_interval=round_interval, seed=seed)
         report = run_race(RunConfig(plan=plan, target=profile, sync=sync, targets_file=targets,
-                                    label=label or profile.name))
+                                    label=label or profile.name, verify_tls=verify_tls))
         record_verdict(request, report)
         return report
 

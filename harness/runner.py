@@ -30,6 +30,7 @@ from .result import Coverage, RunReport, decide
 from .target import Payment, Target, TargetError
 from .targets import evaluate, load_targets
 from .telemetry import MemorySampler, counter_deltas, scrape
+from .tls import explain, http_client
 
 SYNC_CHOICES = (*SENDERS, "sequential", AUTO)  # every registered sender, one-by-one, or what the target speaks
 MAX_WAVE = 256  # connections open at once; larger plans go in waves of whole payments
@@ -69,6 +70,9 @@ class RunConfig:
     server_errors_injected: bool = False  # injected faults answer 5xx: those the service marks are counted apart
     service: dict[str, Any] | None = None  # how a provider started the service, for the report
     announce: Callable[[str], None] | None = None  # told what a provider started (e.g. a wire server's URI)
+    # How the target's certificate is trusted (harness.tls.Trust: True, a CA file, False for --insecure);
+    # None: as its profile says (the system's CAs unless the profile says otherwise).
+    verify_tls: bool | str | None = None
 
     def describe(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -82,6 +86,8 @@ class RunConfig:
             if "mode" in self.service:
                 data["mode"] = self.service["mode"]
         data["transient_faults"] = self.transient_faults
+        if self.verify_tls is not None:
+            data["verify_tls"] = self.verify_tls
         return data
 
 
@@ -99,7 +105,7 @@ def _check_reachable(target: Target | Profile, client: httpx.Client) -> None:
     try:
         as_profile(target).check_reachable(client)
     except TargetError as exc:
-        raise HarnessError(f"target {exc}") from None
+        raise HarnessError(explain(f"target {exc}")) from None
 
 
 def build_requests(plan: Plan, payments: list[Payment], target: Target | Profile) -> list[PreparedRequest]:
@@ -135,19 +141,21 @@ def _waves(requests: list[PreparedRequest], limit: int = MAX_WAVE) -> list[list[
 
 
 def send(requests: list[PreparedRequest], *, sync: str, timeout: float, history: History,
-         progress: Progress = _no_progress, warmup_path: str | None = "/healthz") -> None:
+         progress: Progress = _no_progress, warmup_path: str | None = "/healthz",
+         verify_tls: bool | str = True) -> None:
     """Fire the requests into ``history``: simultaneous waves, or one after another for ``sequential``."""
     if sync == "sequential":
         # A deliberately non-overlapping run: each request waits for the previous answer.
         for i, request in enumerate(requests):
-            fire([request], sync="last-byte", timeout=timeout, history=history, warmup_path=warmup_path)
+            fire([request], sync="last-byte", timeout=timeout, history=history, warmup_path=warmup_path,
+                 verify_tls=verify_tls)
             progress("sending", i + 1, len(requests))
         history.sync = "sequential"
         return
     waves = _waves(requests)
     sent = 0
     for wave in waves:
-        fire(wave, sync=sync, timeout=timeout, history=history, warmup_path=warmup_path)
+        fire(wave, sync=sync, timeout=timeout, history=history, warmup_path=warmup_path, verify_tls=verify_tls)
         sent += len(wave)
         progress("sending", sent, len(requests))
 
@@ -220,7 +228,7 @@ def _observe_and_judge(target: Target | Profile, planned: list[PlannedPayment], 
     except ValueError as exc:
         raise HarnessError(str(exc)) from None
     progress = report.pop("progress", _no_progress)
-    with httpx.Client(timeout=10.0) as client:
+    with http_client(as_profile(target).tls_trust) as client:
         observation = as_profile(target).observe_settled([p.payment for p in planned], client, progress)
     if observation.rule_misses:  # a profile's key rule that finds nothing is a mistake in the profile
         raise HarnessError(f"profile: {observation.rule_misses[0]}")
@@ -252,9 +260,14 @@ class RunSession:
         self.config, self.progress = config, progress
         self.target = as_profile(config.target)  # the service's contract, whichever way it was described
         self._described = config.target
+        if config.verify_tls is not None:  # --insecure / --ca-file: the run's own say over the profile's
+            self.target = self._described = self.target.with_tls_trust(config.verify_tls)
         self.payments: list[Payment] = []
         self.started = time.time()
-        self._client = httpx.Client(timeout=10.0)
+        try:
+            self._client = http_client(self.target.tls_trust)
+        except ValueError as exc:  # an unreadable CA file
+            raise HarnessError(str(exc)) from None
         self._metrics_url = self.target.url(self.target.metrics_path) if self.target.metrics_path else None
         self._before: dict[str, float] = {}
         self._sampler: MemorySampler | None = None
@@ -309,7 +322,8 @@ class RunSession:
     def send(self, requests: list[PreparedRequest]) -> History:
         """Every delivery round of the plan, in simultaneous waves (or one by one for ``sequential``)."""
         # --sync auto: single-packet when the target speaks HTTP/2; the history says which sender ran.
-        sync = resolve_sync(self.config.sync, self.target.url(self.target.health_path))
+        trust = self.target.tls_trust
+        sync = resolve_sync(self.config.sync, self.target.url(self.target.health_path), verify_tls=trust)
         history = History(sync=sync)
         for round_ in range(self.config.plan.rounds):
             if round_:
@@ -317,7 +331,7 @@ class RunSession:
                 time.sleep(self.config.plan.round_interval)
             send([replace(r, meta={**r.meta, "round": round_}) for r in requests], sync=sync,
                  timeout=self.config.timeout, history=history, progress=self.progress,
-                 warmup_path=self.target.health_path)
+                 warmup_path=self.target.health_path, verify_tls=trust)
         return history
 
     def _before_retry(self) -> None:
@@ -422,7 +436,7 @@ def reverify(previous: RunReport, target_changes: dict[str, Any] | None = None,
     planned = [PlannedPayment(Payment(r["payment"], r["merchant_transaction_id"], r["amount"]), r["expected"] == "paid")
                for r in previous.payments]
     if not target.mongo_uri:
-        with httpx.Client(timeout=10.0) as client:
+        with http_client(as_profile(target).tls_trust) as client:
             _check_reachable(target, client)
     return _observe_and_judge(target, planned, History.from_dict(previous.history),
                               targets_file or previous.config.get("targets_file"),

@@ -67,6 +67,7 @@ def start_embedded(s: SwarmSettings) -> tuple[Target, dict[str, Any], int, list[
                                 failure_rate=s.failure_rate or 0.0,
                                 phonepe_base_url=simulator.url if simulator else None,
                                 log_path=workdir / "service.log", store=s.store, workers=s.workers,
+                                http2=s.http2 or s.tls, tls=s.tls,
                                 **({"mongo_uri": s.mongo_uri} if s.mongo_uri else {}))
     except (ServiceStartError, ValueError) as exc:
         if simulator is not None:
@@ -74,7 +75,8 @@ def start_embedded(s: SwarmSettings) -> tuple[Target, dict[str, Any], int, list[
         raise HarnessError(f"could not start the reference service: {exc}") from None
     log.info("race-harness: embedded %s service on %s, receipts in %s", s.embedded, service.url, receipts)
     described = {"embedded": True, "mode": s.embedded, "generation_delay_ms": s.generation_delay_ms,
-                 "failure_rate": s.failure_rate or 0.0, "store": service.store, "workers": s.workers}
+                 "failure_rate": s.failure_rate or 0.0, "store": service.store, "workers": s.workers,
+                 **({"http2": True, "tls": s.tls} if s.http2 or s.tls else {})}
     # With a MongoDB store (wire or external) the oracle reads state straight from the database.
     target = Target(base_url=service.url, receipts_dir=str(receipts), mongo_uri=service.mongo_uri,
                     mongo_database=service.database, gateway_url=simulator.url if simulator else None)
@@ -276,6 +278,8 @@ def install(scenario: Scenario) -> None:
 
     @events.quitting.add_listener
     def _quitting(environment: Any, **_: Any) -> None:
+        if _lane is not None:
+            _lane.close()  # the connections it kept warm between waves
         if _current is not None and not isinstance(environment.runner, WorkerRunner):
             if not _current.finished:
                 _current.finish()

@@ -7,18 +7,23 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from harness.options import OUTPUT, PLAN, TARGET, by_name
+from harness.options import OUTPUT, PLAN, SENDING, TARGET, TLS, by_name
 from harness.plan import PlanError, parse_channel_mix
 from harness.reference import MODES, SERVICE
 from harness.runner import HarnessError
 from harness.swarm import SwarmSettings
 from harness.targets import load_targets
+from harness.tls import trust_of
 
 log = logging.getLogger("race-harness.scenarios")
 
 # The options the CLI and the pytest fixtures also take: one definition each (harness.options,
 # harness.reference), so a flag means the same and defaults the same everywhere.
-SHARED = by_name(PLAN + OUTPUT + SERVICE + TARGET)
+SHARED = by_name(PLAN + SENDING + OUTPUT + SERVICE + TARGET + TLS)
+# What a lane can send with: the burst senders made for a gevent-patched worker, or "auto" (single-packet
+# when the target speaks HTTP/2, else last-byte; the master asks once). The naive sender runs asyncio,
+# which does not mix with gevent; "sequential" is the CLI's one-by-one run, not a swarm's.
+SWARM_SYNCS = ("last-byte", "single-packet", "auto")
 DEFAULT = {name: option.default for name, option in SHARED.items()}
 
 
@@ -40,8 +45,10 @@ def add_options(parser: Any, scenario: Scenario) -> None:
     Help texts spell their defaults out: the web UI shows them as written, without argparse's expansion.
     """
     add = parser.add_argument  # Locust's own: a plain argparse group knows no include_in_web_ui / is_secret
-    for name in ("payments", "duplicates", "unpaid", "seed", "label", "store", "workers", "generation_delay_ms"):
+    for name in ("payments", "duplicates", "unpaid", "seed", "label", "store", "workers", "generation_delay_ms",
+                 "insecure", "ca_file", "http2", "tls"):
         SHARED[name].add_to(parser)
+    replace(SHARED["sync"], choices=SWARM_SYNCS).add_to(parser)
     # Locust has a --profile of its own (a name grouping test runs): the harness's is --target-profile here.
     replace(SHARED["profile"], cli="--target-profile").add_to(parser)
     replace(SHARED["channel_mix"], default=scenario.channel_mix).add_to(parser)
@@ -102,6 +109,13 @@ def read_settings(environment: Any, scenario: Scenario) -> SwarmSettings:
         mix = parse_channel_mix(_opt(o, "channel_mix", str, scenario.channel_mix))
     except PlanError as exc:
         raise HarnessError(str(exc)) from None
+    sync = _opt(o, "sync", str, DEFAULT["sync"])
+    if sync not in SWARM_SYNCS:
+        raise HarnessError(f"--sync must be one of {', '.join(SWARM_SYNCS)} in a swarm, not {sync!r}")
+    try:
+        verify_tls = trust_of(bool(getattr(o, "insecure", False)), _opt(o, "ca_file", str))
+    except ValueError as exc:
+        raise HarnessError(str(exc)) from None
     failure_rate = _opt(o, "failure_rate", float, scenario.failure_rate if embedded else None)
     if failure_rate is not None and not 0.0 <= failure_rate <= 1.0:
         raise HarnessError("--failure-rate must be between 0 and 1")
@@ -120,7 +134,8 @@ def read_settings(environment: Any, scenario: Scenario) -> SwarmSettings:
         heal_after=_opt(o, "heal_after", int, scenario.heal_after), wave_size=_opt(o, "wave_size", int, 10),
         inflight=_opt(o, "inflight", int, 2), release_lead=_opt(o, "release_lead_ms", float, 100.0) / 1000.0,
         burst_timeout=_opt(o, "burst_timeout", float, 30.0), headless=bool(getattr(o, "headless", False)),
-        profile=profile,
+        profile=profile, sync=sync, verify_tls=verify_tls, http2=bool(getattr(o, "http2", False)),
+        tls=bool(getattr(o, "tls", False)),
     )
     try:
         settings.plan.validate()
@@ -132,8 +147,11 @@ def read_settings(environment: Any, scenario: Scenario) -> SwarmSettings:
             raise HarnessError(f"--{name.replace('_', '-')} must be at least 1")
     if settings.redelivery_rounds < 0:
         raise HarnessError("--redelivery-rounds must be at least 0")
-    if not embedded and (settings.store or settings.workers != 1):
-        raise HarnessError("--store and --workers describe the embedded service: give them with --embedded")
+    if not embedded and (settings.store or settings.workers != 1 or settings.http2 or settings.tls):
+        raise HarnessError("--store, --workers, --http2 and --tls describe the embedded service: give them with "
+                           "--embedded")
+    if embedded and settings.tls and settings.verify_tls is None:
+        settings.verify_tls = False  # the embedded service's certificate is the throw-away one it made
     if settings.burst_timeout <= 0 or settings.release_lead < 0:
         raise HarnessError("--burst-timeout must be positive and --release-lead-ms not negative")
     if settings.plan.uses_verify() and not embedded and not settings.gateway_url and not profile:

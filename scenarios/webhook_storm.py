@@ -4,7 +4,7 @@
 
 The master creates the payments through the service's API, then releases them in waves: each
 payment's duplicates are split across the workers and released at one absolute instant with the
-harness's last-byte sender. When the test stops the oracle counts the receipt PDFs on disk and
+harness's sender (--sync: last-byte by default, single-packet over HTTP/2, or auto). When the test stops the oracle counts the receipt PDFs on disk and
 reads each payment's state; the verdict is the exit code (0 valid, 1 invariant violated,
 2 target missed, 3 inconclusive - e.g. the duplicates did not overlap, 4 usage).
 """

@@ -25,7 +25,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from _strangers import PROFILES, stranger_with_profile  # noqa: E402
+from _cached_venv import mitmdump  # noqa: E402
+from _strangers import MAILER_PROFILE, PROFILES, mailer_with_profile, stranger_with_profile  # noqa: E402
+
+STRANGERS = {**PROFILES, "mailer": MAILER_PROFILE}  # the mailer's side effects leave it: judged through the sink
+
+
+def start(name: str, variant: str, workdir: Path):
+    if name == "mailer":
+        mitmdump()  # its proxy channel runs mitmproxy's mitmdump
+        return mailer_with_profile(variant, workdir)
+    return stranger_with_profile(name, variant, workdir)
 
 EXPECTED = {"vulnerable": 1, "fixed": 0}
 
@@ -45,18 +55,18 @@ def main() -> int:
     parser.add_argument("--via", choices=("cli", "locust"), default="cli")
     parser.add_argument("--payments", type=int, default=4)
     parser.add_argument("--duplicates", type=int, default=5)
-    parser.add_argument("--stranger", choices=sorted(PROFILES), action="append")
+    parser.add_argument("--stranger", choices=sorted(STRANGERS), action="append")
     args = parser.parse_args()
     failed = False
-    for name in args.stranger or sorted(PROFILES):
+    for name in args.stranger or sorted(STRANGERS):
         for variant, expected in EXPECTED.items():
             with tempfile.TemporaryDirectory(prefix="trials-") as tmp, \
-                    stranger_with_profile(name, variant, Path(tmp)) as variables:
+                    start(name, variant, Path(tmp)) as variables:
                 codes: Counter[int] = Counter()
                 started = time.monotonic()
                 for run in range(args.runs):
                     report_dir = Path(tmp) / f"run-{run}"
-                    result = subprocess.run(command(args.via, PROFILES[name], report_dir, args.payments,
+                    result = subprocess.run(command(args.via, STRANGERS[name], report_dir, args.payments,
                                                     args.duplicates), cwd=tmp, env={**os.environ, **variables},
                                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
                     codes[result.returncode] += 1

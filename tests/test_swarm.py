@@ -12,7 +12,7 @@ import json
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 
 import pytest
@@ -94,9 +94,11 @@ class Swarm:
     coordinator: Coordinator
     stop: threading.Event = field(default_factory=threading.Event)
     hands: list[threading.Thread] = field(default_factory=list)
+    lanes: list[Lane] = field(default_factory=list)
 
     def lane(self, node: str, hands: int = 2) -> Lane:
         lane = Lane(self.hub.transport(node), node).attach()
+        self.lanes.append(lane)
         lane.hello(users=hands)
         for _ in range(hands):
             thread = threading.Thread(target=self._hand, args=(lane,), daemon=True)
@@ -151,6 +153,8 @@ def swarm() -> Iterator[Swarm]:
     swarm.stop.set()
     for thread in swarm.hands:
         thread.join(5)
+    for lane in swarm.lanes:
+        lane.close()
     hub.close()
 
 
@@ -200,8 +204,10 @@ def test_a_lane_that_never_answers_is_named_and_gets_no_more_shares_while_the_ot
     service = reference_service("atomic", generation_delay_ms=150)
     swarm.lane("lane-a")
     swarm.silent_lane("lane-silent")
-    # Room for the live lane's share on a loaded machine: only the silent lane may miss its wait.
-    config = WaveConfig(wave_size=2, burst_timeout=10.0, slack=2.0, lane_wait=10.0)
+    # Room for the live lane's share on a loaded machine: only the silent lane may miss its wait. One
+    # wave under way at a time: the second is shared out only after the first has given the silent
+    # lane up (with two under way, a loaded machine may share both out before it does).
+    config = WaveConfig(wave_size=2, inflight=1, burst_timeout=10.0, slack=2.0, lane_wait=10.0)
     report = swarm.run(target_of(service), Plan(payments=4, duplicates=2), config)
     assert len(swarm.coordinator.lapses) == 1, swarm.coordinator.lapses
     (lapse,) = swarm.coordinator.lapses
@@ -238,3 +244,20 @@ def test_only_payments_without_a_receipt_are_delivered_again(swarm, reference_se
     assert redelivered > 0  # the injected failures did make payments go again
     receipted = {p for p, rounds in rounds_by_payment(swarm.coordinator.history).items() if "generated" in rounds[max(rounds)]}
     assert all(row["receipts"] == 1 for row in report.payments if row["payment"] in receipted)
+
+
+def test_a_lanes_later_waves_go_out_on_the_connections_its_earlier_waves_left_warm(swarm, reference_service):
+    service = reference_service("atomic", generation_delay_ms=0)
+    swarm.lane("lane-a", hands=1)
+    report = swarm.run(target_of(service), Plan(payments=6, duplicates=3), replace(WAVES, inflight=1))
+
+    assert report.verdict.valid is True, report.explain()
+    waves: dict[int, list[dict]] = {}
+    for event in report.history["events"]:
+        waves.setdefault(int(event["meta"]["wave"].rsplit("-", 1)[1]), []).append(event)
+    first, *later = [waves[number] for number in sorted(waves)]
+    assert len(later) == 2 and all(len(wave) == 6 for wave in waves.values())
+    assert not any(e["meta"].get("reused") for e in first)  # the first wave opened and warmed its connections
+    assert all(e["meta"].get("reused") for wave in later for e in wave)  # the next ones found them warm
+    for wave in waves.values():  # each still released in one loop, at the instant the master named
+        assert all(e["t_release"] is not None for e in wave) and len({e["meta"]["late_ms"] for e in wave}) == 1

@@ -59,6 +59,16 @@ class Profile:
     def with_base_url(self, base_url: str) -> "Profile":
         return Profile(self.spec.model_copy(update={"base_url": base_url}))
 
+    @property
+    def tls_trust(self) -> bool | str:
+        """How this service's certificate is trusted (``harness.tls.Trust``): True, a CA file, or False."""
+        return (self.spec.ca_file or True) if self.spec.verify_tls else False
+
+    def with_tls_trust(self, trust: bool | str) -> "Profile":
+        """The same contract, trusting the certificate as ``trust`` says (``--insecure``, ``--ca-file``)."""
+        ca_file = trust if isinstance(trust, str) else None
+        return Profile(self.spec.model_copy(update={"verify_tls": bool(trust), "ca_file": ca_file}))
+
     def channel_path(self, channel: str) -> str:
         return self.spec.deliveries[channel].path
 

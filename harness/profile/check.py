@@ -18,6 +18,7 @@ from ..observe import Observation
 from ..oracle import Evidence, PlannedPayment
 from ..plan import Plan
 from ..target import Payment, TargetError
+from ..tls import http_client
 from . import Profile
 from .effects import describe
 
@@ -57,7 +58,7 @@ class ProfileCheck:
 def check_profile(profile: Profile, *, amount: int = 49_900, say: Callable[[str], None] | None = None) -> ProfileCheck:
     """Make one payment, deliver it once (COMPLETED), read back and report what each rule found."""
     result = ProfileCheck(profile.name, profile.base_url)
-    with httpx.Client(timeout=10.0) as client:
+    with http_client(profile.tls_trust) as client:
         try:
             profile.check_reachable(client)
         except TargetError as exc:

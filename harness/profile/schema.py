@@ -333,6 +333,10 @@ class ProfileFile(_Strict):
     state: StateSection | None = None
     settle: SettleSection | None = None
     sink: SinkSection | None = None
+    # How an https base_url's certificate is trusted (harness.tls): the system's CAs by default, the CA
+    # certificates in ``ca_file`` (PEM), or none at all with ``verify_tls = false`` (a throw-away certificate).
+    verify_tls: bool = True
+    ca_file: str | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -358,6 +362,8 @@ class ProfileFile(_Strict):
 
     @model_validator(mode="after")
     def _rules(self) -> "ProfileFile":
+        if self.ca_file and not self.verify_tls:
+            raise ValueError("ca_file trusts a CA but verify_tls = false verifies nothing: give one of them")
         for i, effect in enumerate(self.effects):
             for which in ("key", "amount"):
                 try:

@@ -54,6 +54,10 @@ SERVICE = (
     Option("write_error_rate", float, 0.0, "probability the receipt write fails"),
     Option("lease_seconds", float, None, "lease length for --mode lease"),
     Option("transient_faults", None, False, "clear the faults before retry rounds (a crash happens once)", flag=True),
+    Option("http2", None, False, "serve the reference service over HTTP/2 (hypercorn: h2c with prior knowledge, "
+                                 "beside HTTP/1.1), for --sync single-packet or auto", flag=True),
+    Option("tls", None, False, "serve the reference service over https with ALPN h2 (implies --http2), under a "
+                               "throw-away certificate: --insecure to race it", flag=True),
 )
 
 
@@ -76,17 +80,24 @@ class ReferenceOptions:
     # Judge the started service through this profile (a file or a built-in name such as "reference"
     # or "reference-v2") instead of the legacy target description.
     profile: str | None = None
+    http2: bool = False  # hypercorn: h2c with prior knowledge (and HTTP/1.1) on the port
+    tls: bool = False  # https with ALPN h2 under a throw-away certificate (implies http2)
 
     def validate(self) -> tuple[str, str | None]:
         """(store kind, MongoDB URI); ValueError on a contradiction or an unknown mode."""
         if self.mode not in MODES:
             raise ValueError(f"--mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if (self.http2 or self.tls) and self.workers > 1:
+            raise ValueError("--http2 and --tls serve from one process: --workers is for the HTTP/1.1 server")
         return resolve_store(self.store, self.mongo_uri, self.workers)
 
     def describe(self) -> dict[str, Any]:
-        return {"embedded": True, "mode": self.mode, "generation_delay_ms": self.generation_delay_ms,
-                "faults": asdict(self.faults), "lease_seconds": self.lease_seconds, "args": list(self.service_args),
-                "store": self.store or "default", "workers": self.workers}
+        described = {"embedded": True, "mode": self.mode, "generation_delay_ms": self.generation_delay_ms,
+                     "faults": asdict(self.faults), "lease_seconds": self.lease_seconds,
+                     "args": list(self.service_args), "store": self.store or "default", "workers": self.workers}
+        if self.http2 or self.tls:
+            described.update(http2=True, tls=self.tls)
+        return described
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, **overrides: Any) -> "ReferenceOptions":
@@ -95,7 +106,8 @@ class ReferenceOptions:
         options = cls(mode=getattr(args, "mode", "atomic"), generation_delay_ms=args.generation_delay_ms,
                       faults=faults, lease_seconds=args.lease_seconds, store=args.store,
                       mongo_uri=getattr(args, "mongo_uri", None),
-                      workers=1 if args.workers is None else args.workers, transient_faults=args.transient_faults)
+                      workers=1 if args.workers is None else args.workers, transient_faults=args.transient_faults,
+                      http2=bool(getattr(args, "http2", False)), tls=bool(getattr(args, "tls", False)))
         return replace(options, **overrides)
 
 
@@ -129,7 +141,8 @@ def started(options: ReferenceOptions, workdir: Path, *, gateway: bool = False,
                                 faults=options.faults, lease_seconds=options.lease_seconds,
                                 phonepe_base_url=simulator.url if simulator else None,
                                 store=kind if kind != "mongodb" else None, mongo_uri=uri, workers=options.workers,
-                                extra_args=options.service_args, log_path=workdir / "service.log")
+                                extra_args=options.service_args, log_path=workdir / "service.log",
+                                http2=options.http2, tls=options.tls)
         try:
             if kind == "wire" and announce:
                 announce(f"wire store: SecantusDB at {service.mongo_uri} (stopped when the run ends)")

@@ -25,6 +25,8 @@ _D = defaults(RUN + SERVICE)
 # Unlike the CLI, a test judges by the exactly-once invariants alone: timing targets would make a
 # busy CI machine flip verdicts that the invariants decide.
 TEST_TARGETS = "exactly-once"
+# The syncs that race an HTTP/2 service: a race with one of them starts the reference service over HTTP/2.
+H2_SYNCS = ("single-packet", "auto")
 
 
 @pytest.fixture
@@ -51,7 +53,11 @@ def race(request: pytest.FixtureRequest, reference_service: Callable[..., Servic
     ``race(payments=10, duplicates=5, mode="atomic", unpaid=0, channel_mix="callback:1",
     faults=FaultFlags(...), rounds=1, round_interval=0.0, transient_faults=False, sync="last-byte",
     targets="exactly-once", generation_delay_ms=200, lease_seconds=None, store=None, workers=1,
-    service=None)`` (the defaults are the CLI's, but for ``targets``). ``store`` is "memory", "wire" (a SecantusDB server started for the service) or
+    service=None, http2=None, tls=False, verify_tls=None)`` (the defaults are the CLI's, but for ``targets``).
+    The service is started over HTTP/2 (hypercorn, h2c) when ``http2`` says so, or, left None, when the
+    sync needs it (``single-packet``, and ``auto``, which then picks single-packet); ``tls`` serves it over
+    https with ALPN h2 under a throw-away certificate, which the race does not verify unless ``verify_tls``
+    says otherwise (True, or a CA file). ``store`` is "memory", "wire" (a SecantusDB server started for the service) or
     None (``MONGODB_URI`` when set, else memory); ``workers`` > 1 needs a shared store.
     The service (and the PhonePe simulator that verify calls need) stays up until the test ends
     (pass ``service=`` to race one you started), so a finished run can be judged again with
@@ -73,20 +79,25 @@ def race(request: pytest.FixtureRequest, reference_service: Callable[..., Servic
             transient_faults: bool = _D["transient_faults"], sync: str = _D["sync"],
             targets: str | Path = TEST_TARGETS, generation_delay_ms: float = _D["generation_delay_ms"],
             lease_seconds: float | None = _D["lease_seconds"], store: str | None = _D["store"], workers: int = 1,
-            service: ServiceProcess | None = None, seed: int = _D["seed"]) -> RunReport:
+            service: ServiceProcess | None = None, seed: int = _D["seed"], http2: bool | None = None,
+            tls: bool = False, verify_tls: bool | str | None = None) -> RunReport:
         plan = Plan(payments=payments, duplicates=duplicates, unpaid=unpaid,
                     channel_mix=parse_channel_mix(channel_mix), rounds=rounds, round_interval=round_interval, seed=seed)
         options = ReferenceOptions(mode=mode, generation_delay_ms=generation_delay_ms, faults=faults or FaultFlags(),
                                    lease_seconds=lease_seconds, store=store, workers=workers,
-                                   transient_faults=transient_faults)
+                                   transient_faults=transient_faults,
+                                   http2=bool(tls or (sync in H2_SYNCS if http2 is None else http2)), tls=tls)
         gateway_url = None
         if service is None:
             gateway_url = simulator_url() if plan.uses_verify() else None
             service = reference_service(mode, generation_delay_ms=generation_delay_ms, faults=options.faults,
                                         lease_seconds=lease_seconds, store=store, workers=workers,
-                                        phonepe_base_url=gateway_url)
+                                        phonepe_base_url=gateway_url, http2=options.http2, tls=tls)
+            if tls and verify_tls is None:
+                verify_tls = False  # the certificate is the one the service just made for itself
         provided = Provided(target_of(service, gateway_url=gateway_url), service.pid, service, options)
-        config = RunConfig(plan=plan, sync=sync, targets_file=Path(targets), label=mode, **provided.run_settings())
+        config = RunConfig(plan=plan, sync=sync, targets_file=Path(targets), label=mode, verify_tls=verify_tls,
+                           **provided.run_settings())
         report = run_race(config)
         record_verdict(request, report)
         return report

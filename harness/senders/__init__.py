@@ -8,7 +8,9 @@ an instant or now, and returns a ``BurstResult`` with one timed Event per reques
 Every failure of a single request (refused, reset, timeout, bad response) is recorded in its
 ``Event.error`` with a phase prefix (``connect:``, ``warm-up:``, ``send:``, ``release:``,
 ``read:``, ``timeout:``); only misuse (an unknown ``sync``, a URL that is not absolute
-http/https) raises. A ``Server-Timing`` response header's durations land in
+http/https) raises. ``verify_tls`` is how an ``https://`` target's certificate is trusted
+(``harness.tls``): True, the system's CAs; a path, the CAs in that PEM file; False, none checked.
+A ``Server-Timing`` response header's durations land in
 ``Event.meta["server_timing"]`` (``{name: ms}``).
 """
 
@@ -46,7 +48,7 @@ def fire(
     sync: str = "last-byte",
     timeout: float = 30.0,
     warmup_path: str | None = "/healthz",
-    verify_tls: bool = True,
+    verify_tls: bool | str = True,
     history: History | None = None,
     clock_origin: float | None = None,
     settle: float = 0.0,

@@ -18,6 +18,7 @@ from concurrent.futures import wait as wait_futures
 
 import h11
 
+from ..tls import Trust, client_context
 from .base import ARRIVAL_HEADER, SERVER_TIMING_HEADER, Origin, Outcome, PreparedRequest, plain, remaining
 
 _MAX_CONNECT_THREADS = 64  # connect + TLS + warm-up run in parallel, bounded
@@ -101,7 +102,7 @@ class Conn:
                 self.out.server_timing.append(value.decode("latin-1"))  # parsed later, with the event
 
 
-def open_all(conns: list[Conn], deadline: float, warmup_path: str | None, verify_tls: bool) -> None:
+def open_all(conns: list[Conn], deadline: float, warmup_path: str | None, verify_tls: Trust) -> None:
     """Resolve each origin once, then connect and warm every connection in parallel, all bounded."""
     if not conns:
         return
@@ -131,13 +132,9 @@ def _open_error(future: Future, not_done: set) -> str | None:
     return None if exc is None else _describe(exc)
 
 
-def _ssl_context(verify: bool) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    if not verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    context.set_alpn_protocols(["http/1.1"])
-    return context
+def _ssl_context(verify: Trust) -> ssl.SSLContext:
+    """The client context of an HTTP/1.1 connection: ``verify`` is a ``harness.tls.Trust`` (bool or CA file)."""
+    return client_context(verify, ["http/1.1"])
 
 
 def _resolve(origin: Origin) -> list[tuple]:

@@ -19,7 +19,8 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from ._h1conn import READ_CHUNK, _ssl_context
+from ..tls import Trust, client_context
+from ._h1conn import READ_CHUNK
 from .base import ARRIVAL_HEADER, SERVER_TIMING_HEADER, Origin, Outcome, remaining
 
 # Big receive windows so that responses never wait for our WINDOW_UPDATEs (we send them anyway).
@@ -31,11 +32,9 @@ _DROPPED = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
-def h2_context(verify: bool) -> ssl.SSLContext:
-    """A client TLS context (the HTTP/1.1 senders' one) that offers only ``h2`` by ALPN."""
-    context = _ssl_context(verify)
-    context.set_alpn_protocols(["h2"])
-    return context
+def h2_context(verify: Trust) -> ssl.SSLContext:
+    """A client TLS context that trusts as ``verify`` says (bool or CA file) and offers only ``h2`` by ALPN."""
+    return client_context(verify, ["h2"])
 
 
 def request_headers(method: str, origin: Origin, target: str, headers: tuple[tuple[str, str], ...],

@@ -11,7 +11,7 @@ from .base import split_url
 AUTO = "auto"
 
 
-def speaks_h2(url: str, *, timeout: float = 3.0, verify_tls: bool = True) -> bool:
+def speaks_h2(url: str, *, timeout: float = 3.0, verify_tls: bool | str = True) -> bool:
     """Does the origin of ``url`` speak HTTP/2: ALPN ``h2`` over TLS, or an h2c preface answered with SETTINGS?"""
     origin, _ = split_url(url)
     deadline = time.perf_counter() + timeout
@@ -26,7 +26,7 @@ def speaks_h2(url: str, *, timeout: float = 3.0, verify_tls: bool = True) -> boo
         conn.close()
 
 
-def resolve_sync(sync: str, url: str, *, verify_tls: bool = True) -> str:
+def resolve_sync(sync: str, url: str, *, verify_tls: bool | str = True) -> str:
     """The sender a run uses: ``sync`` itself, or for ``auto`` what the target speaks."""
     if sync != AUTO:
         return sync

@@ -126,6 +126,7 @@ class Outcome:
     body: bytes = b""
     error: str | None = None
     cold: bool = False  # the warm-up connection was not kept: this request paid for a fresh connect
+    reused: bool = False  # the connection came warm from an earlier burst (a kept-alive pool), not opened for this one
 
 
 def split_url(url: str) -> tuple[Origin, str]:
@@ -155,7 +156,7 @@ class Sender(Protocol):
     """Opens armed bursts; one implementation per sync mode, registered in ``harness.senders.SENDERS``."""
 
     def open(self, requests: Sequence[PreparedRequest], *, timeout: float = 30.0,
-             warmup_path: str | None = "/healthz", verify_tls: bool = True) -> "ArmedBurst":
+             warmup_path: str | None = "/healthz", verify_tls: bool | str = True) -> "ArmedBurst":
         """Connect and warm for ``requests`` (bounded by ``timeout``); per-request failures are kept
         for the events, misuse (a URL that is not absolute http/https) raises ValueError."""
         ...
@@ -172,7 +173,7 @@ class ArmedBurst(ABC):
     sync: str = ""
 
     def __init__(self, requests: Sequence[PreparedRequest], *, timeout: float = 30.0,
-                 warmup_path: str | None = "/healthz", verify_tls: bool = True) -> None:
+                 warmup_path: str | None = "/healthz", verify_tls: bool | str = True) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         self.opened_at = time.perf_counter()  # the history's default time 0
@@ -187,7 +188,7 @@ class ArmedBurst(ABC):
             raise
 
     @abstractmethod
-    def _open(self, warmup_path: str | None, verify_tls: bool) -> None:
+    def _open(self, warmup_path: str | None, verify_tls: bool | str) -> None:
         """Connect and warm every request by ``opened_at + timeout``; per-request failures go into
         the outcomes, not out as exceptions."""
 
@@ -251,7 +252,7 @@ class StatelessSender:
         self.armed = armed
 
     def open(self, requests: Sequence[PreparedRequest], *, timeout: float = 30.0,
-             warmup_path: str | None = "/healthz", verify_tls: bool = True) -> ArmedBurst:
+             warmup_path: str | None = "/healthz", verify_tls: bool | str = True) -> ArmedBurst:
         return self.armed(requests, timeout=timeout, warmup_path=warmup_path, verify_tls=verify_tls)
 
 
@@ -277,6 +278,8 @@ def to_event(index: int, request: PreparedRequest, outcome: Outcome, origin: flo
     meta = dict(request.meta)
     if outcome.cold:
         meta.setdefault("warm", False)
+    if outcome.reused:
+        meta["reused"] = True
     if outcome.server_timing:
         durations = parse_server_timing(outcome.server_timing)
         if durations:

@@ -39,7 +39,7 @@ class LastByteBurst(ArmedBurst):
 
     _conns: list[Conn] = []  # close() before _open has run closes nothing
 
-    def _open(self, warmup_path: str | None, verify_tls: bool) -> None:
+    def _open(self, warmup_path: str | None, verify_tls: bool | str) -> None:
         self._conns = [Conn(i, origin, target, request)
                        for i, (request, (origin, target)) in enumerate(zip(self.requests, self.targets))]
         open_all(self._conns, self.opened_at + self.timeout, warmup_path, verify_tls)

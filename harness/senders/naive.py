@@ -31,7 +31,7 @@ class NaiveBurst(ArmedBurst):
     _loop: asyncio.AbstractEventLoop | None = None
     _go: asyncio.Future | None = None  # resolved with the deadline (release) or None (close)
 
-    def _open(self, warmup_path: str | None, verify_tls: bool) -> None:
+    def _open(self, warmup_path: str | None, verify_tls: bool | str) -> None:
         self._outcomes = [Outcome() for _ in self.requests]
         self._warmed = 0
         self._armed = threading.Event()
@@ -82,10 +82,12 @@ class NaiveBurst(ArmedBurst):
                 outcome.error = "timeout: no complete response within the timeout"
         return self._outcomes, None
 
-    async def _life(self, warmup_path: str | None, verify_tls: bool) -> None:
+    async def _life(self, warmup_path: str | None, verify_tls: bool | str) -> None:
         """Open and warm, wait for the release (or close), burst, close: all on this loop."""
         try:
             import httpx  # only the naive sender needs it
+
+            from ..tls import httpx_verify
 
             self._loop = asyncio.get_running_loop()
             self._go = self._loop.create_future()
@@ -93,7 +95,8 @@ class NaiveBurst(ArmedBurst):
                 self._go.set_result(None)
             size = len(self.requests)
             limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
-            async with httpx.AsyncClient(limits=limits, verify=verify_tls, timeout=self.timeout) as client:
+            async with httpx.AsyncClient(limits=limits, verify=httpx_verify(verify_tls),
+                                         timeout=self.timeout) as client:
                 self._warmed = size
                 if warmup_path is not None:
                     self._warmed = await _warm(client, self.targets, warmup_path, self.opened_at + self.timeout)

@@ -43,7 +43,7 @@ class SinglePacketBurst(ArmedBurst):
 
     _conns: list[H2Conn] = []  # close() before _open has run closes nothing
 
-    def _open(self, warmup_path: str | None, verify_tls: bool) -> None:
+    def _open(self, warmup_path: str | None, verify_tls: bool | str) -> None:
         self._outcomes = [Outcome() for _ in self.requests]
         self._placed: dict[int, tuple[H2Conn, int]] = {}  # request index -> (connection, stream id)
         self._final_bytes: dict[int, int] = {}  # connection number -> bytes of its final write

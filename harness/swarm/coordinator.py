@@ -31,6 +31,7 @@ from ..history import Event, History
 from ..plan import Plan
 from ..runner import HarnessError
 from ..senders import PreparedRequest
+from ..senders.auto import AUTO, resolve_sync
 from ..profile import Profile
 from ..target import Payment, Target
 from .messages import DONE, GO, HELLO, PREPARE, READY, Transport, event_from_wire, request_to_wire
@@ -54,7 +55,7 @@ class WaveConfig:
     lane_wait: float = 60.0  # seconds to wait for the first lanes to say hello
     redelivery_rounds: int = 0
     heal_after: int = 0  # call ``heal`` before the first delivery of a round after this one (0: never)
-    sync: str = "last-byte"
+    sync: str = "last-byte"  # the lanes' sender; "auto" is resolved once by the master, before the first wave
 
 
 @dataclass(frozen=True)
@@ -186,11 +187,15 @@ class Coordinator:
         ``heal`` is called once, before the first wave of a round after ``config.heal_after``.
         SwarmTimeout when no lane says hello, or none is left to send.
         """
+        if config.sync == AUTO:  # once, here: every lane sends every wave the same way
+            config = replace(config, sync=resolve_sync(AUTO, work.target.url(work.target.health_path),
+                                                       verify_tls=work.target.tls_trust))
+            log.info("race-harness swarm: --sync auto: the lanes send with %s", config.sync)
         self.work, self.config, self.heal = work, config, heal
         slot_of = {p.id: i for i, p in enumerate(work.payments)}
         for request in work.requests:
             self.requests_by_slot.setdefault(slot_of[request.payment], []).append(request)
-        self.history.sync, self.history.origin_wall = config.sync, time.time()
+        self.history.sync, self.history.origin_wall = config.sync, time.time()  # the sender that ran
         self._wait_for_lanes()
         c, plan = config, work.plan
         queue = deque(Delivery(slot, 1) for slot in range(plan.slots))
@@ -256,7 +261,8 @@ class Coordinator:
             self.transport.send(PREPARE, {"run": self.run_id, "wave": wave.id, "requests": share, "sync": c.sync,
                                           "timeout": c.burst_timeout, "go_timeout": step,
                                           "origin_wall": self.history.origin_wall,
-                                          "warmup_path": work.target.health_path}, to=node)
+                                          "warmup_path": work.target.health_path,
+                                          "verify_tls": work.target.tls_trust}, to=node)
         if not self._wait(wave.all_ready, step):
             if self.stopping.is_set():  # the run is stopping: this wave is never released
                 self._go(wave, shares, {"abort": True})

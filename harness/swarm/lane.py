@@ -4,7 +4,10 @@ A lane is one process's part of the swarm (a Locust worker, the local process of
 thread in a test). Its handlers only queue shares and note release instants; the work happens in
 ``run``, called by whoever has a free hand (a Locust user, a test thread): open and warm one
 connection per request with the wave's sender, say ready, wait (bounded) for the instant, release,
-read, tag every event with this lane's clock, report the events to the master.
+read, tag every event with this lane's clock, report the events to the master. Last-byte
+connections whose exchange ended cleanly are kept (``senders.pooled``) and carry the lane's next
+waves: only the connections missing are opened and warmed, and every wave is still released at
+its instant in one loop.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any, Callable, Mapping
 
 from ..history import Event, History
 from ..senders import SENDERS, ArmedBurst, Sender
+from ..senders.pooled import PooledLastByte
 from ..stats import ms
 from .messages import DONE, GO, HELLO, PREPARE, READY, Transport, event_to_wire, request_from_wire
 
@@ -29,11 +33,14 @@ class Lane:
     """Shares waiting for a free hand, and the release instants the master names for them."""
 
     def __init__(self, transport: Transport, node: str, *, record: Record | None = None,
-                 senders: Mapping[str, Sender] = SENDERS) -> None:
+                 senders: Mapping[str, Sender] | None = None) -> None:
+        """``senders``: by sync name (default: the registered ones, last-byte with a keep-alive pool of
+        this lane's own, so that wave after wave goes out on connections the last wave left warm)."""
         self.transport = transport
         self.node = node  # this process's id: the clock its events are timed on
         self.record = record
-        self.senders = senders
+        self.pooled = PooledLastByte() if senders is None else None
+        self.senders = senders if senders is not None else {**SENDERS, "last-byte": self.pooled}
         self._jobs: deque[dict[str, Any]] = deque()
         self._job_ready = threading.Condition()
         self._go: dict[str, tuple[threading.Event, dict[str, Any]]] = {}
@@ -44,6 +51,11 @@ class Lane:
         self.transport.on(PREPARE, self.on_prepare)
         self.transport.on(GO, self.on_go)
         return self
+
+    def close(self) -> None:
+        """Close the connections this lane keeps between waves."""
+        if self.pooled is not None:
+            self.pooled.close()
 
     def hello(self, users: int = 1) -> None:
         """Tell the master this lane has ``users`` more hands to hold shares with."""
@@ -81,7 +93,8 @@ class Lane:
         try:
             requests = [request_from_wire(r) for r in job["requests"]]
             armed = self.senders[job.get("sync") or "last-byte"].open(
-                requests, timeout=float(job["timeout"]), warmup_path=job.get("warmup_path") or None)
+                requests, timeout=float(job["timeout"]), warmup_path=job.get("warmup_path") or None,
+                verify_tls=job.get("verify_tls", True))
             self.transport.send(READY, {**reply, "ready": armed.ready, "errors": armed.errors[:5]})
             flag, go = self._slot(wave)
             if not flag.wait(float(job["go_timeout"])):

@@ -22,6 +22,7 @@ from ..result import EXIT_INCONCLUSIVE, RunReport
 from ..runner import HarnessError, RunConfig, RunSession, sent_payments, verify_history
 from ..target import Target
 from ..targets import BUILT_IN
+from ..tls import http_client
 from .coordinator import Coordinator, WaveConfig, Work
 
 log = logging.getLogger("race-harness.swarm")
@@ -59,6 +60,10 @@ class SwarmSettings:
     burst_timeout: float
     headless: bool
     profile: str | None = None  # a profile file or built-in name: the service's contract
+    sync: str = "last-byte"  # the lanes' sender, or "auto": single-packet when the target speaks HTTP/2
+    verify_tls: bool | str | None = None  # --insecure (False) / --ca-file (a path); None: as the profile says
+    http2: bool = False  # the embedded service over HTTP/2 (h2c)
+    tls: bool = False  # the embedded service over https (ALPN h2) under a throw-away certificate
 
     @property
     def plan(self) -> Plan:
@@ -68,7 +73,7 @@ class SwarmSettings:
     def waves(self) -> WaveConfig:
         return WaveConfig(wave_size=self.wave_size, inflight=self.inflight, release_lead=self.release_lead,
                           burst_timeout=self.burst_timeout, redelivery_rounds=self.redelivery_rounds,
-                          heal_after=self.heal_after)
+                          heal_after=self.heal_after, sync=self.sync)
 
     def describe(self) -> dict[str, Any]:
         """The options as the report shows them. Secrets (a ``--mongo-uri`` with credentials) are
@@ -115,16 +120,25 @@ class SwarmRun:
     faults_before: dict | None = None
     cleanups: list[Callable[[], None]] = field(default_factory=list)
 
+    def _trust(self) -> bool | str:
+        """How the target's certificate is trusted (its profile's say, or --insecure / --ca-file)."""
+        return self.work.target.tls_trust if self.work is not None else (
+            True if self.settings.verify_tls is None else self.settings.verify_tls)
+
     def prepare(self) -> None:
         s, target = self.settings, self.target
         if target.receipts_dir is None:
             log.warning("no --receipts-dir: receipt files cannot be read, so the verdict will be INCONCLUSIVE")
         self.session = RunSession(RunConfig(plan=s.plan, target=target, targets_file=s.targets, label=s.label,
-                                            service_pid=self.service_pid))
+                                            service_pid=self.service_pid, sync=s.sync, verify_tls=s.verify_tls))
         requests = self.session.prepare()
-        self.work = Work(self.session.target, s.plan, self.session.payments, requests, described=target)
+        profile = self.session.target
+        # With --insecure / --ca-file the profile carrying that trust is what the report describes.
+        described = target if s.verify_tls is None else profile
+        self.work = Work(profile, s.plan, self.session.payments, requests, described=described)
+
         if s.failure_rate is not None and not s.embedded:
-            with httpx.Client(timeout=10.0) as client:
+            with http_client(self.work.target.tls_trust) as client:
                 self.faults_before = set_failure_rate(client, target, s.failure_rate)
         self.session.start_telemetry(interval=0.05)
         log.info("race-harness: %d payments (%d paid) x %d duplicates on %s", len(self.work.payments),
@@ -138,7 +152,7 @@ class SwarmRun:
     def heal(self) -> None:
         """Set the service's failure rate to 0 for the rounds after ``--heal-after``."""
         try:
-            with httpx.Client(timeout=10.0) as client:
+            with http_client(self._trust()) as client:
                 before = set_failure_rate(client, self.target, 0.0)
         except HarnessError as exc:
             log.warning("race-harness: --heal-after: %s", exc)
@@ -203,7 +217,7 @@ class SwarmRun:
             self.session.close()
         if self.faults_before is not None:
             try:
-                with httpx.Client(timeout=5.0) as client:
+                with http_client(self._trust(), timeout=5.0) as client:
                     client.put(self.target.url("/_admin/faults"),
                                json={"failure_rate": self.faults_before.get("failure_rate", 0.0)})
             except httpx.HTTPError:

@@ -1,0 +1,142 @@
+"""Warm HTTP/1.1 connections kept across bursts: a last-byte sender with a keep-alive pool, for the swarm's lanes.
+
+A lane sends wave after wave to the same service. Opening a fresh connection (connect, TLS, a
+warm-up GET read back) per request per wave costs more than the request itself; a connection whose
+last response was read in full, and which the server keeps open, is as warm as a warm-up could
+make it. ``PooledLastByte`` hands such connections to the next burst and opens (and warms) only
+the ones missing. The burst is released exactly as ``LastByteBurst`` releases it: every request
+has a connection of its own, its prefix goes out at the instant, its final byte in the one loop,
+so a wave stays synchronised.
+
+A connection goes back to the pool only when its exchange ended cleanly (h11 says both sides are
+DONE, so the server will read the next request on it) and no error touched it. A pooled connection
+is handed out only if it has been idle for less than ``max_idle`` seconds (servers close idle
+connections after a few seconds: uvicorn and hypercorn after 5) and nothing is waiting to be read
+on it (a server that closed it, or sent anything unasked, makes it unusable): stale ones are closed.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import threading
+import time
+from typing import Sequence
+
+import h11
+
+from ._h1conn import Conn, open_all
+from .base import ArmedBurst, Origin, PreparedRequest
+from .last_byte import LastByteBurst
+
+MAX_IDLE = 2.0  # seconds a kept connection may wait for its next burst: under the usual 5 s keep-alive
+MAX_KEPT = 512  # connections kept per pool at most; more are closed
+
+
+class ConnectionPool:
+    """Idle, warm HTTP/1.1 connections by origin and TLS trust; safe to share between threads (or greenlets)."""
+
+    def __init__(self, max_idle: float = MAX_IDLE, max_kept: int = MAX_KEPT) -> None:
+        self.max_idle, self.max_kept = max_idle, max_kept
+        self._idle: dict[tuple, list[tuple[socket.socket, h11.Connection, float]]] = {}
+        self._lock = threading.Lock()
+        self.taken = 0  # connections handed out again (for tests and reports)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(kept) for kept in self._idle.values())
+
+    def take(self, key: tuple) -> tuple[socket.socket, h11.Connection] | None:
+        """A live idle connection for ``key``, or None; stale ones met on the way are closed."""
+        now = time.monotonic()
+        while True:
+            with self._lock:
+                kept = self._idle.get(key)
+                if not kept:
+                    return None
+                sock, http, since = kept.pop()
+            if now - since < self.max_idle and _quiet(sock):
+                self.taken += 1
+                return sock, http
+            sock.close()
+
+    def give(self, key: tuple, sock: socket.socket, http: h11.Connection) -> None:
+        """Keep a connection whose exchange ended cleanly (h11 IDLE on both sides) for a later burst."""
+        with self._lock:
+            if sum(len(kept) for kept in self._idle.values()) < self.max_kept:
+                self._idle.setdefault(key, []).append((sock, http, time.monotonic()))
+                return
+        sock.close()
+
+    def close(self) -> None:
+        """Close every kept connection."""
+        with self._lock:
+            kept, self._idle = self._idle, {}
+        for connections in kept.values():
+            for sock, _, _ in connections:
+                sock.close()
+
+
+def _quiet(sock: socket.socket) -> bool:
+    """Nothing to read on an idle connection: the server has not closed it (nor sent anything unasked)."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
+
+
+class PooledLastByteBurst(LastByteBurst):
+    """``LastByteBurst`` whose connections come from, and go back to, a ``ConnectionPool``."""
+
+    def __init__(self, pool: ConnectionPool, requests: Sequence[PreparedRequest], **kwargs: object) -> None:
+        self._pool = pool
+        super().__init__(requests, **kwargs)  # type: ignore[arg-type]
+
+    def _open(self, warmup_path: str | None, verify_tls: bool | str) -> None:
+        self._trust = verify_tls
+        self._conns = [Conn(i, origin, target, request)
+                       for i, (request, (origin, target)) in enumerate(zip(self.requests, self.targets))]
+        fresh = []
+        for conn in self._conns:
+            kept = self._pool.take(self._key(conn.origin))
+            if kept is None:
+                fresh.append(conn)
+                continue
+            sock, conn.http = kept
+            conn.adopt(sock)
+            conn.out.reused = True
+        open_all(fresh, self.opened_at + self.timeout, warmup_path, verify_tls)
+
+    def _key(self, origin: Origin) -> tuple:
+        return origin, self._trust
+
+    def close(self) -> None:
+        for conn in self._conns:
+            http = conn.http
+            if http.our_state is h11.DONE and http.their_state is h11.DONE:
+                http.start_next_cycle()  # the response was read in full: ready for the next request
+            reusable = (conn.out.error is None and conn.sock is not None
+                        and http.our_state is h11.IDLE and http.their_state is h11.IDLE)
+            if reusable:
+                sock, conn.sock = conn.sock, None
+                assert sock is not None
+                self._pool.give(self._key(conn.origin), sock, http)
+            conn.close()
+
+
+class PooledLastByte:
+    """A last-byte sender with a keep-alive pool of its own: one per lane, kept for the lane's life."""
+
+    sync = "last-byte"
+
+    def __init__(self, pool: ConnectionPool | None = None) -> None:
+        self.pool = pool if pool is not None else ConnectionPool()
+
+    def open(self, requests: Sequence[PreparedRequest], *, timeout: float = 30.0,
+             warmup_path: str | None = "/healthz", verify_tls: bool | str = True) -> ArmedBurst:
+        return PooledLastByteBurst(self.pool, requests, timeout=timeout, warmup_path=warmup_path,
+                                   verify_tls=verify_tls)
+
+    def close(self) -> None:
+        self.pool.close()
