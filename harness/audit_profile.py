@@ -86,12 +86,17 @@ def _payments_of(profile: Profile, rule: Any, records: list[ReceiptFile]) -> dic
                          "state, which an audit reads from MongoDB only: give [state] source = \"mongo\"")
     import pymongo
 
+    from .profile.template import dig
+
     field = rule.joins.removeprefix("state.")
-    wanted = sorted({r.key for r in records if r.key is not None})
-    client: pymongo.MongoClient = pymongo.MongoClient(state.uri, serverSelectionTimeoutMS=5000)
+    keys = sorted({r.key for r in records if r.key is not None})
+    wanted: list[Any] = [*keys, *(int(k) for k in keys if k.isdigit())]  # a number may be stored as one
     try:
-        documents = client[str(state.database)][str(state.collection)].find(
-            {field: {"$in": wanted}}, {field: 1, state.match: 1})
-        return {str(d[field]): str(d.get(state.match)) for d in documents}
-    finally:
-        client.close()
+        client: pymongo.MongoClient = pymongo.MongoClient(state.uri, serverSelectionTimeoutMS=5000)
+        try:
+            documents = list(client[str(state.database)][str(state.collection)].find({field: {"$in": wanted}}))
+        finally:
+            client.close()
+    except pymongo.errors.PyMongoError as exc:
+        raise AuditError(f"state: cannot read {state.database}.{state.collection}: {exc.__class__.__name__}") from None
+    return {str(dig(d, field)): str(dig(d, state.match)) for d in documents if dig(d, field) is not None}

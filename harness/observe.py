@@ -67,7 +67,8 @@ class ReceiptFile:
             return True
         if self.name.startswith(".") or self.name.endswith((".tmp", ".part", ".partial")):
             return False
-        return self.name.endswith(".pdf") or self.data is not None
+        # A profile's rule chose these files by its glob: whatever their format, they are finished.
+        return self.name.endswith(".pdf") or self.data is not None or self.keyed
 
 
 @dataclass

@@ -76,7 +76,7 @@ class Evidence:
         for planned in self.payments:
             state = self.observation.state.get(planned.payment.id) or {}
             for field_name, value in (state.get("join") or {}).items():
-                if value not in (None, ""):
+                if not _unset(value):
                     holders.setdefault((field_name, str(value)), []).append(planned.payment.merchant_transaction_id)
         return holders
 
@@ -138,6 +138,11 @@ class Evidence:
 
     def receipts_of(self, payment: Payment) -> list[ReceiptFile]:
         return self._receipts_by_transaction.get(payment.merchant_transaction_id, [])
+
+
+def _unset(value: object) -> bool:
+    """A state value that names nothing: absent, empty, or a schema default such as 0 or false."""
+    return value is None or value is False or value in ("", 0) or value == [] or value == {}
 
 
 def _effect_id(receipt: ReceiptFile) -> str:
@@ -254,6 +259,8 @@ def receipt_files(ev: Evidence) -> CheckResult:
             continue
         payment = known[owner].payment
         found, problems = _content_of(receipt, payment, set(known)) if receipt.text else (False, [])
+        # A row (or a sink record) whose key rule named its payment was checked by that rule.
+        found = found or (receipt.keyed and receipt.source != "files" and receipt.key is not None)
         if receipt.amount is not None:  # an amount a profile rule extracted outranks one found in the text
             problems = [v for v in problems if v.kind != WRONG_AMOUNT]
             checked, wrong_amount = _amount_of(receipt, payment)
@@ -376,7 +383,7 @@ def state_agrees_with_disk(ev: Evidence) -> CheckResult:
         paid = state.get("paid", state["paymentStatus"] == "paid")
         claimed = state.get("receiptGenerated")
         raw = state.get("receiptPath")
-        recorded = (str(raw) if raw not in (None, "") else "") if by_key else _basename(raw)
+        recorded = "" if _unset(raw) else (str(raw) if by_key else _basename(raw))
         if planned.expected_paid:
             if not paid:
                 wrong(f"{paid_f} is {state['paymentStatus']!r} after a COMPLETED callback", pid)

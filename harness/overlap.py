@@ -135,7 +135,8 @@ def in_flight_together(batch: list[Event]) -> tuple[bool | None, str]:
         return None, "some duplicates were not answered, or were answered on another clock"
     if max(released) < min(answered):
         return True, ("every duplicate was sent before the first answer came back (the service names no outcome, "
-                      "arrival or processing time)")
+                      "arrival or processing time; for a service that answers before it works, this cannot show "
+                      "that the work itself overlapped)")
     return False, "a duplicate was sent only after another had been answered"
 
 

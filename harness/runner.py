@@ -120,8 +120,11 @@ def build_requests(plan: Plan, payments: list[Payment], target: Target | Profile
 def target_config(target: Target | Profile) -> dict[str, Any]:
     """How a report records the service's description (secrets masked): a legacy target as it was, or the profile."""
     if isinstance(target, Profile):
-        return {"target": {"base_url": target.base_url, "profile": target.name, "receipts_dir": target.receipts_dir},
+        data = {"target": {"base_url": target.base_url, "profile": target.name, "receipts_dir": target.receipts_dir},
                 "profile": target.to_dict()}
+        if target.baseline is not None:  # judging again later must tell orphans from another run's effects
+            data["effects_baseline"] = sorted(target.baseline)
+        return data
     return {"target": target.to_dict()}
 
 
@@ -232,7 +235,24 @@ def _observe_and_judge(target: Target | Profile, planned: list[PlannedPayment], 
         observation = as_profile(target).observe_settled([p.payment for p in planned], client, progress)
     if observation.rule_misses:  # a profile's key rule that finds nothing is a mistake in the profile
         raise HarnessError(f"profile: {observation.rule_misses[0]}")
+    if miss := _state_miss(as_profile(target), observation):
+        raise HarnessError(f"profile: {miss}")
     return judge(Evidence(planned, history, observation, server_errors_injected), targets, **report)
+
+
+def _state_miss(profile: Profile, observation: Any) -> str | None:
+    """A state field map that finds nothing in any payment's record: a mistake in the profile, not the service's."""
+    section = profile.spec.state
+    records = [s for s in observation.state.values()]
+    if section is None or not records:
+        return None
+    where = (f"{section.path} (root {section.root!r})" if section.source == "http" else
+             f"{section.database}.{section.collection} by {section.match} = the payment's {section.by}")
+    if all(r is None for r in records):
+        return f"state: no record found for any of the {len(records)} payments in {where}"
+    if all(r is None or r.get("paymentStatus") is None for r in records):
+        return f"state.paid.field: {section.paid.field!r} is in none of the {len(records)} records read from {where}"
+    return None
 
 
 def sent_payments(plan: Plan, payments: list[Payment], history: History) -> tuple[Plan, list[Payment]]:
@@ -329,10 +349,19 @@ class RunSession:
             if round_:
                 self._before_retry()
                 time.sleep(self.config.plan.round_interval)
+                requests = [self._signed_now(r) for r in requests]
             send([replace(r, meta={**r.meta, "round": round_}) for r in requests], sync=sync,
                  timeout=self.config.timeout, history=history, progress=self.progress,
                  warmup_path=self.target.health_path, verify_tls=trust)
         return history
+
+    def _signed_now(self, request: PreparedRequest) -> PreparedRequest:
+        """A retry of a request whose scheme signs a timestamp, signed afresh (the same event, the same id)."""
+        if not self.target.binds_time(request.channel):
+            return request
+        payment = next(p for p in self.payments if p.id == request.payment)
+        return replace(self.target.request(str(request.channel), payment, request.meta.get("state", "COMPLETED")),
+                       meta=request.meta)
 
     def _before_retry(self) -> None:
         """Transient faults end before the gateway retries (the crashed process has restarted)."""
@@ -427,6 +456,8 @@ def reverify(previous: RunReport, target_changes: dict[str, Any] | None = None,
     if "profile" in previous.config:
         try:
             target = Profile.from_dict(previous.config["profile"], "the report's profile", reading_only=True)
+            if "effects_baseline" in previous.config:
+                target.baseline = set(previous.config["effects_baseline"])
         except ProfileError as exc:
             raise HarnessError(str(exc)) from None
         if target_changes:

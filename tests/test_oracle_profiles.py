@@ -143,3 +143,45 @@ def test_check_adds_settled_only_when_the_profile_waits():
     ev.observation.settled = False
     settled = next(c for c in check(ev) if c.name == "settled")
     assert settled.valid is None and settled.made
+
+
+def test_a_zero_default_in_the_state_is_no_receipt_number_and_not_shared():
+    ev = evidence([numbered("R-1"), numbered("R-2")], {"pa": state("R-1"), "pb": state("R-2")}, baseline=set())
+    ev.observation.state["pa"]["join"]["receiptNo"] = 0
+    ev.observation.state["pb"]["join"]["receiptNo"] = 0
+    assert not any(v.kind == SHARED_KEY for v in receipt_files(ev).violations)
+
+
+def test_rows_joined_by_their_key_are_checked_without_an_amount_rule():
+    rows = [row("RHA", 0, "r1"), row("RHB", 0, "r2")]
+    for r in rows:
+        r.amount = None
+    assert receipt_files(evidence(rows)).valid is True
+
+
+def test_files_a_glob_chose_are_read_whatever_their_format_and_stray_dotfiles_are_not_theirs(tmp_path):
+    from harness.profile.effects import read_effects
+    from harness.profile.schema import EffectSection
+
+    (tmp_path / "receipt-RHA.html").write_text("<p>Receipt for RHA: Rs 499.00</p>")
+    (tmp_path / ".DS_Store").write_bytes(b"\x00\x01")
+    (tmp_path / ".receipt-RHB.html.tmp").write_text("half")
+    section = EffectSection.model_validate({"source": "files", "dir": str(tmp_path), "glob": "receipt-*.html",
+                                            "key": {"from": "name", "pattern": r"receipt-(\w+)\.html"}})
+    records, problems = read_effects(section, "http://127.0.0.1:9", None)
+    by_name = {r.name: r for r in records}
+    assert set(by_name) == {"receipt-RHA.html", ".receipt-RHB.html.tmp"} and not problems
+    assert by_name["receipt-RHA.html"].readable and by_name["receipt-RHA.html"].is_final
+    assert not by_name[".receipt-RHB.html.tmp"].is_final
+
+
+def test_a_state_map_that_finds_no_record_is_a_profile_mistake():
+    from harness.profile import load_profile
+    from harness.runner import _state_miss
+
+    profile = load_profile("reference", {"RECEIPTS_DIR": "/r"})
+    missing = Observation(state={"pa": None, "pb": None})
+    unpaid_field = Observation(state={"pa": {"paymentStatus": None}, "pb": {"paymentStatus": None}})
+    assert "no record found for any of the 2 payments" in _state_miss(profile, missing)
+    assert "'paymentStatus' is in none of the 2 records" in _state_miss(profile, unpaid_field)
+    assert _state_miss(profile, Observation(state={"pa": {"paymentStatus": "paid"}})) is None

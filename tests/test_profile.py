@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -224,3 +225,35 @@ def test_state_is_normalised_by_the_field_map(tmp_path):
         "paymentStatus": "PAID", "paid": True, "receiptGenerated": True, "receiptPath": "R-1",
         "join": {"receiptNo": "R-1"}}
     assert normalised(section, None, set()) is None
+
+
+# -- mistakes the review found a correct service could be blamed for -------------------------------
+
+@pytest.mark.parametrize("change, message", [
+    (('[state]', '[[effects]]\nsource = "files"\ndir = "/tmp/other"\n\n[state]'), "is also effects.0's kind"),
+    (('key = { from = "title", pattern = "Receipt (R-\\\\d+)", joins = "state.receiptNo" }', ''),
+     "no effect has a key rule"),
+    (('states = { COMPLETED = "paid", FAILED = "failed" }',
+      'states = { COMPLETED = { state = "paid", word = "p" }, FAILED = "failed" }\nheaders = { X-Word = "{state.word}" }'),
+     "states.FAILED: the templates use {state.word}"),
+    (('body = { amount = "{amount}", ref = "{transaction}" }', 'body = { amount = "{amount}", ref = "{id}" }'),
+     "{id} is the service's id"),
+])
+def test_a_profile_that_would_blame_a_correct_service_is_refused_at_load(tmp_path, change, message):
+    with pytest.raises(ProfileError, match=re.escape(message)):
+        load(tmp_path, MINIMAL.replace(*change))
+
+
+def test_a_report_masks_every_header_but_the_harmless_ones(tmp_path):
+    text = MINIMAL.replace('path = "/orders"\n', 'path = "/orders"\nheaders = { X-Client-Key = "k-123", Content-Type = "application/json" }\n')
+    headers = load(tmp_path, text).to_dict()["payments"]["headers"]
+    assert headers == {"X-Client-Key": "***", "Content-Type": "application/json"}
+
+
+def test_where_a_source_reads_never_shows_credentials_or_a_query():
+    from harness.profile.effects import describe
+    from harness.profile.schema import EffectSection
+
+    section = EffectSection.model_validate({"source": "http", "url": "http://u:pw@h:1/receipts?api_key=K",
+                                            "key": {"field": "ref"}})
+    assert describe(section) == "http http://h:1/receipts"

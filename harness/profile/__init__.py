@@ -72,6 +72,10 @@ class Profile:
     def channel_path(self, channel: str) -> str:
         return self.spec.deliveries[channel].path
 
+    def binds_time(self, channel: str | None) -> bool:
+        """Whether the channel's signing scheme covers a timestamp (its requests must be signed when sent)."""
+        return channel in self.channels and self.channels[channel].scheme.binds_time
+
     @property
     def receipts_dir(self) -> str | None:
         """The first files source's directory (what a swarm warns about when there is none)."""
@@ -159,6 +163,15 @@ class Profile:
                 fields.add(key.joins.removeprefix("state."))
         return fields
 
+    @property
+    def baseline(self) -> set[str] | None:
+        """Side effects present before the run's deliveries (None: not listed)."""
+        return self._baseline
+
+    @baseline.setter
+    def baseline(self, ids: set[str] | None) -> None:
+        self._baseline = ids
+
     def mark_baseline(self) -> None:
         """Remember which side effects exist before the run sends anything (names only, nothing is read).
 
@@ -167,9 +180,14 @@ class Profile:
         """
         if not any(e.rule("key") is not None and e.rule("key").joins.startswith("state.") for e in self.spec.effects):
             return
-        self._baseline = set()
+        baseline: set[str] = set()
         for effect in self.spec.effects:
-            self._baseline |= existing_ids(effect)
+            ids = existing_ids(effect)
+            if ids is None:  # a source that cannot be listed: orphans cannot be told from another run's
+                self._baseline = None
+                return
+            baseline |= ids
+        self._baseline = baseline
 
     def observe(self, payments: list[Payment], client: httpx.Client) -> Observation:
         """Every side-effect source and the state, read as they are now."""
@@ -203,7 +221,11 @@ class Profile:
         except Exception as exc:  # any failure to read state makes the state checks unknown, never a pass
             from ..observe import STATE
 
-            obs.problems.append(Problem(STATE, f"cannot read state: {exc.__class__.__name__}: {str(exc)[:200]}"))
+            from ..redact import redact_text
+            from .effects import _no_userinfo
+
+            detail = _no_userinfo(redact_text(str(exc)))[:200]
+            obs.problems.append(Problem(STATE, f"cannot read state: {exc.__class__.__name__}: {detail}"))
         return obs
 
     def observe_settled(self, payments: list[Payment], client: httpx.Client,
@@ -248,6 +270,7 @@ class Profile:
         return Profile(parse_profile(data, source))
 
 
+_PUBLIC_HEADERS = frozenset({"content-type", "accept", "user-agent", "accept-encoding", "content-encoding"})
 _PUBLIC_SIGNING = frozenset({"scheme", "salt_index", "header", "hash", "encoding", "signed", "prefix",
                              "timestamp_header", "timestamp_unit"})
 
@@ -256,6 +279,8 @@ def _masked(value: Any, key: str = "") -> Any:
     if isinstance(value, dict):
         if key == "signing":  # every setting of a scheme is a credential unless known not to be
             return {k: v if k in _PUBLIC_SIGNING else MASK for k, v in value.items()}
+        if key == "headers":  # a header may carry any credential (X-Auth-Key, X-Client-Key, ...)
+            return {k: v if k.lower() in _PUBLIC_HEADERS else MASK for k, v in value.items()}
         return {k: _masked(v, k) for k, v in value.items()}
     if isinstance(value, list):
         return [_masked(v, key) for v in value]
@@ -277,8 +302,10 @@ def _rule_miss(index: int, effect: Any, records: list) -> str:
     else:
         seen = {k: v for k, v in list((first.data or {}).items())[:8]}
         how = f"field {rule.field!r}" + (f" with pattern {rule.pattern!r}" if rule.pattern else "")
-    return (f"effects.{index}.key: {how} matched none of the {len(records)} side effect(s) read from "
-            f"{describe(effect)}; the first ({first.name}) has: {seen!r}"[:400])
+    from ..redact import redact, redact_text
+
+    return redact_text(f"effects.{index}.key: {how} matched none of the {len(records)} side effect(s) read from "
+                       f"{describe(effect)}; the first ({first.name}) has: {redact(seen)!r}"[:400])
 
 
 def _fingerprint(obs: Observation) -> tuple:

@@ -30,11 +30,11 @@ def describe(section: EffectSection) -> str:
         from .sink_source import describe_sink
 
         return describe_sink(section)
-    return f"http {section.path or _no_userinfo(str(section.url))}"
+    return f"http {_no_userinfo(section.path or str(section.url))}"
 
 
-def existing_ids(section: EffectSection) -> set[str]:
-    """The ids (as the oracle names them) of the effects a source holds now, without reading them."""
+def existing_ids(section: EffectSection) -> set[str] | None:
+    """The ids (as the oracle names them) of the effects a source holds now, without reading them (None: cannot list)."""
     try:
         if section.source == "files":
             root = Path(str(section.dir))
@@ -49,12 +49,13 @@ def existing_ids(section: EffectSection) -> set[str]:
             finally:
                 client.close()
     except Exception:  # no baseline for a source that cannot be listed: its orphans are not judged
-        return set()
-    return set()
+        return None
+    return None  # an HTTP listing (or the sink) is not listed before the run
 
 
 def _no_userinfo(url: str) -> str:
-    return re.sub(r"//[^/@]*@", "//", url)
+    """A URL without credentials: no user:password@, no query string (it may carry an API key)."""
+    return re.sub(r"//[^/@]*@", "//", url).split("?", 1)[0]
 
 
 def read_effects(section: EffectSection, base_url: str, client: httpx.Client,
@@ -73,8 +74,11 @@ def read_effects(section: EffectSection, base_url: str, client: httpx.Client,
             return _rows(section, _mongo_documents(section)), []
         return _rows(section, _http_items(section, base_url, client)), []
     except Exception as exc:  # any failure to read a source makes its checks unknown, never a pass
+        from ..redact import redact_text
+
+        detail = _no_userinfo(redact_text(str(exc)))[:200]
         return [], [Problem(RECEIPTS_DIR, f"cannot read side effects ({describe(section)}): "
-                                          f"{exc.__class__.__name__}: {str(exc)[:200]}")]
+                                          f"{exc.__class__.__name__}: {detail}")]
 
 
 def _files(section: EffectSection) -> tuple[list[ReceiptFile], list[Problem]]:
@@ -86,15 +90,36 @@ def _files(section: EffectSection) -> tuple[list[ReceiptFile], list[Problem]]:
     else:
         glob = section.glob
         records, problems = scan_receipts(str(section.dir), match=lambda name: fnmatch.fnmatch(name, glob)
-                                          or name.startswith("."))
+                                          or _temporary_copy(name, glob))
     for record in records:
         record.kind, record.source = section.kind, "files"
+        if not record.readable and not record.name.lower().endswith(".pdf") and not record.name.startswith("."):
+            _read_as_text(Path(str(section.dir)) / record.name, record)  # an HTML or text receipt
         if key is not None:
             record.keyed, record.joins = True, key.joins
             record.key = _extract(key, record)
         if amount is not None:
             record.amount = _to_paise(_extract(amount, record), amount)
     return records, problems
+
+
+def _temporary_copy(name: str, glob: str) -> bool:
+    """A hidden temporary copy of a file the glob matches (``.receipt-1.pdf.tmp``), not any dotfile (.DS_Store)."""
+    if not name.startswith("."):
+        return False
+    stem = name[1:]
+    for suffix in (".tmp", ".part", ".partial"):
+        stem = stem.removesuffix(suffix)
+    return stem != name[1:] and fnmatch.fnmatch(stem, glob)
+
+
+def _read_as_text(path: Path, record: ReceiptFile) -> None:
+    try:
+        record.text = path.read_bytes()[:1_000_000].decode("utf-8", errors="replace")
+    except OSError as exc:
+        record.error = f"cannot read: {exc.strerror or exc}"
+        return
+    record.readable, record.error = True, None
 
 
 def _json_files(root: Path, glob: str) -> tuple[list[ReceiptFile], list[Problem]]:

@@ -83,14 +83,15 @@ def _inserted(section: PaymentsSection, amounts: list[int], progress: Progress) 
         document.setdefault("_id", ObjectId())
         documents.append(document)
         transactions.append(values["transaction"])
-    client: pymongo.MongoClient = pymongo.MongoClient(section.uri, serverSelectionTimeoutMS=5000)
     try:
-        client[str(section.database)][str(section.collection)].insert_many(documents, ordered=True)
-    except pymongo.errors.PyMongoError as exc:
+        client: pymongo.MongoClient = pymongo.MongoClient(section.uri, serverSelectionTimeoutMS=5000)
+        try:
+            client[str(section.database)][str(section.collection)].insert_many(documents, ordered=True)
+        finally:
+            client.close()
+    except pymongo.errors.PyMongoError as exc:  # InvalidURI included: never the URI itself (credentials)
         raise TargetError(f"payments: cannot insert into {section.database}.{section.collection}: "
                           f"{exc.__class__.__name__}") from None
-    finally:
-        client.close()
     progress("creating payments", len(amounts), len(amounts))
     field = section.id or "_id"
     out = []
@@ -121,7 +122,12 @@ def _from_file(section: PaymentsSection, amounts: list[int]) -> list[Payment]:
         if any(v in (None, "") for v in values):
             missing = [f for f, v in zip(("id", "transaction", "amount"), values) if v in (None, "")]
             raise TargetError(f"payments.{missing[0]}: record {i} of {path} has no {getattr(section, missing[0])!r}")
-        out.append(Payment(id=str(values[0]), merchant_transaction_id=str(values[1]), amount=int(values[2])))
+        try:
+            amount = int(values[2])
+        except (TypeError, ValueError):
+            raise TargetError(f"payments.amount: record {i} of {path} has {values[2]!r}, not a whole number of "
+                              f"paise") from None
+        out.append(Payment(id=str(values[0]), merchant_transaction_id=str(values[1]), amount=amount))
     return out
 
 

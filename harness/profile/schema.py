@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..signing import SCHEMES, scheme
-from .template import check_placeholders
+from .template import check_placeholders, placeholders_in
 
 PROFILE_VERSION = 1
 STATES = ("COMPLETED", "FAILED", "PENDING")
@@ -72,6 +72,8 @@ class PaymentsSection(_Strict):
             _path(self.path)
         if self.body is not None and self.form is not None:
             raise ValueError("give body (JSON) or form, not both")
+        if any("id" in placeholders_in(t) for t in (self.body, self.form, self.document, self.headers, self.path)):
+            raise ValueError("{id} is the service's id for a payment, which does not exist yet when it is made")
         for template in (self.body, self.form, self.document, self.headers):
             check_placeholders(template)
         return self
@@ -140,6 +142,13 @@ class DeliverySection(_Strict):
             raise ValueError("an envelope wraps a JSON body: give body")
         for template in (self.body, self.text, self.headers):
             check_placeholders(template)
+        wanted = {p.removeprefix("state.") for t in (self.body, self.text, self.headers, self.path)
+                  for p in placeholders_in(t) if p.startswith("state.")}
+        for state, words in self.states.items():
+            missing = sorted(wanted - (set(words) if isinstance(words, dict) else set()))
+            if missing:
+                raise ValueError(f"states.{state}: the templates use {{state.{missing[0]}}}, which this state "
+                                 f"does not give (write it as a table: {{ state = ..., {missing[0]} = ... }})")
         return self
 
 
@@ -364,6 +373,17 @@ class ProfileFile(_Strict):
     def _rules(self) -> "ProfileFile":
         if self.ca_file and not self.verify_tls:
             raise ValueError("ca_file trusts a CA but verify_tls = false verifies nothing: give one of them")
+        kinds: dict[str, int] = {}
+        for i, effect in enumerate(self.effects):
+            if effect.kind in kinds:  # one kind read from two sources would count every payment twice
+                raise ValueError(f"effects.{i}.kind: {effect.kind!r} is also effects.{kinds[effect.kind]}'s kind; "
+                                 f"give each side-effect source its own kind")
+            kinds[effect.kind] = i
+        if self.state is not None and self.state.effect and self.state.effect_is == "key":
+            if not any(e.key is not None for e in self.effects):
+                raise ValueError("state.effect_is: 'key' compares the state's effect field with the keys the "
+                                 "[[effects]] key rules extract, and no effect has a key rule; use "
+                                 "effect_is = \"name\" for a file name or path")
         for i, effect in enumerate(self.effects):
             for which in ("key", "amount"):
                 try:

@@ -70,8 +70,10 @@ def _from_mongo(section: StateSection, payments: list[Payment], join_fields: set
     for payment in payments:
         value = value_of(payment)
         wanted.append(value)
-        if ObjectId.is_valid(value):  # a service's ids may be ObjectIds or strings: match both
+        if ObjectId.is_valid(value):  # a service's ids may be ObjectIds, strings or numbers: match each
             wanted.append(ObjectId(value))
+        if value.isdigit():
+            wanted.append(int(value))
     client: pymongo.MongoClient = pymongo.MongoClient(section.uri, serverSelectionTimeoutMS=5000)
     try:
         documents = client[str(section.database)][str(section.collection)].find({section.match: {"$in": wanted}})

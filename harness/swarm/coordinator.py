@@ -248,7 +248,9 @@ class Coordinator:
         for i, delivery in enumerate(batch):
             self.rounds_of[delivery.slot] = delivery.round
             for j, request in enumerate(self.requests_by_slot[delivery.slot]):
-                if delivery.round > 1:
+                # A retry is signed afresh; so is every wave's request when the scheme signs a timestamp
+                # (a long swarm's later waves would otherwise carry prepare-time signatures).
+                if delivery.round > 1 or work.target.binds_time(request.channel):
                     request = redelivery(work.target, work.payments[delivery.slot], request)
                 request = replace(request, meta={**request.meta, "round": delivery.round})
                 shares[senders[(i + j) % len(senders)]].append(request_to_wire(request, stats_name(work.target, request)))
