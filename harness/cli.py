@@ -98,6 +98,22 @@ def build_parser() -> argparse.ArgumentParser:
     matrix.add_argument("--quiet", action="store_true")
     matrix.set_defaults(func=cli_tools._cmd_matrix)
 
+    power = sub.add_parser("power", help="detection power: P(duplicate caught) per race-window width, duplicates "
+                                         "and sync mode on the vulnerable reference service, with a chart")
+    power.add_argument("--windows", default="0.5,1,2,5,10,50", help="check-then-act windows in ms (default: %(default)s)")
+    power.add_argument("--duplicates", default="2,5,20", help="duplicates per payment (default: %(default)s)")
+    power.add_argument("--syncs", default="last-byte,single-packet", help="sync modes (default: %(default)s)")
+    power.add_argument("--trials", type=int, default=5, help="one-payment trials per cell (default: %(default)s)")
+    power.add_argument("--link", metavar="DELAY±JITTER", help="race across a relay link, e.g. 20ms±3ms "
+                                                               "(base delay each way ± per-chunk jitter)")
+    power.add_argument("--max-seconds", type=float, default=1800.0,
+                       help="start no trial after this long (default: %(default)s); short cells say so")
+    power.add_argument("--trial-timeout", type=float, default=30.0, help="each trial's run timeout (s)")
+    power.add_argument("--report-dir", type=Path, default=Path("reports/power"))
+    power.add_argument("--json", action="store_true")
+    power.add_argument("--quiet", action="store_true", help="no progress bar")
+    power.set_defaults(func=cli_tools._cmd_power)
+
     burst = sub.add_parser("burst", help="fire N simultaneous copies of one request and report the spread")
     burst.add_argument("--url", required=True, help="full URL (raw) or the service's base URL (callback, verify)")
     burst.add_argument("--kind", choices=("raw", "callback", "verify"), default="raw")

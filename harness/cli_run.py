@@ -10,6 +10,7 @@ from typing import Any
 
 from .result import EXIT_INCONCLUSIVE, EXIT_INVALID, EXIT_OK, RunReport, Verdict
 from ._cli_common import ProgressBar, fail
+from .report_tables import strength_text
 
 
 def _target_from_args(args: argparse.Namespace):
@@ -98,6 +99,7 @@ def _print_report(report: RunReport, as_json: bool, paths: dict[str, Path] | Non
     print(f"  payments {m.get('payments_paid')} paid + {m.get('payments_unpaid')} unpaid, {m.get('requests')} requests; "
           f"receipts per paid payment {m.get('receipts_per_payment_min')}–{m.get('receipts_per_payment_max')}; "
           f"release spread {ms('release_spread_ms')}, server-seen spread {ms('arrival_spread_ms')}")
+    print(f"  strength: {strength_text(m)}")
     for target in report.targets:
         measured = "not measured" if target.measured is None else f"{target.measured:g} {target.unit}".strip()
         print(f"  target {target.name:<26} {target.status:<13} {measured} (expected {target.expected})")

@@ -94,6 +94,34 @@ def _cmd_matrix(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_power(args: argparse.Namespace) -> int:
+    from .embedded import ServiceStartError
+    from .power import PowerSettings, render_markdown, sweep, write
+
+    try:
+        settings = PowerSettings(
+            windows_ms=tuple(float(w) for w in args.windows.split(",") if w.strip()),
+            duplicates=tuple(int(d) for d in args.duplicates.split(",") if d.strip()),
+            syncs=tuple(s.strip() for s in args.syncs.split(",") if s.strip()), trials=args.trials, link=args.link,
+            max_seconds=args.max_seconds, trial_timeout=args.trial_timeout)
+        settings.validate()
+    except ValueError as exc:
+        return fail(str(exc))
+    try:
+        with ProgressBar(not args.quiet and not args.json) as progress:
+            result = sweep(settings, progress)
+    except ServiceStartError as exc:
+        return fail(f"could not start the reference service: {exc}")
+    paths = write(result, args.report_dir) if args.report_dir else {}
+    if args.json:
+        print(json.dumps({**result.to_dict(), "reports": {k: str(v) for k, v in paths.items()}}, indent=2))
+    else:
+        print(render_markdown(result))
+        for kind, path in paths.items():
+            print(f"report ({kind}): {path}")
+    return EXIT_OK
+
+
 def _cmd_profile_check(args: argparse.Namespace) -> int:
     from .profile import ProfileError, load_profile
     from .profile.check import check_profile

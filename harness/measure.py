@@ -12,6 +12,8 @@ from .result import CheckResult
 from .stats import ms as _ms
 from .stats import percentile
 
+CATCH_PROBABILITY = 0.95  # the run's strength is the narrowest window caught with this probability
+
 
 def _rounds(events: list[Event]) -> dict[int, list[Event]]:
     rounds: dict[int, list[Event]] = {}
@@ -29,6 +31,41 @@ def processing_ms(events: list[Event]) -> float | None:
         if releases and responses:
             spans.append(max(responses) - min(releases))
     return _ms(max(spans)) if spans else None
+
+
+def first_arrival_gaps(events: list[Event]) -> list[float]:
+    """Per duplicate group (one payment's deliveries in one delivery round), seconds between its first
+    two server arrivals; groups with fewer than two arrival stamps give nothing."""
+    groups: dict[tuple[Any, Any], list[float]] = {}
+    for event in events:
+        if event.delivered and event.server_arrival is not None and event.payment is not None:
+            groups.setdefault((event.payment, event.meta.get("round", 0)), []).append(event.server_arrival)
+    gaps = []
+    for arrivals in groups.values():
+        if len(arrivals) > 1:
+            first, second = sorted(arrivals)[:2]
+            gaps.append(second - first)
+    return gaps
+
+
+def catchable_window(gaps: list[float], probability: float = CATCH_PROBABILITY) -> float | None:
+    """The narrowest check-then-act window this run would have caught with ``probability``, in seconds.
+
+    The model: a handler that checks a flag when a request arrives and sets it ``W`` later lets a
+    duplicate through when a second delivery of the same payment arrives before the first one's
+    claim, i.e. within ``W`` of the first arrival. So one duplicate group (a payment's deliveries in
+    one round) catches a window ``W`` exactly when its first two server arrivals are less than ``W``
+    apart, whatever happens to the others. The run's own groups are the sample: the fraction of them
+    whose first gap is below ``W`` is the probability that a payment of this run catches ``W``, and
+    the narrowest ``W`` reaching ``probability`` is that quantile of the gaps (nearest rank: with
+    fewer than 20 groups at 95 %, the widest gap). Arrival is the service's own stamp
+    (``X-Arrival-Ns``: the request was complete), so whatever the network and the server's accept
+    queue did to the burst is in it; work the handler does before its check is not (it shifts every
+    duplicate alike unless the handler serialises them). None when no group had two stamps.
+    """
+    if not gaps:
+        return None
+    return percentile(gaps, probability * 100)
 
 
 def payment_rows(ev: Evidence) -> list[dict[str, Any]]:
@@ -109,6 +146,9 @@ def compute_metrics(ev: Evidence, rows: list[dict[str, Any]], checks: list[Check
                                              default=None),
         "receipt_generation_ms_mean": _generation_ms(counters, events),
     }
+    gaps = first_arrival_gaps(events)
+    metrics["catchable_window_ms"] = _ms(catchable_window(gaps))  # at CATCH_PROBABILITY
+    metrics["catchable_window_groups"] = len(gaps)
     for key in ("generations_started", "generations_succeeded", "generations_failed", "claims_won",
                 "claims_skipped", "rollbacks"):
         metrics[key] = counters.get(key)

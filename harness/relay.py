@@ -150,3 +150,54 @@ class Relay:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _relay_child(conn, upstream_port: int, delay: float, jitter: float, seed: int) -> None:  # pragma: no cover - child
+    relay = Relay(upstream_port, up_delay=lambda _: delay, down_delay=lambda _: delay, jitter=jitter, seed=seed,
+                  max_connections=1_000_000)
+    conn.send(relay.port)
+    try:
+        conn.poll(_CHILD_LIFETIME)  # told to stop, the parent went away, or the lifetime is over
+    finally:
+        relay.close()
+
+
+_CHILD_LIFETIME = 6 * 3600.0  # no relay process outlives this
+
+
+class RelayProcess:
+    """A ``Relay`` in a child process of its own (a link with ``delay`` s each way plus per-chunk ``jitter``),
+    so that relaying does not compete with the sender for this process's GIL. ``url``; ``close()`` or ``with``."""
+
+    def __init__(self, upstream_port: int, *, delay: float, jitter: float = 0.0, seed: int = 0) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=_relay_child, args=(child, upstream_port, delay, jitter, seed),
+                                        daemon=True, name="relay")
+        self._process.start()
+        if not self._conn.poll(30):
+            self.close()
+            raise RuntimeError("the relay process did not start")
+        self.port: int = self._conn.recv()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        try:
+            self._conn.send(None)
+        except (OSError, ValueError):
+            pass
+        self._process.join(10)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join(5)
+
+    def __enter__(self) -> "RelayProcess":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

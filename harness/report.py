@@ -19,7 +19,7 @@ from .report_format import (DASH, OUTCOME_COLORS, OUTCOMES, format_metric, forma
                             metric_keys, metric_label, metric_unit, verdict_icon)
 from .report_html import render_html
 from .report_tables import (Table, checks_table, config_line, environment_line, history_table, judged_line,
-                            metrics_table, payments_heading, payments_table, targets_table)
+                            metrics_table, payments_heading, payments_table, strength_line, targets_table)
 from .result import RunReport
 
 __all__ = ["DASH", "OUTCOMES", "OUTCOME_COLORS", "TIMELINE_PAYMENTS", "format_metric", "format_number", "metric_keys",
@@ -80,7 +80,8 @@ def render_markdown(report: RunReport) -> str:
     lines = [f"## {verdict_icon(report)} race-harness run `{md_code(report.label)}` — "
              f"{md_escape(report.verdict.summary)}", "", f"**Run:** {md_escape(config_line(report))}  ",
              f"**Environment:** {md_escape(environment_line(report))}  ",
-             f"**Judged:** {md_escape(judged_line(report))}  ", f"**Exit code:** {report.verdict.exit_code}", ""]
+             f"**Judged:** {md_escape(judged_line(report))}  ",
+             f"**Strength:** {md_escape(strength_line(report))}  ", f"**Exit code:** {report.verdict.exit_code}", ""]
     sections = [("Checks", checks_table(report)), ("Targets", targets_table(report)),
                 ("Metrics", metrics_table(report)), ("History", history_table(report)),
                 (payments_heading(report, MD_PAYMENT_ROWS), payments_table(report, MD_PAYMENT_ROWS))]

@@ -57,6 +57,8 @@ METRIC_LABELS: dict[str, str] = {
     "release_spread_ms": "Release spread",
     "arrival_spread_ms": "Server arrival spread",
     "payment_arrival_spread_ms_max": "Server arrival spread within a payment (max)",
+    "catchable_window_ms": "Narrowest check-then-act window caught with 95% probability",
+    "catchable_window_groups": "Duplicate groups with two arrival stamps",
     "service_rss_baseline_mb": "Service RSS baseline",
     "service_peak_rss_mb": "Service peak RSS",
     "service_rss_growth_mb": "Service RSS growth",

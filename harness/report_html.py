@@ -16,7 +16,8 @@ from markupsafe import Markup, escape
 from .charts import latency_chart, receipts_chart, timeline_caption, timeline_chart
 from .report_format import clip, plain_icons, verdict_icon
 from .report_tables import (Table, checks_table, config_line, environment_line, flat, history_table, judged_line,
-                            metrics_table, payments_heading, payments_table, targets_table)
+                            metrics_table, payments_heading, payments_table, strength_line,
+                            targets_table)
 from .result import RunReport
 
 HTML_PAYMENT_ROWS = 200
@@ -46,7 +47,8 @@ def render_html(report: RunReport) -> str:
                 (payments_heading(report, HTML_PAYMENT_ROWS), payments_table(report, HTML_PAYMENT_ROWS))]
     return _environment().get_template("report.html.j2").render(
         report=report, banner=banner, icon=verdict_icon(report), config_line=config_line(report),
-        environment_line=environment_line(report), judged_line=judged_line(report), charts=charts,
+        environment_line=environment_line(report), judged_line=judged_line(report),
+        strength_line=strength_line(report), charts=charts,
         sections=sections, failing=_failing_checks(report),
         settings=[("Configuration", _kv_table(report.config)), ("Environment", _kv_table(report.environment))])
 

@@ -46,6 +46,7 @@ class FaultChange(BaseModel):
     crash_after_claim_rate: float | None = Field(default=None, ge=0.0, le=1.0)
     store_delay_ms: float | None = Field(default=None, ge=0.0, le=60_000)
     write_error_rate: float | None = Field(default=None, ge=0.0, le=1.0)
+    race_window_ms: float | None = Field(default=None, ge=0.0, le=60_000)
 
 
 class ArrivalStampMiddleware:
@@ -130,7 +131,8 @@ def create_app(config: ServiceConfig, store: ChargeStore | None = None,
     store = store if store is not None else open_store(config.mongo_uri, config.database)
     metrics = ServiceMetrics()
     faults = Faults(failure_rate=config.failure_rate, crash_after_claim_rate=config.crash_after_claim_rate,
-                    store_delay_ms=config.store_delay_ms, write_error_rate=config.write_error_rate, seed=config.seed)
+                    store_delay_ms=config.store_delay_ms, write_error_rate=config.write_error_rate,
+                    race_window_ms=config.race_window_ms, seed=config.seed)
     executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="store")
 
     async def run_blocking(fn: Any, *args: Any) -> Any:

@@ -38,6 +38,7 @@ class ServiceConfig:
     crash_after_claim_rate: float = 0.0
     store_delay_ms: float = 0.0
     write_error_rate: float = 0.0
+    race_window_ms: float = 0.0  # vulnerable mode: exactly this long between the flag's check and its setting
     lease_seconds: float = 30.0
     merchant_id: str = UAT_MERCHANT_ID
     salt_key: str = UAT_SALT_KEY
@@ -69,6 +70,8 @@ class ServiceConfig:
             raise ValueError("webhook-username and webhook-password must not be empty")
         if self.store_delay_ms < 0:
             raise ValueError("store-delay-ms must be >= 0")
+        if not 0 <= self.race_window_ms <= 60_000:
+            raise ValueError("race-window-ms must be between 0 and 60000")
         if self.lease_seconds <= 0:
             raise ValueError("lease-seconds must be > 0")
         if self.generation_delay_ms < 0:
@@ -120,7 +123,7 @@ def _coerce(name: str, raw: str) -> Any:
     if name in ("port", "salt_index", "max_body_bytes", "seed", "workers"):
         return int(raw)
     if name in ("generation_delay_ms", "failure_rate", "crash_after_claim_rate", "store_delay_ms",
-                "write_error_rate", "lease_seconds"):
+                "write_error_rate", "lease_seconds", "race_window_ms"):
         return float(raw)
     if name == "receipts_dir":
         return Path(raw)
@@ -145,6 +148,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="latency between reading the store and acting on it (widens race windows)")
     faults.add_argument("--write-error-rate", type=float, default=env.write_error_rate,
                         help="probability that writing the receipt file fails")
+    faults.add_argument("--race-window-ms", type=float, default=env.race_window_ms,
+                        help="vulnerable mode: exactly this long between checking the receipt flag and setting it "
+                             "(a deterministic check-then-act window; 0: the seed's path, flag set after generation)")
     parser.add_argument("--lease-seconds", type=float, default=env.lease_seconds,
                         help="how long a lease-mode claim lasts before another delivery may take over")
     parser.add_argument("--merchant-id", default=env.merchant_id)

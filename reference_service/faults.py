@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import random
+import time
 from dataclasses import dataclass, field, fields
 
 
@@ -26,6 +27,8 @@ class Faults:
     crash_after_claim_rate: float = 0.0  # probability that the claim's winner dies before generating
     store_delay_ms: float = 0.0  # latency between reading the store and acting on it: widens race windows
     write_error_rate: float = 0.0  # probability that writing the receipt file fails with EIO
+    # vulnerable mode: the check-then-act window, exactly: the flag is read, this long passes, then it is set
+    race_window_ms: float = 0.0
     seed: int | None = None
     _rng: random.Random = field(init=False, repr=False, compare=False)
 
@@ -39,6 +42,8 @@ class Faults:
                 raise ValueError(f"{name.replace('_', '-')} must be between 0 and 1")
         if self.store_delay_ms < 0:
             raise ValueError("store-delay-ms must be >= 0")
+        if not 0 <= self.race_window_ms <= 60_000:
+            raise ValueError("race-window-ms must be between 0 and 60000")
 
     def _roll(self, rate: float) -> bool:
         return rate > 0 and self._rng.random() < rate
@@ -48,6 +53,14 @@ class Faults:
         """Between a read (or claim) and what the step does with it."""
         if self.store_delay_ms > 0:
             await asyncio.sleep(self.store_delay_ms / 1000.0)
+
+    def hold_race_window(self) -> None:
+        """Between a check that passed and the flag being set (vulnerable mode, on a store thread).
+
+        A thread's ``time.sleep`` rather than the event loop's timer: the loop's timers are good to a
+        millisecond, a sleeping thread to tens of microseconds, and the loop stays free meanwhile."""
+        if self.race_window_ms > 0:
+            time.sleep(self.race_window_ms / 1000.0)
 
     def after_claim(self) -> None:
         if self._roll(self.crash_after_claim_rate):

@@ -101,7 +101,10 @@ class VulnerableStep(ReceiptStep):
     mode = "vulnerable"
 
     async def run(self, charge_id: str, channel: str) -> ReceiptOutcome:
-        charge = await self._db(self.store.get, charge_id)
+        if self.faults.race_window_ms > 0:
+            charge = await self._db(self._check_then_flag, charge_id)
+        else:
+            charge = await self._db(self.store.get, charge_id)
         await self.faults.after_store_read()
         if charge is None or charge["paymentStatus"] != "paid":
             return ReceiptOutcome(NOT_PAID)
@@ -117,6 +120,16 @@ class VulnerableStep(ReceiptStep):
             return ReceiptOutcome(FAILED)
         await self._db(self.store.save_receipt, charge_id, str(path))
         return ReceiptOutcome(GENERATED, str(path))
+
+    def _check_then_flag(self, charge_id: str) -> dict | None:
+        """The race-window fault's check-then-act, on one store thread: read the flag; if it is clear,
+        let exactly ``race_window_ms`` pass and then set it (a plain write, no condition). A second
+        delivery whose read falls inside that window passes the check too: the window is the bug."""
+        charge = self.store.get(charge_id)
+        if charge is not None and charge["paymentStatus"] == "paid" and not charge.get("receiptGenerated"):
+            self.faults.hold_race_window()
+            self.store.set_receipt_flag(charge_id)
+        return charge
 
 
 class AtomicStep(ReceiptStep):

@@ -154,6 +154,11 @@ class ChargeStore:
                                            {"_id": 1, "receiptPath": 1, "receiptGenerated": 1,
                                             "merchantTransactionId": 1}).limit(limit))
 
+    def set_receipt_flag(self, charge_id: str) -> None:
+        """Set ``receiptGenerated`` unconditionally (the vulnerable step's late, non-atomic claim)."""
+        with self._lock:
+            self._charges.update_one({"_id": charge_id}, {"$set": {"receiptGenerated": True}})
+
     def save_receipt(self, charge_id: str, receipt_path: str) -> None:
         with self._lock:
             self._charges.update_one({"_id": charge_id},

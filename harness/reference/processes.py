@@ -56,6 +56,7 @@ class FaultFlags:
     crash_after_claim_rate: float = 0.0
     store_delay_ms: float = 0.0
     write_error_rate: float = 0.0
+    race_window_ms: float = 0.0  # vulnerable mode: exactly this long between the flag's check and its setting
     seed: int | None = None  # the service's --seed: which rolls of the dice fail, for repeatable runs
 
     def _faults(self) -> dict[str, float]:

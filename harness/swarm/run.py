@@ -18,6 +18,7 @@ import httpx
 from ..history import History
 from ..plan import Plan
 from ..report import write_report
+from ..report_tables import strength_text
 from ..result import EXIT_INCONCLUSIVE, RunReport
 from ..runner import HarnessError, RunConfig, RunSession, sent_payments, verify_history
 from ..target import Target
@@ -209,6 +210,7 @@ class SwarmRun:
             f"receipt files per paid payment {m.get('receipts_per_payment_min')}-{m.get('receipts_per_payment_max')}; "
             f"rollbacks {_num(m.get('rollbacks'))}; server-seen arrival spread per payment "
             f"<= {m.get('payment_arrival_spread_ms_max')} ms, whole waves {m.get('arrival_spread_ms')} ms",
+            f"  strength: {strength_text(m)}",
             *(f"  report ({kind}): {path}" for kind, path in paths.items())]
 
     def cleanup(self) -> None:
