@@ -11,7 +11,12 @@ from .base import split_url
 AUTO = "auto"
 
 
-def speaks_h2(url: str, *, timeout: float = 3.0, verify_tls: bool | str = True) -> bool:
+# An HTTP/1.1 server refuses the preface at once; an HTTP/2 server on a loaded machine may take seconds to
+# send its SETTINGS, and a probe that gave up early would pick last-byte for it.
+PROBE_TIMEOUT = 10.0
+
+
+def speaks_h2(url: str, *, timeout: float = PROBE_TIMEOUT, verify_tls: bool | str = True) -> bool:
     """Does the origin of ``url`` speak HTTP/2: ALPN ``h2`` over TLS, or an h2c preface answered with SETTINGS?"""
     origin, _ = split_url(url)
     deadline = time.perf_counter() + timeout
