@@ -30,7 +30,22 @@ from .base import ArmedBurst, Origin, PreparedRequest
 from .last_byte import LastByteBurst
 
 MAX_IDLE = 2.0  # seconds a kept connection may wait for its next burst: under the usual 5 s keep-alive
-MAX_KEPT = 512  # connections kept per pool at most; more are closed
+
+
+def _kept_limit(ceiling: int = 4096) -> int:
+    """How many idle connections a pool may keep: enough for several waves of hundreds of requests
+    in flight (a lane holds one connection per request of every wave under way), and never more
+    than half of this process's file descriptors."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return 512
+    return ceiling if soft == resource.RLIM_INFINITY else max(64, min(ceiling, soft // 2))
+
+
+MAX_KEPT = _kept_limit()  # connections kept per pool at most; more are closed
 
 
 class ConnectionPool:
