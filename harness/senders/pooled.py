@@ -110,17 +110,18 @@ class PooledLastByteBurst(LastByteBurst):
 
     def _open(self, warmup_path: str | None, verify_tls: bool | str) -> None:
         self._trust = verify_tls
-        self._conns = [Conn(i, origin, target, request)
-                       for i, (request, (origin, target)) in enumerate(zip(self.requests, self.targets))]
-        fresh = []
-        for conn in self._conns:
-            kept = self._pool.take(self._key(conn.origin))
+        self._conns, fresh = [], []
+        for i, (request, (origin, target)) in enumerate(zip(self.requests, self.targets)):
+            kept = self._pool.take(self._key(origin))
             if kept is None:
+                conn = Conn(i, origin, target, request)
                 fresh.append(conn)
-                continue
-            sock, conn.http = kept
-            conn.adopt(sock)
-            conn.out.reused = True
+            else:
+                sock, http = kept
+                conn = Conn(i, origin, target, request, http)  # no new h11 state only to drop it
+                conn.adopt(sock)
+                conn.out.reused = True
+            self._conns.append(conn)
         open_all(fresh, self.opened_at + self.timeout, warmup_path, verify_tls)
 
     def _key(self, origin: Origin) -> tuple:
