@@ -3,6 +3,7 @@
 
     python benchmarks/rate.py [--seconds 20] [--plain-users 20] [--payments 8000] [--duplicates 5]
                               [--wave-size 50] [--inflight 4] [--swarm-users 4] [--release-lead-ms 10]
+                              [--default-payments 2000]
 
 One Node ``http`` server (a child process on 127.0.0.1, a free port) answers every request at once:
 ``GET`` anything 200, ``POST /hook`` 200 with ``X-Arrival-Ns`` (its own epoch-ns clock when the
@@ -20,7 +21,8 @@ request's last body byte was read). Against it, one after the other:
    source in an empty directory (the verdict says the receipts are missing: the verdict is not what
    this measures). The swarm's real sending path runs: the master's coordinator cuts waves, the
    lane holds each wave's requests on warm keep-alive connections (``harness.senders.pooled``),
-   releases them at the master's instant, reports its events.
+   releases them at the master's instant, reports its events. Then once more with the scenario's
+   default waves (10 payments, 2 in flight, a 100 ms lead) on ``--default-payments``, for comparison.
 
 Rates are Locust's own ``Requests/s`` of each run (requests / (last request - test start)), so the
 two are the same meter; the swarm's burst-phase rate (requests / first release..last response, from
@@ -201,7 +203,10 @@ def plain_locust(port: int, work: Path, users: int, seconds: int) -> dict[str, A
             "tail": proc.stdout[-1500:]}
 
 
-def swarm(port: int, work: Path, a: argparse.Namespace) -> dict[str, Any]:
+def swarm(port: int, root: Path, a: argparse.Namespace) -> dict[str, Any]:
+    """One swarm run: ``a`` holds its payments, duplicates, wave size, in flight, users, lead and time bound."""
+    work = root / f"swarm-w{a.wave_size}-i{a.inflight}"
+    work.mkdir()
     payments = work / "payments.jsonl"
     with payments.open("w") as handle:
         for i in range(a.payments):
@@ -291,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--swarm-users", type=int, default=4, help="the swarm's Locust users: its hands (default 4)")
     parser.add_argument("--release-lead-ms", type=float, default=10.0,
                         help="how far ahead the master names each release instant (default 10: one process)")
+    parser.add_argument("--default-payments", type=int, default=2000,
+                        help="also run the swarm with the scenario's default waves (10, 2 in flight, 100 ms lead) on "
+                             "this many payments, for comparison (0: don't)")
     parser.add_argument("--swarm-limit", type=int, default=120, help="the swarm's Locust --run-time bound, s")
     a = parser.parse_args(argv)
 
@@ -309,6 +317,13 @@ def main(argv: list[str] | None = None) -> int:
             sw = swarm(port, work, a)
             print(f"swarm: {sw['requests']} requests, {sw['rps']:,.0f} requests/s (Locust), "
                   f"{fmt(sw['burst_rps'], 0)} requests/s (burst phase)", flush=True)
+            runs = [(a, sw)]
+            if a.default_payments:
+                # The scenario's own defaults (waves of 10, 2 in flight, a 100 ms lead), for comparison.
+                d = argparse.Namespace(**{**vars(a), "payments": a.default_payments, "wave_size": 10, "inflight": 2,
+                                          "release_lead_ms": 100.0})
+                runs.append((d, swarm(port, work, d)))
+                print(f"swarm (scenario defaults): {runs[-1][1]['rps']:,.0f} requests/s (Locust)", flush=True)
     finally:
         node.kill()
         node.wait(5)
@@ -326,10 +341,13 @@ def main(argv: list[str] | None = None) -> int:
               f"{row['done']} | {row['errors']} | {row['rps']:,.0f} | - | - | - | - | - |")
     print(f"| plain Locust `FastHttpUser`, {a.plain_users} users, {a.seconds} s | {plain['requests']} | "
           f"{plain['failures']} | {plain['rps']:,.0f} | 100 % | - | - | - | - |")
-    print(f"| race-harness swarm: {a.payments} payments x {a.duplicates}, waves of {a.wave_size} "
-          f"({fmt(sw['wave_requests'], 0)} requests), {a.inflight} in flight, {a.swarm_users} users | "
-          f"{sw['requests']} | {sw['failures']} | {sw['rps']:,.0f} | {ratio:.0%} | {triple(sw['release_ms'])} | "
-          f"{triple(sw['server_ms'])} | {triple(sw['payment_release_ms'])} | {triple(sw['payment_ms'])} |")
+    for settings, run in runs:
+        print(f"| race-harness swarm: {settings.payments} payments x {settings.duplicates}, waves of "
+              f"{settings.wave_size} ({fmt(run['wave_requests'], 0)} requests), {settings.inflight} in flight, "
+              f"{settings.release_lead_ms:g} ms lead, {settings.swarm_users} users | {run['requests']} | "
+              f"{run['failures']} | {run['rps']:,.0f} | {run['rps'] / plain['rps'] if plain['rps'] else 0:.0%} | "
+              f"{triple(run['release_ms'])} | {triple(run['server_ms'])} | {triple(run['payment_release_ms'])} | "
+              f"{triple(run['payment_ms'])} |")
     print()
     print("Spreads: median / p95 / max over the swarm's waves (or payments); release = first..last final byte "
           "sent (the lane's clock), server-seen = first..last X-Arrival-Ns (Node stamps each request as it reads "
