@@ -131,3 +131,28 @@ def test_a_connection_idle_longer_than_the_pool_keeps_them_is_closed_not_reused(
 
     assert second.all_responded() and server.accepted == 8
     assert not any(e.meta.get("reused") for e in second.events)
+
+
+def test_a_pool_keeps_several_waves_of_connections_but_never_more_than_half_the_file_descriptors(monkeypatch):
+    import resource
+
+    from harness.senders import pooled
+
+    monkeypatch.setattr(resource, "getrlimit", lambda kind: (1_000_000, 1_000_000))
+    assert pooled._kept_limit() == 4096  # 4 waves of 500 requests under way, and some to spare
+    monkeypatch.setattr(resource, "getrlimit", lambda kind: (1024, 4096))
+    assert pooled._kept_limit() == 512
+    assert ConnectionPool().max_kept == pooled.MAX_KEPT
+
+
+def test_a_body_larger_than_the_send_buffer_still_goes_out_whole_with_its_last_byte_held_back():
+    sender = PooledLastByte()
+    body = b"x" * (8 << 20)  # more than loopback's send buffer: the prefix cannot leave in one send
+    with Server() as server:
+        armed = sender.open([PreparedRequest("POST", f"{server.url}/big", body=body)], timeout=20)
+        result = armed.release(time.time() + 0.05)
+        again = burst(sender, server.url, n=1)
+        sender.close()
+
+    assert result.all_responded() and result.events[0].status == 200, result.summary()
+    assert again.all_responded() and again.events[0].meta.get("reused")  # framing intact: the connection is kept

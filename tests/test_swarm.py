@@ -194,7 +194,7 @@ def test_every_event_is_timed_on_the_clock_of_the_lane_that_sent_it(swarm, refer
     service = reference_service("atomic", generation_delay_ms=150)
     swarm.lane("lane-a")
     swarm.lane("lane-b")
-    report = swarm.run(target_of(service), Plan(payments=3, duplicates=2), WAVES)
+    swarm.run(target_of(service), Plan(payments=3, duplicates=2), WAVES)
     assert len(swarm.coordinator.history.events) == 6
     assert {e.meta["clock"] for e in swarm.coordinator.history.events} == {"lane-a", "lane-b"}
     assert all(e.clock == e.meta["worker"] for e in swarm.coordinator.history.events)
@@ -208,7 +208,7 @@ def test_a_lane_that_never_answers_is_named_and_gets_no_more_shares_while_the_ot
     # wave under way at a time: the second is shared out only after the first has given the silent
     # lane up (with two under way, a loaded machine may share both out before it does).
     config = WaveConfig(wave_size=2, inflight=1, burst_timeout=10.0, slack=2.0, lane_wait=10.0)
-    report = swarm.run(target_of(service), Plan(payments=4, duplicates=2), config)
+    swarm.run(target_of(service), Plan(payments=4, duplicates=2), config)
     assert len(swarm.coordinator.lapses) == 1, swarm.coordinator.lapses
     (lapse,) = swarm.coordinator.lapses
     assert "lane-silent" in lapse and "no READY" in lapse and "12.0 s" in lapse
@@ -261,3 +261,20 @@ def test_a_lanes_later_waves_go_out_on_the_connections_its_earlier_waves_left_wa
     assert all(e["meta"].get("reused") for wave in later for e in wave)  # the next ones found them warm
     for wave in waves.values():  # each still released in one loop, at the instant the master named
         assert all(e["t_release"] is not None for e in wave) and len({e["meta"]["late_ms"] for e in wave}) == 1
+
+
+def test_an_event_crosses_the_wire_as_plain_data_and_comes_back_equal():
+    from dataclasses import asdict
+
+    from harness.history import Event
+    from harness.swarm.messages import event_from_wire, event_to_wire
+
+    event = Event(index=3, payment="p1", channel="callback", connection=2, t_release=0.5, t_response=0.75, status=200,
+                  body={"result": "generated", "items": [1, {"a": None}]}, server_arrival=1.7e9, outcome="generated",
+                  meta={"round": 1, "wave": "w-0", "reused": True, "server_timing": {"app": 1.5}, "tags": ("a", "b")})
+    wire = event_to_wire(event)
+
+    assert json.loads(json.dumps(wire)) == wire  # plain data, as Locust's msgpack carries it
+    assert wire == json.loads(json.dumps(asdict(event)))  # what the deep-copying asdict made, field for field
+    back = event_from_wire(wire)
+    assert back == replace(event, meta={**event.meta, "tags": ["a", "b"]})

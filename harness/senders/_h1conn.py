@@ -30,13 +30,15 @@ _SERVER_TIMING = SERVER_TIMING_HEADER.encode()
 class Conn:
     """One connection carrying one burst request, and the response coming back on it."""
 
-    def __init__(self, position: int, origin: Origin, target: str, request: PreparedRequest) -> None:
+    def __init__(self, position: int, origin: Origin, target: str, request: PreparedRequest,
+                 http: h11.Connection | None = None) -> None:
+        """``http``: the h11 state of a kept connection this one continues (default: a new connection's)."""
         self.origin = origin
         self.target = target
         self.request = request
         self.position = position
         self.out = Outcome()
-        self.http = h11.Connection(h11.CLIENT)
+        self.http = http if http is not None else h11.Connection(h11.CLIENT)
         self.sock: socket.socket | None = None
         self.final: bytes = b""  # the withheld last byte
         self._chunks: list[bytes] = []

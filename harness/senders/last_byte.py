@@ -97,7 +97,10 @@ def _send_prefixes(conns: list[Conn], deadline: float) -> list[Conn]:
         try:
             assert conn.sock is not None
             conn.sock.settimeout(remaining(deadline))
-            conn.sock.sendall(wire[:-1])
+            prefix = memoryview(wire)[:-1]
+            sent = conn.sock.send(prefix)  # a prefix fits the send buffer: one call, without sendall's loop
+            if sent < len(prefix):
+                conn.sock.sendall(prefix[sent:])
         except TimeoutError as exc:
             conn.out.error = f"timeout: sending the request: {plain(exc)}"
             continue

@@ -30,7 +30,22 @@ from .base import ArmedBurst, Origin, PreparedRequest
 from .last_byte import LastByteBurst
 
 MAX_IDLE = 2.0  # seconds a kept connection may wait for its next burst: under the usual 5 s keep-alive
-MAX_KEPT = 512  # connections kept per pool at most; more are closed
+
+
+def _kept_limit(ceiling: int = 4096) -> int:
+    """How many idle connections a pool may keep: enough for several waves of hundreds of requests
+    in flight (a lane holds one connection per request of every wave under way), and never more
+    than half of this process's file descriptors."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return 512
+    return ceiling if soft == resource.RLIM_INFINITY else max(64, min(ceiling, soft // 2))
+
+
+MAX_KEPT = _kept_limit()  # connections kept per pool at most; more are closed
 
 
 class ConnectionPool:
@@ -95,17 +110,18 @@ class PooledLastByteBurst(LastByteBurst):
 
     def _open(self, warmup_path: str | None, verify_tls: bool | str) -> None:
         self._trust = verify_tls
-        self._conns = [Conn(i, origin, target, request)
-                       for i, (request, (origin, target)) in enumerate(zip(self.requests, self.targets))]
-        fresh = []
-        for conn in self._conns:
-            kept = self._pool.take(self._key(conn.origin))
+        self._conns, fresh = [], []
+        for i, (request, (origin, target)) in enumerate(zip(self.requests, self.targets)):
+            kept = self._pool.take(self._key(origin))
             if kept is None:
+                conn = Conn(i, origin, target, request)
                 fresh.append(conn)
-                continue
-            sock, conn.http = kept
-            conn.adopt(sock)
-            conn.out.reused = True
+            else:
+                sock, http = kept
+                conn = Conn(i, origin, target, request, http)  # no new h11 state only to drop it
+                conn.adopt(sock)
+                conn.out.reused = True
+            self._conns.append(conn)
         open_all(fresh, self.opened_at + self.timeout, warmup_path, verify_tls)
 
     def _key(self, origin: Origin) -> tuple:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import asdict
+from dataclasses import fields
 from typing import Any, Callable, Protocol
 
 from ..history import Event
@@ -53,8 +53,13 @@ def request_from_wire(data: dict[str, Any]) -> PreparedRequest:
                            meta=dict(data["meta"] or {}))
 
 
+_EVENT_FIELDS = tuple(f.name for f in fields(Event))
+
+
 def event_to_wire(event: Event) -> dict[str, Any]:
-    return json.loads(json.dumps(asdict(event), default=str))  # the body is JSON or text already
+    # One JSON round trip makes it plain data (the body is JSON or text already); no ``asdict``,
+    # whose deep copy of every body and meta cost more than the round trip itself.
+    return json.loads(json.dumps({name: getattr(event, name) for name in _EVENT_FIELDS}, default=str))
 
 
 def event_from_wire(data: dict[str, Any]) -> Event:
