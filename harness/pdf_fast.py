@@ -45,10 +45,6 @@ class Ref(NamedTuple):
     gen: int
 
 
-class Name(str):
-    """A PDF name, without its slash (strings are ``bytes``)."""
-
-
 _END = rb"(?=[ \t\r\n()<>\[\]{}/%]|\Z)"  # a token ends at whitespace, a delimiter or the end
 _TOKEN = re.compile(
     rb"[ \t\r\n]*"  # whitespace (a comment inside an object is unusual: pypdf reads those)
@@ -107,7 +103,8 @@ def _literal(data: bytes, pos: int) -> tuple[bytes, int]:
 def _parse(data: bytes, pos: int) -> tuple[Any, int]:
     """The object starting at ``pos`` (after whitespace) and the position after it.
 
-    Names are ``Name``, strings ``bytes``, references ``Ref``; dictionaries are keyed by name.
+    Names are ``str`` (without the slash), strings ``bytes``, references ``Ref``; dictionaries are keyed
+    by name.
     """
     stack: list[tuple[bool, list]] = []  # open containers: (is a dictionary, items so far)
     while True:
@@ -116,15 +113,15 @@ def _parse(data: bytes, pos: int) -> tuple[Any, int]:
             raise Unusual("not an object this reader knows")
         pos = m.end()
         kind = m.lastgroup
-        if kind == "ref":
-            value: Any = Ref(int(m.group("rnum")), int(m.group("rgen")))
-        elif kind == "int":
-            value = int(m.group("int"))
-        elif kind == "name":
+        if kind == "name":  # the commonest first
             raw = m.group("name")
             if b"#" in raw:
                 raise Unusual("escaped name")
-            value = Name(raw[1:].decode("latin-1"))
+            value: Any = raw[1:].decode("ascii")
+        elif kind == "int":
+            value = int(m.group("int"))
+        elif kind == "ref":
+            value = Ref(int(m.group("rnum")), int(m.group("rgen")))
         elif kind == "str":
             value, pos = _literal(data, pos - 1)
         elif kind == "dopen" or kind == "aopen":
@@ -138,7 +135,7 @@ def _parse(data: bytes, pos: int) -> tuple[Any, int]:
             is_dict, items = stack.pop()
             if is_dict:
                 keys = items[::2]
-                if len(items) % 2 or not all(type(k) is Name for k in keys):
+                if len(items) % 2 or not all(type(k) is str for k in keys):
                     raise Unusual("dictionary keys are not names")
                 value = dict(zip(keys, items[1::2]))
             else:
