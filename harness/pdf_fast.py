@@ -34,6 +34,10 @@ _ESCAPES = {ord("n"): 10, ord("r"): 13, ord("t"): 9, ord("b"): 8, ord("f"): 12,
             ord("("): 40, ord(")"): 41, ord("\\"): 92}
 _OCTAL = b"01234567"
 _MAX_DEPTH = 32  # nesting of arrays and dictionaries, and of the page tree
+# Far below pypdf's limits (75 MB, 100 000 elements), so nothing read here is refused by pypdf for its size.
+_MAX_FILE = 4_000_000
+_MAX_OUTPUT = 8_000_000
+_MAX_ITEMS = 10_000
 
 
 class Unusual(Exception):
@@ -133,6 +137,8 @@ def _parse(data: bytes, pos: int) -> tuple[Any, int]:
             if not stack or stack[-1][0] != (kind == "dclose"):
                 raise Unusual("unbalanced brackets")
             is_dict, items = stack.pop()
+            if len(items) > _MAX_ITEMS:
+                raise Unusual("a large array or dictionary")
             if is_dict:
                 keys = items[::2]
                 if len(items) % 2 or not all(type(k) is str for k in keys):
@@ -162,7 +168,8 @@ class _Doc:
         if not data.startswith(b"xref", pos):
             raise Unusual("not a classic xref table (an xref stream?)")
         pos = _TOKEN_SPACE.match(data, pos + 4).end()
-        self.offsets: dict[int, tuple[int, int]] = {}
+        self.offsets: dict[int, tuple[int, int]] = {}  # object number -> (offset, generation) in use
+        listed: set[int] = set()
         while (section := _XREF_SECTION.match(data, pos)) is not None:
             first, count = int(section.group(1)), int(section.group(2))
             pos = section.end()
@@ -171,6 +178,9 @@ class _Doc:
                 if entry is None:
                     raise Unusual("bad xref entry")
                 pos = entry.end()
+                if first + i in listed:
+                    raise Unusual("an object listed twice")
+                listed.add(first + i)
                 if entry.group(3) == b"n":
                     self.offsets[first + i] = (int(entry.group(1)), int(entry.group(2)))
             pos = _TOKEN_SPACE.match(data, pos).end()
@@ -222,7 +232,7 @@ class _Doc:
             raise Unusual("contents are not a stream")
         length = self.get(stream_dict.get("Length"))
         filters = stream_dict.get("Filter")
-        if filters is None or filters == []:
+        if filters is None:
             flate = False
         elif filters in ("FlateDecode", ["FlateDecode"]):
             flate = True
@@ -239,13 +249,9 @@ class _Doc:
             raise Unusual("the stream's length is off")
         if not flate:
             return raw
-        from pypdf import Configuration  # the limit pypdf enforces (a larger stream: pypdf decides)
-
-        limit = Configuration.zlib_maximum_output_length if hasattr(Configuration, "zlib_maximum_output_length") \
-            else 0
         decompressor = zlib.decompressobj()
         try:
-            out = decompressor.decompress(raw, max_length=limit) if limit else decompressor.decompress(raw)
+            out = decompressor.decompress(raw, max_length=_MAX_OUTPUT)
         except zlib.error as exc:
             raise Unusual(f"the stream does not decompress: {exc}") from None
         if not decompressor.eof or decompressor.unconsumed_tail or decompressor.unused_data.strip(_WS):
@@ -273,6 +279,8 @@ def read_simple_pdf(data: bytes) -> tuple[str | None, str | None] | None:
     None means "not read here": read the file with pypdf, which may still find it readable.
     """
     try:
+        if len(data) > _MAX_FILE:
+            raise Unusual("a large file")
         doc = _Doc(data)
         if "Info" not in doc.trailer:
             raise Unusual("no Info dictionary")

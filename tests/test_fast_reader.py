@@ -114,6 +114,7 @@ PROBLEMS = {
     "subject is a name": _with_info(REF, b"/Subject /MT1\n/Title (x)"),
     "subject is a reference": _with_info(REF, b"/Subject 4 0 R\n/Title (x)"),
     "subject not text in PDFDocEncoding": _with_info(REF, b"/Subject (\\237\\177)\n/Title (x)"),
+    "a large array in the Info dictionary": _with_info(REF, b"/Subject (MT1)\n/Title (x)\n/Big [" + b"0 " * 20_000 + b"]"),
     "line continuation in a string": _with_info(REF, b"/Subject (MT\\\n1)\n/Title (x)"),
     "no Info dictionary": REF.replace(b"/Info 8 0 R\n", b""),
     "not a PDF": b"copied from production\n",
