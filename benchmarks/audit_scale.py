@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """How fast does ``race-harness audit`` read a large receipts directory, next to the serial reader?
 
-    python benchmarks/audit_scale.py [--n 100000] [--corpus DIR] [--serial-files N] [--workers W] [--crossover]
+    python benchmarks/audit_scale.py [--n 100000] [--corpus DIR] [--serial-files N] [--workers W]
+                                     [--reader fast|pypdf|both] [--no-fast] [--crossover]
 
 Generates ``--n`` reference receipts (``reference_service.receipts.render_receipt``, in a process
 pool) into a temporary directory, or into ``--corpus DIR`` to keep them: a later run with the same
@@ -16,7 +17,10 @@ Then, in the same run, it times
   process, as the harness read receipts before (``--serial-files`` reads only the first N files and
   says so: on a loaded machine the whole directory takes minutes);
 * the audit: ``audit_directory(dir)``, metadata for every file in a process pool, page text only for
-  the duplicates whose amounts are compared;
+  the duplicates whose amounts are compared; metadata is read by the fast reader for simple PDFs
+  (``harness/pdf_fast.py``, pypdf for anything unusual), or with ``--no-fast`` by pypdf alone as
+  before; ``--reader both`` times the two one after the other, prints them side by side and checks
+  that their reports agree;
 
 and prints receipts/s, total seconds and the ratio, with the load average beside them (the figures
 are only as quiet as the machine). ``--crossover`` instead times reading small directories in this
@@ -84,6 +88,11 @@ def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def _comparable(report: dict) -> dict:
+    """A report without what differs between two runs of the same audit (when, how long)."""
+    return {k: v for k, v in report.items() if k not in ("created", "elapsed_s")}
+
+
 def crossover(directory: Path) -> None:
     """Reading k files here against the pool, metadata only (the audit's first pass)."""
     logging.getLogger("pypdf").setLevel(logging.ERROR)  # the damaged files would log a line each
@@ -106,6 +115,10 @@ def main() -> int:
     parser.add_argument("--corpus", type=Path, help="keep (or reuse) the generated receipts here")
     parser.add_argument("--serial-files", type=int, help="time the serial reader on the first N files only")
     parser.add_argument("--workers", type=int, help="audit processes (default: one per core)")
+    parser.add_argument("--reader", choices=("fast", "pypdf", "both"), default="fast",
+                        help="how the audit reads metadata: the fast reader (default), pypdf alone, or both in turn")
+    parser.add_argument("--no-fast", action="store_const", const="pypdf", dest="reader",
+                        help="the audit reads every file with pypdf (same as --reader pypdf)")
     parser.add_argument("--crossover", action="store_true", help="time small directories in-process against the pool")
     args = parser.parse_args()
 
@@ -126,6 +139,8 @@ def main() -> int:
             crossover(directory)
             return 0
         files = sorted(p for p in directory.iterdir())
+        for path in files:  # into the page cache, so whichever reader is timed first pays no cold reads
+            path.read_bytes()
         start = time.perf_counter()
         if args.serial_files and args.serial_files < len(files):
             sample = Path(tempfile.mkdtemp(prefix="audit-serial-"))
@@ -140,17 +155,30 @@ def main() -> int:
         print(f"serial reader: {len(serial)} files in {serial_s:.1f} s = {len(serial) / serial_s:.0f} receipts/s"
               + (f" (the first {len(serial)} of {len(files)} files)" if len(serial) < len(files) else "")
               + f", load {_load()}")
-        start = time.perf_counter()
-        report = audit_directory(directory, workers=args.workers)
-        audit_s = time.perf_counter() - start
-        counts = report["counts"]
-        print(f"audit ({pool_size() if args.workers is None else args.workers} workers): {counts['files']} files in "
-              f"{audit_s:.1f} s = {counts['files'] / audit_s:.0f} receipts/s, load {_load()}")
-        print(f"  found {counts['duplicate_keys']} duplicated keys, {counts['amounts_disagree']} with other amounts, "
-              f"{counts['unreadable']} unreadable, {counts['temporary']} temporary or stray, exit {report['exit_code']}")
-        print(f"ratio: the audit reads {(counts['files'] / audit_s) / (len(serial) / serial_s):.1f}x as many "
-              f"receipts/s as the serial reader; audit of {counts['files']} files: {audit_s:.1f} s (target: 100 000 "
-              "in 60 s)")
+        workers = pool_size() if args.workers is None else args.workers
+        readers = ("fast", "pypdf") if args.reader == "both" else (args.reader,)
+        figures, reports = {}, {}
+        for reader in readers:
+            start = time.perf_counter()
+            report = reports[reader] = audit_directory(directory, workers=args.workers, fast=reader == "fast")
+            audit_s = time.perf_counter() - start
+            counts = report["counts"]
+            figures[reader] = counts["files"] / audit_s
+            print(f"audit ({workers} workers, {reader} reader): {counts['files']} files in {audit_s:.1f} s = "
+                  f"{figures[reader]:.0f} receipts/s, load {_load()}")
+            print(f"  found {counts['duplicate_keys']} duplicated keys, {counts['amounts_disagree']} with other "
+                  f"amounts, {counts['unreadable']} unreadable, {counts['temporary']} temporary or stray, "
+                  f"exit {report['exit_code']}")
+            print(f"  the audit reads {figures[reader] / (len(serial) / serial_s):.1f}x as many receipts/s as the "
+                  f"serial reader; {counts['files']} files in {audit_s:.1f} s, at this rate 100 000 in "
+                  f"{100_000 / figures[reader]:.0f} s (target: 60 s)")
+        if len(readers) == 2:
+            same = _comparable(reports["fast"]) == _comparable(reports["pypdf"])
+            print(f"fast reader {figures['fast']:.0f} receipts/s vs pypdf {figures['pypdf']:.0f} receipts/s = "
+                  f"{figures['fast'] / figures['pypdf']:.1f}x; reports {'identical' if same else 'DIFFER'}, "
+                  f"load {_load()}")
+            if not same:
+                return 1
         return 0
     finally:
         if temp:

@@ -128,8 +128,11 @@ def _key_of(receipt: ReceiptFile, rules: Sequence[Rule]) -> str | None:
 
 def audit_directory(directory: Path, rules: Sequence[Rule] | None = None, amount: Rule | None = Rule("text"),
                     *, workers: int | None = None, label: str | None = None,
-                    progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+                    progress: Callable[[str, int, int], None] | None = None, fast: bool = True) -> dict[str, Any]:
     """The audit of a receipts directory as a report (plain data, ``kind`` and ``version``).
+
+    ``fast=False`` reads every file's metadata with pypdf rather than the fast reader for simple PDFs
+    (``observe.read_receipt``); the report is the same either way, only slower.
 
     Raises ``AuditError`` when the directory does not exist or no rule finds a key in any readable receipt.
     """
@@ -143,17 +146,18 @@ def audit_directory(directory: Path, rules: Sequence[Rule] | None = None, amount
     level = log.level
     log.setLevel(logging.ERROR)
     try:
-        return _audit(root, rules, amount, workers, label, progress)
+        return _audit(root, rules, amount, workers, label, progress, fast)
     finally:
         log.setLevel(level)
 
 
 def _audit(root: Path, rules: list[Rule], amount: Rule | None, workers: int | None, label: str | None,
-           progress: Callable[[str, int, int], None] | None) -> dict[str, Any]:
+           progress: Callable[[str, int, int], None] | None, fast: bool = True) -> dict[str, Any]:
     started = time.perf_counter()
     staged = (lambda stage: (lambda done, total: progress(stage, done, total))) if progress else (lambda _: None)
     text_first = rules[0].source == "text"  # every file needs its text: read it in the one pass
-    receipts, problems = scan_receipts(root, text=text_first, workers=workers, progress=staged("reading receipts"))
+    receipts, problems = scan_receipts(root, text=text_first, workers=workers, progress=staged("reading receipts"),
+                                       fast=fast)
     by_name = {r.name: r for r in receipts}
     with_text = set(by_name) if text_first else set()
     needs_text_rule = any(r.source == "text" for r in rules)
