@@ -1,0 +1,193 @@
+"""What happened, judged: read back the side effects and state, run the checkers, compose the report.
+
+``verify_history`` judges a history however it was sent (a burst, a Locust swarm); ``reverify``
+judges a finished run again from its report, with the side effects and state read afresh.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+
+from . import __version__
+from .errors import HarnessError
+from .history import History
+from .measure import compute_metrics, payment_rows
+from .oracle import Evidence, PlannedPayment, check
+from .plan import Plan
+from .profile import Profile, ProfileError, as_profile
+from .result import Coverage, RunReport, decide
+from .target import Payment, Target, TargetError
+from .targets import evaluate, load_targets
+from .tls import explain, http_client
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+def _no_progress(stage: str, done: int, total: int) -> None:
+    pass
+
+
+def _check_reachable(target: Target | Profile, client: httpx.Client) -> None:
+    try:
+        as_profile(target).check_reachable(client)
+    except TargetError as exc:
+        raise HarnessError(explain(f"target {exc}")) from None
+
+
+def environment() -> dict[str, Any]:
+    return {
+        "harness_version": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "hostname": socket.gethostname(),
+    }
+
+
+def target_config(target: Target | Profile) -> dict[str, Any]:
+    """How a report records the service's description (secrets masked): a legacy target as it was, or the profile."""
+    if isinstance(target, Profile):
+        data = {"target": {"base_url": target.base_url, "profile": target.name, "receipts_dir": target.receipts_dir},
+                "profile": target.to_dict()}
+        if target.baseline is not None:  # judging again later must tell orphans from another run's effects
+            data["effects_baseline"] = sorted(target.baseline)
+        return data
+    return {"target": target.to_dict()}
+
+
+def read_answers(target: Target | Profile, history: History) -> None:
+    """What each answer says, by the profile: the outcome, and an injected-fault mark."""
+    profile = as_profile(target)
+    for event in history:
+        event.outcome = profile.outcome_of(event.body, event.status)
+        fault = profile.injected_fault_of(event.body)
+        if fault:
+            event.meta["injected_fault"] = fault
+
+
+def verify_history(target: Target | Profile, plan: Plan, payments: list[Payment], history: History, *,
+                   targets_file: Path | None = None, label: str = "run", config: dict[str, Any] | None = None,
+                   counters: dict[str, float] | None = None, memory: dict[str, Any] | None = None,
+                   started: float | None = None, server_errors_injected: bool = False,
+                   progress: Progress = _no_progress) -> RunReport:
+    """Judge a history however it was sent (a burst, a Locust swarm): read back files and state, check, report.
+
+    Events are matched to payments by ``Event.payment`` (the payment id); their outcomes are read
+    here with the target's description of its answers.
+    """
+    read_answers(target, history)
+    planned = [PlannedPayment(p, plan.is_paid(i)) for i, p in enumerate(payments)]
+    config = {"plan": plan.to_dict(), **(config or {}), "server_errors_injected": server_errors_injected,
+              **target_config(target)}
+    return _observe_and_judge(target, planned, history, targets_file, server_errors_injected, counters=counters or {},
+                              memory=memory or {}, label=label, config=config,
+                              started=started or history.origin_wall or time.time(), progress=progress)
+
+
+def _observe_and_judge(target: Target | Profile, planned: list[PlannedPayment], history: History,
+                       targets_file: Path | str | None, server_errors_injected: bool, **report: Any) -> RunReport:
+    """Read the side effects and state (once they settle, if the profile waits), then judge the history."""
+    try:
+        targets = load_targets(targets_file)
+    except ValueError as exc:
+        raise HarnessError(str(exc)) from None
+    progress = report.pop("progress", _no_progress)
+    with http_client(as_profile(target).tls_trust) as client:
+        observation = as_profile(target).observe_settled([p.payment for p in planned], client, progress)
+    if observation.rule_misses:  # a profile's key rule that finds nothing is a mistake in the profile
+        raise HarnessError(f"profile: {observation.rule_misses[0]}")
+    if miss := _state_miss(as_profile(target), observation):
+        raise HarnessError(f"profile: {miss}")
+    return judge(Evidence(planned, history, observation, server_errors_injected), targets, **report)
+
+
+def _state_miss(profile: Profile, observation: Any) -> str | None:
+    """A state field map that finds nothing in any payment's record: a mistake in the profile, not the service's."""
+    section = profile.spec.state
+    records = [s for s in observation.state.values()]
+    if section is None or not records:
+        return None
+    where = (f"{section.path} (root {section.root!r})" if section.source == "http" else
+             f"{section.database}.{section.collection} by {section.match} = the payment's {section.by}")
+    if all(r is None for r in records):
+        return f"state: no record found for any of the {len(records)} payments in {where}"
+    if all(r is None or r.get("paymentStatus") is None for r in records):
+        return f"state.paid.field: {section.paid.field!r} is in none of the {len(records)} records read from {where}"
+    return None
+
+
+def judge(evidence: Evidence, targets: list, *, counters: dict[str, float],
+          memory: dict[str, Any], label: str, config: dict[str, Any], started: float) -> RunReport:
+    """Checkers, metrics and targets over the evidence, composed into one report."""
+    checks = check(evidence)
+    rows = payment_rows(evidence)
+    metrics = compute_metrics(evidence, rows, checks, counters, memory)
+    target_results = evaluate(targets, metrics)
+    history = evidence.history
+    summary = {
+        "requests": len(history),
+        "sync": history.sync,
+        "release_spread_ms": metrics["release_spread_ms"],
+        "arrival_spread_ms": metrics["arrival_spread_ms"],
+        "statuses": dict(Counter(str(e.status) if e.status is not None else "error" for e in history)),
+        "outcomes": dict(Counter(e.outcome or "none" for e in history)),
+        "observation_errors": evidence.observation.errors,
+        "payments_judged": metrics["payments_judged"],
+        "payments_unjudged": metrics["payments_unjudged"],
+        "state_source": evidence.observation.state_source,
+    }
+    return RunReport(
+        label=label,
+        config=config,
+        environment=environment(),
+        history=history.to_dict(),
+        history_summary=summary,
+        payments=rows,
+        checks=checks,
+        metrics=metrics,
+        targets=target_results,
+        verdict=decide(checks, target_results, Coverage(sum(1 for r in rows if r["expected"] == "paid" and r["judged"]),
+                                                        metrics["payments_paid"])),
+        started_at=started,
+        finished_at=time.time(),
+    )
+
+
+def reverify(previous: RunReport, target_changes: dict[str, Any] | None = None,
+             targets_file: Path | None = None) -> RunReport:
+    """Judge a finished run again from the receipts and state as they are now (e.g. after a lease expired).
+
+    The history is the run's own; the files and state are read afresh. Telemetry from the run is
+    not repeated, so memory and counters are not measured.
+    """
+    target: Target | Profile
+    if "profile" in previous.config:
+        try:
+            target = Profile.from_dict(previous.config["profile"], "the report's profile", reading_only=True)
+            if "effects_baseline" in previous.config:
+                target.baseline = set(previous.config["effects_baseline"])
+        except ProfileError as exc:
+            raise HarnessError(str(exc)) from None
+        if target_changes:
+            target = target.with_base_url(target_changes.get("base_url", target.base_url))
+    else:
+        target = Target.from_dict(previous.config["target"]).with_(**(target_changes or {}))
+    planned = [PlannedPayment(Payment(r["payment"], r["merchant_transaction_id"], r["amount"]), r["expected"] == "paid")
+               for r in previous.payments]
+    if not target.mongo_uri:
+        with http_client(as_profile(target).tls_trust) as client:
+            _check_reachable(target, client)
+    return _observe_and_judge(target, planned, History.from_dict(previous.history),
+                              targets_file or previous.config.get("targets_file"),
+                              bool(previous.config.get("server_errors_injected")), counters={}, memory={},
+                              label=f"{previous.label}-reverified",
+                              config={**previous.config, "reverified_from": previous.label}, started=time.time())
