@@ -68,6 +68,13 @@ def catchable_window(gaps: list[float], probability: float = CATCH_PROBABILITY) 
     return percentile(gaps, probability * 100)
 
 
+def effect_times(files: list) -> list[dict[str, Any]]:
+    """When each of a payment's side effects left, where that is known, earliest first: ``{kind, at}`` with
+    ``at`` in wall-clock seconds on this machine (a sink record's receipt time, a file's modification time)."""
+    timed = [{"kind": f.kind, "at": round(f.at, 6)} for f in files if isinstance(f.at, (int, float))]
+    return sorted(timed, key=lambda e: e["at"])
+
+
 def payment_rows(ev: Evidence) -> list[dict[str, Any]]:
     """One row per payment: what was sent, what came back, what is on disk and in the store."""
     rows = []
@@ -89,6 +96,7 @@ def payment_rows(ev: Evidence) -> list[dict[str, Any]]:
             "receipt_files": [f.name for f in files],
             "receipts": len(files),
             "effects": {kind: sum(1 for f in files if f.kind == kind) for kind in effect_kinds(ev)},  # per kind
+            "effect_times": effect_times(files),
             "state": ev.observation.state.get(p.id),
             "release_spread_ms": _ms(ev.history.release_spread(events)),
             "arrival_spread_ms": _ms(ev.history.arrival_spread(events)),

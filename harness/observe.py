@@ -60,6 +60,9 @@ class ReceiptFile:
     joins: str = "transaction"  # what the key is: the transaction id, the payment id, or state.<field>
     amount: int | None = None  # paise, when an amount rule extracted one
     data: dict | None = None  # a row's fields, or a JSON file's (JSON-safe)
+    # When it left, as wall-clock seconds on this machine, where that is known without extra work:
+    # a sink record's own receipt time, a file's modification time; None for rows.
+    at: float | None = None
 
     @property
     def is_final(self) -> bool:
@@ -115,7 +118,8 @@ def read_receipt(path: Path, *, text: bool = True, fast: bool = True) -> Receipt
     """
     from pypdf import PdfReader
 
-    receipt = ReceiptFile(name=path.name, size=path.stat().st_size)
+    stat = path.stat()
+    receipt = ReceiptFile(name=path.name, size=stat.st_size, at=stat.st_mtime)
     try:
         data = path.read_bytes()
     except FileNotFoundError:

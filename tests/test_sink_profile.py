@@ -49,3 +49,31 @@ def test_a_wrong_sink_effect_is_one_line_naming_its_field(effect, message):
 def test_a_sink_port_out_of_range_is_named():
     with pytest.raises(ProfileError, match="sink.smtp"):
         profile([], sink={"smtp": 70000})
+
+
+class _RecordedSink:
+    """A sink's records as the recording sink keeps them, without a server."""
+
+    def __init__(self, records: list[dict]) -> None:
+        self._records = records
+
+    def records(self) -> list[dict]:
+        return list(self._records)
+
+
+def test_a_sink_effect_carries_when_it_reached_the_sink_into_the_payment_row():
+    from harness.measure import effect_times
+    from harness.observe import ReceiptFile
+    from harness.profile.sink_source import read_sink_effects
+
+    spec = profile([{"kind": "receipt e-mail", "source": "sink", "channel": "smtp",
+                     "key": {"from": "subject", "pattern": "(RH\\w+)"}}])
+    sink = _RecordedSink([{"seq": 2, "t": 1_700_000_000.5, "channel": "smtp", "recipients": ["a@x"],
+                           "subject": "Receipt RH1"},
+                          {"seq": 1, "t": 1_700_000_000.25, "channel": "smtp", "recipients": ["a@x"],
+                           "subject": "Receipt RH1"}])
+    effects, problems = read_sink_effects(spec.effects[0], sink)
+    assert not problems and [e.at for e in effects] == [1_700_000_000.5, 1_700_000_000.25]
+    untimed = ReceiptFile(name="row-1", size=0, kind="ledger row", source="mongo")  # rows have no time
+    assert effect_times(effects + [untimed]) == [{"kind": "receipt e-mail", "at": 1_700_000_000.25},
+                                                 {"kind": "receipt e-mail", "at": 1_700_000_000.5}]

@@ -127,7 +127,8 @@ def _json_files(root: Path, glob: str) -> tuple[list[ReceiptFile], list[Problem]
     for path in sorted(root.iterdir()):
         if not path.is_file() or not fnmatch.fnmatch(path.name, glob):
             continue
-        record = ReceiptFile(name=path.name, size=path.stat().st_size)
+        stat = path.stat()
+        record = ReceiptFile(name=path.name, size=stat.st_size, at=stat.st_mtime)
         try:
             record.data = json.loads(path.read_text())
             record.readable = True

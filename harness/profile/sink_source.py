@@ -97,6 +97,8 @@ def read_sink_effects(section: EffectSection, sink: Sink | None) -> tuple[list[R
         if "blocked" in record or not _passes(section, record):
             continue
         effect = _as_effect(section, record)
+        if isinstance(record.get("t"), (int, float)):
+            effect.at = float(record["t"])  # when the call or message reached the sink (its own clock)
         if isinstance(key, SinkRule):
             effect.keyed, effect.joins = True, key.joins
             effect.key = _extract(key, record, effect)
