@@ -1,12 +1,15 @@
 """The HTML report's three charts, drawn with matplotlib: receipts per payment, latency, per-payment timeline.
 
 Every mark a reader (or a test) may look for carries an id (matplotlib's gid), named
-``<chart>-<mark>-<category>-<n>``, e.g. ``receipts-bar-unjudged-2`` or ``timeline-client-generated-7``.
+``<chart>-<mark>-<category>-<n>``, e.g. ``receipts-bar-unjudged-2`` or ``timeline-client-generated-7``;
+a side effect's mark is ``timeline-effect-<kind>-<n>``, its kind made id-safe (``receipt e-mail`` ->
+``receipt_e_mail``).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -199,6 +202,27 @@ def winner_finish(events: list[dict[str, Any]], origin: Any) -> float | None:
     return min(finishes) if finishes else None
 
 
+# One marker per kind of side effect, in the order the kinds are first met; colours stay off the outcomes'.
+EFFECT_STYLES = [("D", "#1565c0"), ("v", "#6a1b9a"), ("s", "#00838f"), ("^", "#ad1457"), ("P", "#4e342e"),
+                 ("X", "#283593"), ("*", "#558b2f"), ("o", "#37474f")]
+
+
+def effect_gid_kind(kind: str) -> str:
+    """A kind of side effect as it appears in an id: letters, digits and underscores only."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", kind).strip("_") or "effect"
+
+
+def effect_times_of(report: RunReport, origin: Any) -> dict[str, list[tuple[str, float]]]:
+    """Each payment's timed side effects as (kind, history-clock seconds): its wall time less the history's
+    origin; none when the report has no wall origin to map them by."""
+    if not isinstance(origin, (int, float)) or not origin:
+        return {}
+    return {str(row.get("payment")): [(str(e.get("kind") or "effect"), e["at"] - origin)
+                                      for e in row.get("effect_times") or []
+                                      if isinstance(e, dict) and isinstance(e.get("at"), (int, float))]
+            for row in report.payments or []}
+
+
 def timeline_caption(report: RunReport) -> str:
     """What the timeline shows, on which clock each mark is, and what it leaves out."""
     shown, total = timeline_payments(report)
@@ -219,6 +243,11 @@ def timeline_caption(report: RunReport) -> str:
                 if timed else "") + "its response read on the harness clock.")
     if not stamped:
         text += " The target reports no arrival stamps, so only the client's view is drawn."
+    effects = effect_times_of(report, origin)
+    if any(effects.get(p) for p, _ in shown):
+        text += (" Side effects are marked, one marker per kind, when they left: on the wall clock of this machine "
+                 "(the sink's own receipt time for a call or message, the modification time for a file), "
+                 "mapped to the harness clock by wall time.")
     return text + (f" Showing {len(shown)} of {total} payments (unexpected receipt counts first)."
                    if total > len(shown) else "")
 
@@ -252,8 +281,13 @@ def _draw_timeline(figure: Figure, report: RunReport, rows: list[tuple[str, list
             if isinstance(t, (int, float))]
     starts = [0.0] + [ms(a) for e in timed if (a := arrival_of(e, origin)) is not None]
     low, high = min(starts), max(max(ends), 1e-3)
+    effects = {p: marks for p, marks in effect_times_of(report, origin).items() if p in {q for q, _ in rows}}
+    styles = _effect_styles(effects)
+    if effects:
+        low = min([low] + [ms(t) for marks in effects.values() for _, t in marks])
+        high = max([high] + [ms(t) for marks in effects.values() for _, t in marks])
     least = (high - low) * 0.002  # the narrowest bar still drawn, so a 0 ms request shows
-    y, centres, names, request = 0.0, [], [], 0
+    y, centres, names, request, effect = 0.0, [], [], 0, 0
     for number, (payment, events) in enumerate(rows):
         band = len(events) + 0.6
         if number % 2:
@@ -268,6 +302,14 @@ def _draw_timeline(figure: Figure, report: RunReport, rows: list[tuple[str, list
         if finish is not None:
             ax.add_artist(Line2D([ms(finish)] * 2, [y + 0.05, y + band - 0.05], color="#000", linewidth=1.5,
                                gid=f"timeline-winner-{number}", zorder=4))
+        for kind, at in effects.get(payment, []):
+            marker, color = styles[kind]
+            mark = Line2D([ms(at)], [y + band / 2], marker=marker, color=color, markersize=7, linestyle="none",
+                          markeredgecolor="#fff", markeredgewidth=0.6,
+                          gid=f"timeline-effect-{effect_gid_kind(kind)}-{effect}", zorder=5)
+            ax.add_artist(mark)
+            tips[mark.get_gid()] = f"{payment}: {kind} left at {format_number(ms(at))} ms (wall clock of this machine)"
+            effect += 1
         centres.append(y + band / 2)
         names.append(clip(payment, 22))
         y += band
@@ -275,8 +317,22 @@ def _draw_timeline(figure: Figure, report: RunReport, rows: list[tuple[str, list
     ax.set_xlim(low - (high - low) * 0.01, high * 1.03)
     ax.set_yticks(centres, names, fontsize=8 if len(rows) < 15 else 7)
     ax.tick_params(axis="y", length=0)
-    _legend(figure, "timeline", _timeline_legend(timed, origin))
+    _legend(figure, "timeline", _timeline_legend(timed, origin) + _effect_legend(styles))
     return tips
+
+
+def _effect_styles(effects: dict[str, list[tuple[str, float]]]) -> dict[str, tuple[str, str]]:
+    """A (marker, colour) per kind of side effect drawn, in the order the kinds are first met."""
+    kinds = list(dict.fromkeys(kind for marks in effects.values() for kind, _ in marks))
+    return {kind: EFFECT_STYLES[n % len(EFFECT_STYLES)] for n, kind in enumerate(kinds)}
+
+
+def _effect_legend(styles: dict[str, tuple[str, str]]) -> list[tuple[str, Any]]:
+    """One legend entry per kind of side effect marked, keyed effect-<kind>."""
+    return [(f"effect-{effect_gid_kind(kind)}",
+             Line2D([], [], marker=marker, color=color, markersize=7, linestyle="none",
+                    label=f"{clip(kind, 30)} left (wall clock)"))
+            for kind, (marker, color) in styles.items()]
 
 
 def _request_marks(ax: Axes, event: dict[str, Any], origin: Any, ms: Callable[[float], float], top: float,

@@ -144,3 +144,46 @@ def test_reports_rendered_in_threads_match_the_same_reports_rendered_alone() -> 
     for thread in threads:
         thread.join()
     assert [together[n] for n in range(len(reports))] == alone
+
+
+def _with_effects(report: RunReport, payment: str, effects: list[tuple[str, float]]) -> RunReport:
+    """Side effects on one payment's row, at wall-clock seconds past the history's origin."""
+    origin = report.history["origin_wall"]
+    for row in report.payments:
+        row["effect_times"] = ([{"kind": kind, "at": origin + after} for kind, after in effects]
+                               if row["payment"] == payment else [])
+    return report
+
+
+def test_timeline_marks_each_side_effect_when_it_left_one_style_per_kind() -> None:
+    report = _with_effects(make_report("effects", [2, 1], unpaid=0, duplicates=3), "pay-001",
+                           [("receipt e-mail", 0.250), ("crm post", 0.310)])
+    chart, page = _timeline(report), html.unescape(render_html(report))
+    effects = marks(chart, "timeline-effect-")
+    assert set(effects) == {"timeline-effect-receipt_e_mail-0", "timeline-effect-crm_post-1"}
+    assert tip(effects["timeline-effect-receipt_e_mail-0"]).startswith("pay-001: receipt e-mail left at 150")
+    assert "timeline-legend-effect-receipt_e_mail" in chart and "timeline-legend-effect-crm_post" in chart
+    assert "receipt e-mail left (wall clock)" in chart and "crm post left (wall clock)" in chart
+    # one marker per kind: the two marks are drawn with different markers
+    shapes = {gid: re.search(r'xlink:href="#([^"]+)"', mark).group(1) for gid, mark in effects.items()}
+    assert len(set(shapes.values())) == 2
+    assert "wall clock of this machine (the sink's own receipt time" in page
+    # on the chart's millisecond axis: the e-mail 250 ms after the origin is 150 ms after the first final byte
+    # (released 100 ms after it), the post 60 ms later; the first client bar starts at 0 ms
+    mail, post = (_marker_x(effects[f"timeline-effect-{k}"]) for k in ("receipt_e_mail-0", "crm_post-1"))
+    start = min(min(xs(bar)) for bar in marks(chart, "timeline-client-").values())
+    assert abs((mail - start) / (post - mail) - 150 / 60) < 0.01
+
+
+def _marker_x(element: str) -> float:
+    """Where a single-point marker is drawn, in the SVG's units."""
+    return float(re.search(r'<use [^>]*\bx="([-\d.]+)"', element).group(1))
+
+
+def test_timeline_draws_no_effect_marks_for_payments_without_effect_times() -> None:
+    report = make_report("no-effects", [2, 1], unpaid=0, duplicates=3)
+    chart, page = _timeline(report), html.unescape(render_html(report))
+    assert not marks(chart, "timeline-effect-") and "timeline-legend-effect" not in chart
+    assert "wall clock of this machine" not in page
+    report.payments[1]["effect_times"] = []  # an empty list: still nothing drawn
+    assert not marks(_timeline(report), "timeline-effect-")
