@@ -71,14 +71,25 @@ RECEIPT_LABELS = {"one": "exactly one", "many": "duplicates (>1)", "none": "miss
 _LABELLED_BARS = 40  # more bars than this get numbers, not payment ids, under them
 
 
+def _per_kind(row: dict[str, Any]) -> dict[str, int]:
+    """A payment's side effects counted per kind (one kind, "receipt", for services that write only files)."""
+    effects = row.get("effects")
+    return {k: int(v or 0) for k, v in effects.items()} if effects else {"receipt": int(row.get("receipts") or 0)}
+
+
+def bar_count(row: dict[str, Any]) -> int:
+    """The bar's height: the most side effects of any one kind (exactly-once holds per kind)."""
+    return max(_per_kind(row).values(), default=0)
+
+
 def receipt_kind(row: dict[str, Any]) -> str:
-    """Which category (and colour) a payment's bar gets."""
-    count = row.get("receipts") or 0
+    """Which category (and colour) a payment's bar gets: duplicates or a missing effect of any kind."""
+    counts = list(_per_kind(row).values()) or [0]
     if not is_judged(row):
         return "unjudged"
     if row.get("expected") != "paid":
-        return "control_receipt" if count else "control"
-    return "many" if count > 1 else ("one" if count == 1 else "none")
+        return "control_receipt" if any(counts) else "control"
+    return "many" if max(counts) > 1 else ("none" if min(counts) == 0 else "one")
 
 
 def receipts_chart(report: RunReport) -> str:
@@ -90,8 +101,9 @@ def _draw_receipts(figure: Figure, report: RunReport) -> dict[str, str]:
     rows, tips = report.payments, {}
     ax = figure.add_subplot()
     ax.set_xlabel(f"payment ({len(rows)})")
-    ax.set_ylabel("receipt files")
-    counts = [int(r.get("receipts") or 0) for r in rows]
+    several = any(len(_per_kind(r)) > 1 for r in rows)
+    ax.set_ylabel("side effects of one kind (most)" if several else "receipt files")
+    counts = [bar_count(r) for r in rows]
     top = max(2, max(counts, default=0))
     kinds = [receipt_kind(r) for r in rows]
     # An unjudged payment gets a pale column up to the expected line: nothing is known, not "zero".
@@ -102,7 +114,9 @@ def _draw_receipts(figure: Figure, report: RunReport) -> dict[str, str]:
         bar.set_gid(f"receipts-bar-{kind}-{i}")
         if kind == "unjudged":
             bar.set(facecolor=to_rgba(RECEIPT_COLORS[kind], 0.45), edgecolor=RECEIPT_COLORS[kind], linestyle="--")
-        tips[bar.get_gid()] = f"{row.get('payment')}: {count} receipt file(s), expected {row.get('expected')}" + (
+        what = (", ".join(f"{n} {k}" for k, n in sorted(_per_kind(row).items())) if several
+                else f"{count} receipt file(s)")
+        tips[bar.get_gid()] = f"{row.get('payment')}: {what}, expected {row.get('expected')}" + (
             "; unjudged: no delivery reached the service" if kind == "unjudged" else "")
     ax.axhline(1, color="#000", linewidth=1.2, linestyle=(0, (6, 4)), gid="receipts-expected")
     ax.set_ylim(0, top * 1.05)

@@ -8,6 +8,7 @@ import threading
 from collections import Counter
 
 import matplotlib
+import pytest
 from _reports import fill, make_report, marks, svgs, tip, xs
 
 from harness.report import OUTCOME_COLORS, TIMELINE_PAYMENTS, render_html
@@ -187,3 +188,15 @@ def test_timeline_draws_no_effect_marks_for_payments_without_effect_times() -> N
     assert "wall clock of this machine" not in page
     report.payments[1]["effect_times"] = []  # an empty list: still nothing drawn
     assert not marks(_timeline(report), "timeline-effect-")
+
+
+@pytest.mark.parametrize("effects, height, category", [
+    ({"receipt": 1, "receipt e-mail": 5}, 5, "many"),  # one file on disk hides five e-mails
+    ({"receipt": 1, "receipt e-mail": 0}, 1, "none"),  # an e-mail that never left is missing
+    ({"receipt": 1, "receipt e-mail": 1}, 1, "one"),
+])
+def test_a_payments_bar_is_judged_per_kind_of_side_effect(effects, height, category):
+    from harness.charts import bar_count, receipt_kind
+
+    row = {"payment": "p1", "expected": "paid", "judged": True, "receipts": sum(effects.values()), "effects": effects}
+    assert (bar_count(row), receipt_kind(row)) == (height, category)
