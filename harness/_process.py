@@ -6,6 +6,17 @@ import subprocess
 from pathlib import Path
 
 
+def end_process(process: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Terminate a child (bounded), killing it if it does not go."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
+
+
 class LoggedProcess:
     """Mixin for a dataclass with a ``process`` (Popen) and a ``log_path`` (its output)."""
 

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import httpx
 
-from ._process import LoggedProcess
+from ._process import LoggedProcess, end_process
 from .poll import poll
 
 class ServiceStartError(RuntimeError):
@@ -50,12 +50,7 @@ class ServiceProcess(LoggedProcess):
         try:
             children = _children(self.process.pid) if self.process.poll() is None else []
             if self.process.poll() is None:
-                self.process.terminate()
-                try:
-                    self.process.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait(timeout)
+                end_process(self.process, timeout)
             _reap(children, timeout)
         finally:
             while self.owned:

@@ -12,6 +12,8 @@ from typing import Iterator
 
 import httpx
 
+from harness._process import end_process
+
 from harness.embedded import free_port
 
 STRANGERS = Path(__file__).with_name("strangers")
@@ -54,12 +56,7 @@ def stranger(script: str, receipts_dir: Path | None, *args: str, log: Path | Non
             time.sleep(0.05)
         yield Stranger(url, receipts_dir, process)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        end_process(process)
         if log:
             out.close()
 

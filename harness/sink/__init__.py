@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SinkError
-from .proxy import end_process
+from .._process import end_process
 from .records import read_records
 from .server import SinkSettings, service_env
 

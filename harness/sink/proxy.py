@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from .._process import end_process
 from .errors import SinkError
 
 ADDON = Path(__file__).with_name("_mitm_addon.py")
@@ -65,17 +66,6 @@ def ensure_ca(ca_dir: Path | str, mitmdump: str | None = None, timeout: float = 
     finally:
         end_process(process)
     return cert
-
-
-def end_process(process: subprocess.Popen) -> None:
-    """Terminate a child (bounded), killing it if it does not go."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
 
 
 class ProxyChannel:
