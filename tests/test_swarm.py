@@ -246,10 +246,11 @@ def test_only_payments_without_a_receipt_are_delivered_again(swarm, reference_se
     assert all(row["receipts"] == 1 for row in report.payments if row["payment"] in receipted)
 
 
-def test_a_lanes_later_waves_go_out_on_the_connections_its_earlier_waves_left_warm(swarm, reference_service):
-    service = reference_service("atomic", generation_delay_ms=0)
+@pytest.mark.parametrize("sync", ["last-byte", "single-packet"])
+def test_a_lanes_later_waves_go_out_on_the_connections_its_earlier_waves_left_warm(swarm, reference_service, sync):
+    service = reference_service("atomic", generation_delay_ms=0, http2=sync == "single-packet")
     swarm.lane("lane-a", hands=1)
-    report = swarm.run(target_of(service), Plan(payments=6, duplicates=3), replace(WAVES, inflight=1))
+    report = swarm.run(target_of(service), Plan(payments=6, duplicates=3), replace(WAVES, inflight=1, sync=sync))
 
     assert report.verdict.valid is True, report.explain()
     waves: dict[int, list[dict]] = {}
@@ -259,6 +260,8 @@ def test_a_lanes_later_waves_go_out_on_the_connections_its_earlier_waves_left_wa
     assert len(later) == 2 and all(len(wave) == 6 for wave in waves.values())
     assert not any(e["meta"].get("reused") for e in first)  # the first wave opened and warmed its connections
     assert all(e["meta"].get("reused") for wave in later for e in wave)  # the next ones found them warm
+    if sync == "single-packet":  # HTTP/2: every wave's 6 streams multiplexed on the one connection
+        assert {e["meta"]["h2"]["connections"] for wave in waves.values() for e in wave} == {1}
     for wave in waves.values():  # each still released in one loop, at the instant the master named
         assert all(e["t_release"] is not None for e in wave) and len({e["meta"]["late_ms"] for e in wave}) == 1
 

@@ -8,6 +8,7 @@ response frames into each stream's ``Outcome``. Everything here is bounded by a 
 
 from __future__ import annotations
 
+import select
 import socket
 import ssl
 import time
@@ -30,6 +31,8 @@ _SERVER_TIMING = SERVER_TIMING_HEADER.encode()
 # Hop-by-hop headers are forbidden in HTTP/2 (RFC 9113 8.2.2); Host becomes :authority.
 _DROPPED = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host", "te"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# A client has 2**30 stream ids; a connection that has used half of them is closed rather than kept.
+_STREAM_IDS_KEPT = 1 << 29
 
 
 def h2_context(verify: Trust) -> ssl.SSLContext:
@@ -61,6 +64,7 @@ class H2Conn:
         self.settings_seen = False
         self.pings_acked = 0
         self.terminated: str | None = None  # why the server ended the connection (GOAWAY, close)
+        self.reused = False  # kept open by a pool after an earlier burst, handed to this one
         self._chunks: dict[int, list[bytes]] = {}
 
     # -- opening ---------------------------------------------------------------------------
@@ -138,6 +142,40 @@ class H2Conn:
                 outcome.error = outcome.error or f"read: {why}"
                 self.ended.add(stream)
 
+    def reusable(self) -> bool:
+        """Every stream of the last burst answered in full, none open, the server still there."""
+        return (self.sock is not None and self.terminated is None and self.settings_seen
+                and self.h2.open_outbound_streams == 0 and all(s in self.ended for s in self.outcomes)
+                and not any(o.error for o in self.outcomes.values())
+                and self.h2.highest_outbound_stream_id < _STREAM_IDS_KEPT)
+
+    def next_burst(self) -> None:
+        """Forget the last burst's streams: this connection carries the next burst's."""
+        self.outcomes.clear()
+        self.ended.clear()
+        self._chunks.clear()
+        self.number = -1
+        self.reused = True
+
+    def catch_up(self, deadline: float) -> bool:
+        """Handle what the server sent while the connection was idle (WINDOW_UPDATE, PING, GOAWAY, a close)
+        without blocking; False when the connection is no longer usable."""
+        if self.sock is None:
+            return False
+        try:
+            while select.select([self.sock], [], [], 0)[0] or _tls_pending(self.sock):
+                self.sock.setblocking(False)
+                try:
+                    data = self.sock.recv(READ_CHUNK)
+                except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    break
+                self.feed(data, deadline)  # b"" (closed) marks the connection terminated
+                if self.terminated is not None:
+                    return False
+        except (OSError, ValueError):
+            return False
+        return self.terminated is None
+
     def close(self) -> None:
         sock, self.sock = self.sock, None
         if sock is not None:
@@ -188,6 +226,11 @@ class H2Conn:
             outcome.error, outcome.status = error, None
         else:
             outcome.t_response = time.perf_counter()
+
+
+def _tls_pending(sock: socket.socket) -> bool:
+    """Decrypted bytes a TLS socket holds that select() cannot see."""
+    return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
 
 
 def _code(code: object) -> str:

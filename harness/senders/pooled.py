@@ -21,7 +21,7 @@ import select
 import socket
 import threading
 import time
-from typing import Sequence
+from typing import Any, Generic, Hashable, Sequence, TypeVar
 
 import h11
 
@@ -46,14 +46,19 @@ def _kept_limit(ceiling: int = 4096) -> int:
 
 
 MAX_KEPT = _kept_limit()  # connections kept per pool at most; more are closed
+Kept = TypeVar("Kept")
 
 
-class ConnectionPool:
-    """Idle, warm HTTP/1.1 connections by origin and TLS trust; safe to share between threads (or greenlets)."""
+class IdlePool(Generic[Kept]):
+    """Idle connections by key, each with the time it went idle; safe to share between threads (or greenlets).
+
+    A subclass says when a kept connection may be used again (``_usable``) and how one is closed
+    (``_discard``); ``take`` and ``give`` here hand them out and keep them, bounded by ``max_kept``.
+    """
 
     def __init__(self, max_idle: float = MAX_IDLE, max_kept: int = MAX_KEPT) -> None:
         self.max_idle, self.max_kept = max_idle, max_kept
-        self._idle: dict[tuple, list[tuple[socket.socket, h11.Connection, float]]] = {}
+        self._idle: dict[Hashable, list[tuple[Kept, float]]] = {}
         self._lock = threading.Lock()
         self.taken = 0  # connections handed out again (for tests and reports)
 
@@ -61,7 +66,13 @@ class ConnectionPool:
         with self._lock:
             return sum(len(kept) for kept in self._idle.values())
 
-    def take(self, key: tuple) -> tuple[socket.socket, h11.Connection] | None:
+    def _usable(self, kept: Kept, deadline: float) -> bool:
+        raise NotImplementedError
+
+    def _discard(self, kept: Kept) -> None:
+        raise NotImplementedError
+
+    def take(self, key: Hashable, deadline: float = float("inf")) -> Kept | None:
         """A live idle connection for ``key``, or None; stale ones met on the way are closed."""
         now = time.monotonic()
         while True:
@@ -69,27 +80,42 @@ class ConnectionPool:
                 kept = self._idle.get(key)
                 if not kept:
                     return None
-                sock, http, since = kept.pop()
-            if now - since < self.max_idle and _quiet(sock):
-                self.taken += 1
-                return sock, http
-            sock.close()
+                item, since = kept.pop()
+            if now - since < self.max_idle and self._usable(item, deadline):
+                with self._lock:
+                    self.taken += 1
+                return item
+            self._discard(item)
 
-    def give(self, key: tuple, sock: socket.socket, http: h11.Connection) -> None:
-        """Keep a connection whose exchange ended cleanly (h11 IDLE on both sides) for a later burst."""
+    def keep(self, key: Hashable, item: Kept) -> None:
+        """Keep ``item`` for a later burst, or close it when the pool is full."""
         with self._lock:
             if sum(len(kept) for kept in self._idle.values()) < self.max_kept:
-                self._idle.setdefault(key, []).append((sock, http, time.monotonic()))
+                self._idle.setdefault(key, []).append((item, time.monotonic()))
                 return
-        sock.close()
+        self._discard(item)
 
     def close(self) -> None:
         """Close every kept connection."""
         with self._lock:
             kept, self._idle = self._idle, {}
         for connections in kept.values():
-            for sock, _, _ in connections:
-                sock.close()
+            for item, _ in connections:
+                self._discard(item)
+
+
+class ConnectionPool(IdlePool[tuple[socket.socket, h11.Connection]]):
+    """Idle, warm HTTP/1.1 connections (socket and h11 state) by origin and TLS trust."""
+
+    def _usable(self, kept: tuple[socket.socket, h11.Connection], deadline: float) -> bool:
+        return _quiet(kept[0])
+
+    def _discard(self, kept: tuple[socket.socket, h11.Connection]) -> None:
+        kept[0].close()
+
+    def give(self, key: Hashable, sock: socket.socket, http: h11.Connection) -> None:
+        """Keep a connection whose exchange ended cleanly (h11 IDLE on both sides) for a later burst."""
+        self.keep(key, (sock, http))
 
 
 def _quiet(sock: socket.socket) -> bool:
@@ -141,18 +167,32 @@ class PooledLastByteBurst(LastByteBurst):
             conn.close()
 
 
-class PooledLastByte:
-    """A last-byte sender with a keep-alive pool of its own: one per lane, kept for the lane's life."""
+class KeptSender:
+    """A sender that keeps a pool of warm connections across bursts: one per lane, kept for the lane's life.
 
-    sync = "last-byte"
+    A subclass names its ``sync``, its pool's class (``pool_type``) and its burst class (``burst_type``,
+    constructed as ``burst_type(pool, requests, **options)``).
+    """
 
-    def __init__(self, pool: ConnectionPool | None = None) -> None:
-        self.pool = pool if pool is not None else ConnectionPool()
+    sync = ""
+    pool_type: type = type(None)
+    burst_type: type = type(None)
+
+    def __init__(self, pool: Any = None) -> None:
+        self.pool = pool if pool is not None else self.pool_type()
 
     def open(self, requests: Sequence[PreparedRequest], *, timeout: float = 30.0,
              warmup_path: str | None = "/healthz", verify_tls: bool | str = True) -> ArmedBurst:
-        return PooledLastByteBurst(self.pool, requests, timeout=timeout, warmup_path=warmup_path,
-                                   verify_tls=verify_tls)
+        return self.burst_type(self.pool, requests, timeout=timeout, warmup_path=warmup_path, verify_tls=verify_tls)
 
     def close(self) -> None:
+        """Close every kept connection."""
         self.pool.close()
+
+
+class PooledLastByte(KeptSender):
+    """A last-byte sender with an HTTP/1.1 keep-alive pool of its own."""
+
+    sync = "last-byte"
+    pool_type = ConnectionPool
+    burst_type = PooledLastByteBurst

@@ -15,7 +15,8 @@ PortSwigger's method ("Smashing the state machine", 2023), with the ``h2`` libra
 
 How it was sent is in each event's ``meta["h2"]``: ``connection`` (its number), ``stream`` (its
 id), ``streams`` (on that connection), ``final_write_bytes`` (that connection's final write) and
-``connections`` (in the burst). Error phases are the other senders': a request whose final frame
+``connections`` (in the burst) and ``reused`` (the connection came warm from an earlier burst:
+``senders.pooled_h2``). Error phases are the other senders': a request whose final frame
 did not leave carries ``connect:``, ``warm-up:``, ``send:`` or ``release:``.
 """
 
@@ -66,18 +67,24 @@ class SinglePacketBurst(ArmedBurst):
                 self._conns.append(conn)
         for index, (conn, _) in self._placed.items():
             self._outcomes[index].connection = conn.number
+            self._outcomes[index].reused = conn.reused
 
     def _open_origin(self, origin: Origin, indices: list[int], deadline: float, warmup_path: str | None,
                      context: ssl.SSLContext | None) -> list[H2Conn]:
         """Open as many connections to ``origin`` as its SETTINGS require for ``indices``."""
         conns: list[H2Conn] = []
         try:
-            addresses = _resolve(origin)
+            addresses: list[tuple] | None = None
             todo = list(indices)
             while todo:
-                conn = H2Conn(-1, origin)
-                conns.append(conn)
-                self._connect(conn, addresses, deadline, warmup_path, context)
+                kept = self._kept(origin)
+                if kept is not None:  # warm from an earlier burst: no connect, no warm-up
+                    conns.append(kept)
+                else:
+                    addresses = addresses if addresses is not None else _resolve(origin)
+                    conns.append(H2Conn(-1, origin))
+                    self._connect(conns[-1], addresses, deadline, warmup_path, context)
+                conn = conns[-1]
                 taken = _fits(conn, [self.requests[i].body for i in todo])
                 for i in todo[:taken]:
                     self._placed[i] = (conn, 0)  # the stream id is given when the headers go out
@@ -90,6 +97,10 @@ class SinglePacketBurst(ArmedBurst):
             if conns and conns[-1].sock is None:
                 conns.pop()
         return conns
+
+    def _kept(self, origin: Origin) -> H2Conn | None:
+        """A warm connection an earlier burst left open (a pooled sender's); this one keeps none."""
+        return None
 
     @staticmethod
     def _connect(conn: H2Conn, addresses: list[tuple], deadline: float, warmup_path: str | None,
@@ -218,7 +229,8 @@ class SinglePacketBurst(ArmedBurst):
             if not stream:
                 continue
             how = {"connection": conn.number, "stream": stream, "streams": counts[conn.number],
-                   "final_write_bytes": self._final_bytes.get(conn.number, 0), "connections": len(self._conns)}
+                   "final_write_bytes": self._final_bytes.get(conn.number, 0), "connections": len(self._conns),
+                   "reused": conn.reused}
             self.requests[i] = replace(self.requests[i], meta={**self.requests[i].meta, "h2": how})
 
 

@@ -4,10 +4,11 @@ A lane is one process's part of the swarm (a Locust worker, the local process of
 thread in a test). Its handlers only queue shares and note release instants; the work happens in
 ``run``, called by whoever has a free hand (a Locust user, a test thread): open and warm one
 connection per request with the wave's sender, say ready, wait (bounded) for the instant, release,
-read, tag every event with this lane's clock, report the events to the master. Last-byte
-connections whose exchange ended cleanly are kept (``senders.pooled``) and carry the lane's next
-waves: only the connections missing are opened and warmed, and every wave is still released at
-its instant in one loop.
+read, tag every event with this lane's clock, report the events to the master. Connections whose
+exchange ended cleanly are kept and carry the lane's next waves: last-byte's HTTP/1.1 connections
+(``senders.pooled``, one request each at a time) and single-packet's HTTP/2 connections
+(``senders.pooled_h2``, the next wave's streams multiplexed on them). Only the connections missing
+are opened and warmed, and every wave is still released at its instant in one loop.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, Callable, Mapping
 from ..history import Event, History
 from ..senders import SENDERS, ArmedBurst, Sender
 from ..senders.pooled import PooledLastByte
+from ..senders.pooled_h2 import PooledSinglePacket
 from ..stats import ms
 from .messages import DONE, GO, HELLO, PREPARE, READY, Transport, event_to_wire, request_from_wire
 
@@ -34,13 +36,16 @@ class Lane:
 
     def __init__(self, transport: Transport, node: str, *, record: Record | None = None,
                  senders: Mapping[str, Sender] | None = None) -> None:
-        """``senders``: by sync name (default: the registered ones, last-byte with a keep-alive pool of
-        this lane's own, so that wave after wave goes out on connections the last wave left warm)."""
+        """``senders``: by sync name (default: the registered ones, last-byte and single-packet with
+        pools of this lane's own, so that wave after wave goes out on connections the last wave left warm)."""
         self.transport = transport
         self.node = node  # this process's id: the clock its events are timed on
         self.record = record
-        self.pooled = PooledLastByte() if senders is None else None
-        self.senders = senders if senders is not None else {**SENDERS, "last-byte": self.pooled}
+        self.pooled: list[PooledLastByte | PooledSinglePacket] = []
+        if senders is None:
+            self.pooled = [PooledLastByte(), PooledSinglePacket()]
+            senders = {**SENDERS, **{s.sync: s for s in self.pooled}}
+        self.senders = senders
         self._jobs: deque[dict[str, Any]] = deque()
         self._job_ready = threading.Condition()
         self._go: dict[str, tuple[threading.Event, dict[str, Any]]] = {}
@@ -54,8 +59,8 @@ class Lane:
 
     def close(self) -> None:
         """Close the connections this lane keeps between waves."""
-        if self.pooled is not None:
-            self.pooled.close()
+        for pooled in self.pooled:
+            pooled.close()
 
     def hello(self, users: int = 1) -> None:
         """Tell the master this lane has ``users`` more hands to hold shares with."""
