@@ -92,9 +92,27 @@ def receipt_kind(row: dict[str, Any]) -> str:
     return "many" if max(counts) > 1 else ("none" if min(counts) == 0 else "one")
 
 
+def effect_kinds(report: RunReport) -> list[str]:
+    """Every kind of side effect the report's payments count (``["receipt"]`` for files alone)."""
+    return sorted({k for row in report.payments for k in _per_kind(row)})
+
+
+def receipts_caption(report: RunReport) -> str:
+    """What the bars count: receipt files, or for several kinds of side effect the most of any one kind."""
+    kinds = effect_kinds(report)
+    if len(kinds) > 1:
+        text = (f"Side effects per payment, by kind ({', '.join(kinds)}): a bar is the most of any one kind, and "
+                "each kind should come exactly once for a paid payment (its tooltip counts each); unpaid controls "
+                "none")
+    else:
+        what = "Receipt files" if kinds in ([], ["receipt"]) else f"Side effects ({kinds[0]})"
+        text = f"{what} per payment. A paid payment should have exactly one; unpaid controls none"
+    return text + "; an unjudged payment (no delivery reached the service) is a pale column."
+
+
 def receipts_chart(report: RunReport) -> str:
-    """Bars of receipt files per payment, a dashed line at 1, duplicates and missing ones highlighted."""
-    return draw("receipts", "receipt files per payment", (WIDTH, 3.6), lambda fig: _draw_receipts(fig, report))
+    """Bars of side effects per payment (the most of one kind), a dashed line at 1, duplicates and missing ones highlighted."""
+    return draw("receipts", "side effects per payment", (WIDTH, 3.6), lambda fig: _draw_receipts(fig, report))
 
 
 def _draw_receipts(figure: Figure, report: RunReport) -> dict[str, str]:

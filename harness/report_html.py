@@ -13,7 +13,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
-from .charts import latency_chart, receipts_chart, timeline_caption, timeline_chart
+from .charts import latency_chart, receipts_caption, receipts_chart, timeline_caption, timeline_chart
 from .report_format import clip, plain_icons, verdict_icon
 from .report_tables import (Table, checks_table, config_line, environment_line, flat, history_table, judged_line,
                             metrics_table, payments_heading, payments_table, strength_line,
@@ -22,8 +22,6 @@ from .result import RunReport
 
 HTML_PAYMENT_ROWS = 200
 HTML_VIOLATIONS = 50
-RECEIPTS_CAPTION = ("Receipt files per payment. A paid payment should have exactly one; unpaid controls none; "
-                    "an unjudged payment (no delivery reached the service) is a pale column.")
 LATENCY_CAPTION = "Request latency (response read minus final byte sent), stacked by the outcome the service reported."
 
 
@@ -40,7 +38,7 @@ def _environment() -> Environment:
 def render_html(report: RunReport) -> str:
     """The report as one self-contained HTML page: verdict banner, three inline SVG charts and the tables."""
     banner = {False: "bad"}.get(report.verdict.valid, "ok" if report.verdict.exit_code == 0 else "warn")
-    charts = [(Markup(receipts_chart(report)), RECEIPTS_CAPTION), (Markup(latency_chart(report)), LATENCY_CAPTION),
+    charts = [(Markup(receipts_chart(report)), receipts_caption(report)), (Markup(latency_chart(report)), LATENCY_CAPTION),
               (Markup(timeline_chart(report)), timeline_caption(report))]
     sections = [("Checks", checks_table(report)), ("Targets", targets_table(report)),
                 ("Metrics", metrics_table(report)), ("History", history_table(report)),

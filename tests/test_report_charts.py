@@ -200,3 +200,17 @@ def test_a_payments_bar_is_judged_per_kind_of_side_effect(effects, height, categ
 
     row = {"payment": "p1", "expected": "paid", "judged": True, "receipts": sum(effects.values()), "effects": effects}
     assert (bar_count(row), receipt_kind(row)) == (height, category)
+
+
+def test_the_receipts_caption_says_receipt_files_for_files_and_names_each_kind_for_several() -> None:
+    from harness.charts import receipts_caption
+
+    files = make_report("files", [1, 2], unpaid=0)
+    assert receipts_caption(files).startswith("Receipt files per payment.")
+    mailed = make_report("mailed", [1, 1], unpaid=0)
+    for row in mailed.payments:
+        row["effects"] = {"receipt": 1, "receipt e-mail": 5}
+    caption = receipts_caption(mailed)
+    assert "Receipt files" not in caption and "receipt, receipt e-mail" in caption
+    assert "most of any one kind" in caption
+    assert caption in html.unescape(render_html(mailed))
