@@ -220,7 +220,6 @@ class Profile:
             obs.state_source = "mongodb" if state.source == "mongo" else "http"
         except Exception as exc:  # any failure to read state makes the state checks unknown, never a pass
             from ..observe import STATE
-
             from ..redact import redact_text
             from .effects import _no_userinfo
 
