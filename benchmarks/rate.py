@@ -23,6 +23,12 @@ request's last body byte was read). Against it, one after the other:
    lane holds each wave's requests on warm keep-alive connections (``harness.senders.pooled``),
    releases them at the master's instant, reports its events. Then once more with the scenario's
    default waves (10 payments, 2 in flight, a 100 ms lead) on ``--default-payments``, for comparison.
+4. **the swarm over HTTP/2** (``--h2``, on by default): the same swarm with ``--sync single-packet``
+   against a second Node server, its ``http2`` module in cleartext (h2c, prior knowledge), after a
+   raw Node HTTP/2 client has shown that server's own rate. Each wave's streams are multiplexed on
+   the lane's kept HTTP/2 connections (``harness.senders.pooled_h2``), its final frames in one write.
+   Plain Locust has no HTTP/2, so this row's ratio is against plain Locust over HTTP/1.1: what QA
+   would otherwise run.
 
 Rates are Locust's own ``Requests/s`` of each run (requests / (last request - test start)), so the
 two are the same meter; the swarm's burst-phase rate (requests / first release..last response, from
@@ -55,11 +61,14 @@ SERVER_FLOOR = 10_000  # requests/s Node alone must answer for the comparison to
 SERVER_LIFE = 900  # seconds: the Node server exits on its own after this, whatever happens here
 
 # Answers at once; stamps a POST when its last body byte has been read (epoch ns on a monotonic clock).
+# argv: life in seconds, then "h1" (Node's http module) or "h2c": its http2 module in cleartext with prior
+# knowledge, and HTTP/1.1 on the same port (a connection whose first bytes are not the HTTP/2 preface goes to
+# the http module), as the reference service on hypercorn does: the harness's own client speaks HTTP/1.1.
 NODE_SERVER = r"""
-const http = require('http');
+const h2 = process.argv[2] === 'h2c';
 const base = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6)) - process.hrtime.bigint();
 const ok = Buffer.from('{"ok":true}');
-const server = http.createServer((req, res) => {
+const handler = (req, res) => {
   if (req.method !== 'POST') {
     res.writeHead(200, {'Content-Type': 'application/json', 'Content-Length': ok.length});
     res.end(ok);
@@ -71,9 +80,44 @@ const server = http.createServer((req, res) => {
     res.writeHead(200, {'Content-Type': 'application/json', 'Content-Length': ok.length, 'X-Arrival-Ns': at});
     res.end(ok);
   });
-});
-server.keepAliveTimeout = 10000;
-server.headersTimeout = 15000;
+};
+const h1 = require('http').createServer(handler);
+h1.keepAliveTimeout = 10000;
+h1.headersTimeout = 15000;
+let server = h1;
+if (h2) {
+  // http2 reads a socket's native handle, which would lose the bytes read to sniff the preface: an HTTP/2
+  // connection is handed over as a JS stream that replays them (http2 accepts any Duplex).
+  const { Duplex } = require('stream');
+  const h2s = require('http2').createServer(handler);
+  const replay = (socket, first) => {
+    const d = new Duplex({
+      read() { socket.resume(); },
+      write(chunk, encoding, done) { socket.write(chunk, encoding, done); },
+      final(done) { socket.end(); done(); },
+      destroy(err, done) { socket.destroy(); done(err); },
+    });
+    d.push(first);
+    socket.on('data', (chunk) => { if (!d.push(chunk)) socket.pause(); });
+    socket.on('end', () => d.push(null));
+    socket.on('close', () => d.destroy());
+    socket.on('error', (err) => d.destroy(err));
+    return d;
+  };
+  server = require('net').createServer((socket) => {
+    socket.setNoDelay(true);
+    socket.once('data', (chunk) => {
+      if (chunk.toString('latin1', 0, 3) === 'PRI') {
+        h2s.emit('connection', replay(socket, chunk));
+      } else {
+        socket.pause();
+        socket.unshift(chunk);
+        h1.emit('connection', socket);
+        socket.resume();
+      }
+    });
+  });
+}
 server.listen(0, '127.0.0.1', () => { console.log(server.address().port); });
 setTimeout(() => process.exit(0), Number(process.argv[1]) * 1000).unref();
 """
@@ -106,6 +150,34 @@ for (let c = 0; c < conns; c++) {
   });
   sock.on('error', () => { errors++; });
   sock.on('close', () => { if (--open === 0) report(); });
+}
+setTimeout(report, (seconds + 10) * 1000).unref();
+"""
+
+# The same for HTTP/2: `conns` sessions, each keeping `depth` POST streams always open, for `seconds`.
+NODE_H2_CLIENT = r"""
+const http2 = require('http2');
+const [port, seconds, conns, depth] = process.argv.slice(1, 5).map(Number);
+const body = Buffer.from(process.argv[5]);
+let done = 0, errors = 0, open = conns;
+const until = Date.now() + seconds * 1000;
+function report() { console.log(JSON.stringify({done, errors, seconds})); process.exit(0); }
+for (let c = 0; c < conns; c++) {
+  const session = http2.connect('http://127.0.0.1:' + port);
+  session.on('error', () => { errors++; });
+  let inflight = 0;
+  const one = () => {
+    if (Date.now() >= until) { if (inflight === 0) { session.close(); if (--open === 0) report(); } return; }
+    inflight++;
+    const req = session.request({':method': 'POST', ':path': '/hook', 'content-type': 'application/json',
+                                 'content-length': body.length});
+    req.on('response', () => {});
+    req.on('data', () => {});
+    req.on('end', () => { done++; inflight--; one(); });
+    req.on('error', () => { errors++; inflight--; one(); });
+    req.end(body);
+  };
+  for (let d = 0; d < depth; d++) one();
 }
 setTimeout(report, (seconds + 10) * 1000).unref();
 """
@@ -159,8 +231,8 @@ def load() -> float:
     return os.getloadavg()[0]
 
 
-def start_node(seconds: int) -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen(["node", "-e", NODE_SERVER, str(seconds)], stdout=subprocess.PIPE, text=True)
+def start_node(seconds: int, protocol: str = "h1") -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen(["node", "-e", NODE_SERVER, str(seconds), protocol], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()
     if not line.isdigit():
@@ -169,8 +241,8 @@ def start_node(seconds: int) -> tuple[subprocess.Popen, int]:
     return proc, int(line)
 
 
-def node_alone(port: int, seconds: float, conns: int, depth: int) -> dict[str, Any]:
-    out = subprocess.run(["node", "-e", NODE_CLIENT, str(port), str(seconds), str(conns), str(depth), PLAIN_BODY],
+def node_alone(port: int, seconds: float, conns: int, depth: int, client: str = NODE_CLIENT) -> dict[str, Any]:
+    out = subprocess.run(["node", "-e", client, str(port), str(seconds), str(conns), str(depth), PLAIN_BODY],
                          capture_output=True, text=True, timeout=seconds + 20)
     data = json.loads(out.stdout.strip().splitlines()[-1])
     data["rps"] = data["done"] / seconds
@@ -205,7 +277,8 @@ def plain_locust(port: int, work: Path, users: int, seconds: int) -> dict[str, A
 
 def swarm(port: int, root: Path, a: argparse.Namespace) -> dict[str, Any]:
     """One swarm run: ``a`` holds its payments, duplicates, wave size, in flight, users, lead and time bound."""
-    work = root / f"swarm-w{a.wave_size}-i{a.inflight}"
+    sync = getattr(a, "sync", "last-byte")
+    work = root / f"swarm-{sync}-w{a.wave_size}-i{a.inflight}"
     work.mkdir()
     payments = work / "payments.jsonl"
     with payments.open("w") as handle:
@@ -221,6 +294,7 @@ def swarm(port: int, root: Path, a: argparse.Namespace) -> dict[str, Any]:
                              "--target-profile", str(profile), "--payments", str(a.payments),
                              "--duplicates", str(a.duplicates), "--wave-size", str(a.wave_size),
                              "--inflight", str(a.inflight), "--release-lead-ms", str(a.release_lead_ms),
+                             "--sync", sync,
                              "--report-dir", str(reports), "--label", "rate"], ROOT, a.swarm_limit + 300)
     stats = locust_stats(prefix)
     total = stats["Aggregated"]
@@ -268,6 +342,9 @@ def spreads(report: dict[str, Any]) -> dict[str, Any]:
             "errors": sum(1 for e in events if e.get("error")),
             "burst_phase_s": phase, "burst_rps": sent / phase if phase else None,
             "reused": sum(1 for e in events if (e.get("meta") or {}).get("reused")),
+            # One lane here, so a wave's connection numbers are its connections (HTTP/1.1: one per request).
+            "connections_per_wave": statistics.median(len({e.get("connection") for e in g}) for g in by_wave.values())
+            if by_wave else None,
             "wave_requests": statistics.median(len(g) for g in by_wave.values()) if by_wave else None,
             "release_ms": (statistics.median(release) if release else None, _pct(release, 0.95), max(release, default=None)),
             "server_ms": (statistics.median(server) if server else None, _pct(server, 0.95), max(server, default=None)),
@@ -300,10 +377,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="also run the swarm with the scenario's default waves (10, 2 in flight, 100 ms lead) on "
                              "this many payments, for comparison (0: don't)")
     parser.add_argument("--swarm-limit", type=int, default=120, help="the swarm's Locust --run-time bound, s")
+    parser.add_argument("--h2", action=argparse.BooleanOptionalAction, default=True,
+                        help="also run the swarm with --sync single-packet against Node's http2 module (h2c), its "
+                             "waves multiplexed on the lane's kept HTTP/2 connections (default: on)")
     a = parser.parse_args(argv)
 
     load_before = load()
     node, port = start_node(SERVER_LIFE)
+    node2, port2 = start_node(SERVER_LIFE, "h2c") if a.h2 else (None, 0)
+    h2_alone: dict[str, Any] | None = None
     try:
         with tempfile.TemporaryDirectory(prefix="rh-rate-") as tmp:
             work = Path(tmp)
@@ -324,9 +406,18 @@ def main(argv: list[str] | None = None) -> int:
                                           "release_lead_ms": 100.0})
                 runs.append((d, swarm(port, work, d)))
                 print(f"swarm (scenario defaults): {runs[-1][1]['rps']:,.0f} requests/s (Locust)", flush=True)
+            if node2 is not None:
+                h2_alone = node_alone(port2, a.node_seconds, conns=4, depth=64, client=NODE_H2_CLIENT)
+                print(f"Node http2 alone: {h2_alone['rps']:,.0f} requests/s with 4 sessions x 64 streams",
+                      flush=True)
+                h = argparse.Namespace(**{**vars(a), "sync": "single-packet"})
+                runs.append((h, swarm(port2, work, h)))
+                print(f"swarm (single-packet, HTTP/2): {runs[-1][1]['rps']:,.0f} requests/s (Locust)", flush=True)
     finally:
-        node.kill()
-        node.wait(5)
+        for proc in (node, node2):
+            if proc is not None:
+                proc.kill()
+                proc.wait(5)
     load_after = load()
 
     ratio = sw["rps"] / plain["rps"] if plain["rps"] else 0.0
@@ -339,11 +430,18 @@ def main(argv: list[str] | None = None) -> int:
     for row, conns, depth in ((alone, 64, 1), (ceiling, 16, 8)):
         print(f"| Node alone: a raw Node client, {conns} connections x {depth} in flight, {a.node_seconds:g} s | "
               f"{row['done']} | {row['errors']} | {row['rps']:,.0f} | - | - | - | - | - |")
+    if h2_alone is not None:
+        print(f"| Node `http2` alone (h2c): a raw Node client, 4 sessions x 64 streams in flight, "
+              f"{a.node_seconds:g} s | {h2_alone['done']} | {h2_alone['errors']} | {h2_alone['rps']:,.0f} | "
+              f"- | - | - | - | - |")
     print(f"| plain Locust `FastHttpUser`, {a.plain_users} users, {a.seconds} s | {plain['requests']} | "
           f"{plain['failures']} | {plain['rps']:,.0f} | 100 % | - | - | - | - |")
     for settings, run in runs:
-        print(f"| race-harness swarm: {settings.payments} payments x {settings.duplicates}, waves of "
-              f"{settings.wave_size} ({fmt(run['wave_requests'], 0)} requests), {settings.inflight} in flight, "
+        sync = getattr(settings, "sync", "last-byte")
+        how = ("single-packet over HTTP/2 (Node `http2`)" if sync == "single-packet" else "last-byte over HTTP/1.1")
+        print(f"| race-harness swarm, {how}: {settings.payments} payments x {settings.duplicates}, waves of "
+              f"{settings.wave_size} ({fmt(run['wave_requests'], 0)} requests on "
+              f"{fmt(run['connections_per_wave'], 0)} connections), {settings.inflight} in flight, "
               f"{settings.release_lead_ms:g} ms lead, {settings.swarm_users} users | {run['requests']} | "
               f"{run['failures']} | {run['rps']:,.0f} | {run['rps'] / plain['rps'] if plain['rps'] else 0:.0%} | "
               f"{triple(run['release_ms'])} | {triple(run['server_ms'])} | {triple(run['payment_release_ms'])} | "
@@ -357,9 +455,17 @@ def main(argv: list[str] | None = None) -> int:
           f"{fmt(sw['burst_phase_s'])} s = {fmt(sw['burst_rps'], 0)} requests/s; {sw['errors']} transport errors; "
           f"swarm run {sw['wall_s']:.1f} s wall in all (judging and report included), exit {sw['exit']}")
     print(f"swarm verdict (not what this measures): {sw['verdict'].strip()[:200]}")
+    for settings, run in runs:
+        print(f"  {getattr(settings, 'sync', 'last-byte')}, waves of {settings.wave_size}: {run['reused']} of "
+              f"{run['sent']} requests on connections kept from an earlier wave, {run['errors']} transport errors")
     server_ok = alone["rps"] > SERVER_FLOOR
     print(f"Node alone > {SERVER_FLOOR:,} requests/s: {'yes' if server_ok else 'NO'}; "
           f"swarm >= {TARGET_RATIO:.0%} of plain Locust: {'yes' if ratio >= TARGET_RATIO else 'NO'} ({ratio:.0%})")
+    for settings, run in runs[1:]:
+        if getattr(settings, "sync", "") == "single-packet":
+            h2_ratio = run["rps"] / plain["rps"] if plain["rps"] else 0.0
+            print(f"swarm over HTTP/2 (single-packet) >= {TARGET_RATIO:.0%} of plain Locust over HTTP/1.1: "
+                  f"{'yes' if h2_ratio >= TARGET_RATIO else 'NO'} ({h2_ratio:.0%})")
     return 0 if server_ok and ratio >= TARGET_RATIO else 1
 
 

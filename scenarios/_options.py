@@ -25,6 +25,10 @@ SHARED = by_name(PLAN + SENDING + OUTPUT + SERVICE + TARGET + TLS)
 # which does not mix with gevent; "sequential" is the CLI's one-by-one run, not a swarm's.
 SWARM_SYNCS = ("last-byte", "single-packet", "auto")
 DEFAULT = {name: option.default for name, option in SHARED.items()}
+# The release lead must outlast a GO message's trip to the farthest lane. In one process (Locust's local
+# runner) the trip is a function call, and every millisecond of lead is a millisecond each wave waits.
+LOCAL_LEAD_MS = 10.0
+WORKERS_LEAD_MS = 100.0
 
 
 @dataclass(frozen=True)
@@ -74,8 +78,9 @@ def add_options(parser: Any, scenario: Scenario) -> None:
         help="after this many delivery rounds set the service's failure rate to 0 through PUT /_admin/faults (0: never)")
     add("--wave-size", type=int, default=10, help="payments released at one instant (default 10)")
     add("--inflight", type=int, default=2, help="waves under way at once (default 2)")
-    add("--release-lead-ms", type=float, default=100.0,
-        help="how far ahead the master names the release instant, in ms (default 100; more for remote workers)")
+    add("--release-lead-ms", type=float, default=None,
+        help=f"how far ahead the master names the release instant, in ms (default {LOCAL_LEAD_MS:g} in one process, "
+             f"{WORKERS_LEAD_MS:g} with workers; more for workers far away)")
     add("--burst-timeout", type=float, default=30.0,
         help="seconds one share may take to connect, send and read (default 30)")
 
@@ -132,7 +137,8 @@ def read_settings(environment: Any, scenario: Scenario) -> SwarmSettings:
         generation_delay_ms=_opt(o, "generation_delay_ms", float, DEFAULT["generation_delay_ms"]),
         failure_rate=failure_rate, redelivery_rounds=_redelivery_rounds(o, scenario),
         heal_after=_opt(o, "heal_after", int, scenario.heal_after), wave_size=_opt(o, "wave_size", int, 10),
-        inflight=_opt(o, "inflight", int, 2), release_lead=_opt(o, "release_lead_ms", float, 100.0) / 1000.0,
+        inflight=_opt(o, "inflight", int, 2),
+        release_lead=_opt(o, "release_lead_ms", float, _default_lead_ms(environment)) / 1000.0,
         burst_timeout=_opt(o, "burst_timeout", float, 30.0), headless=bool(getattr(o, "headless", False)),
         profile=profile, sync=sync, verify_tls=verify_tls, http2=bool(getattr(o, "http2", False)),
         tls=bool(getattr(o, "tls", False)),
@@ -157,6 +163,13 @@ def read_settings(environment: Any, scenario: Scenario) -> SwarmSettings:
     if settings.plan.uses_verify() and not embedded and not settings.gateway_url and not profile:
         raise HarnessError("verify calls need --gateway-url: the PhonePe status API (simulator) the service asks")
     return settings
+
+
+def _default_lead_ms(environment: Any) -> float:
+    """The release lead when none is given: short in one process, longer when lanes are other processes."""
+    from locust.runners import LocalRunner
+
+    return LOCAL_LEAD_MS if isinstance(getattr(environment, "runner", None), LocalRunner) else WORKERS_LEAD_MS
 
 
 def _redelivery_rounds(options: Any, scenario: Scenario) -> int:

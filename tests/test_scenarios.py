@@ -53,6 +53,8 @@ def test_webhook_storm_on_the_atomic_service_exits_0_with_one_receipt_per_paymen
     assert [p["receipts"] for p in report["payments"]] == [1, 1, 1, 1]
     assert report["metrics"]["requests"] == 20 and check(report, "race-exercised")["valid"] is True
     assert "POST /api/public/service-charges/phonepe/callback [burst]" in " ".join(run.stdout.split())
+    # One process: a GO message's trip is a function call, so the instant is named only 10 ms ahead.
+    assert report["config"]["options"]["release_lead"] == pytest.approx(0.010)
 
 
 def test_webhook_storm_on_the_vulnerable_service_exits_1_and_names_the_duplicates(start_reference, tmp_path,
@@ -77,6 +79,7 @@ def test_distributed_run_verifies_once_on_the_master_with_duplicates_timed_on_bo
     assert len(list((tmp_path / "report").glob("*.json"))) == 1
     report = report_of(tmp_path)
     assert report["config"]["locust"]["runner"] == "MasterRunner"
+    assert report["config"]["options"]["release_lead"] == pytest.approx(0.100)  # lanes in other processes
     workers_of, clocks_of = {}, {}
     for event in report["history"]["events"]:
         workers_of.setdefault(event["payment"], set()).add(event["meta"]["worker"])
