@@ -13,6 +13,8 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field, replace
+from http import HTTPStatus
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -281,3 +283,15 @@ def test_an_event_crosses_the_wire_as_plain_data_and_comes_back_equal():
     assert wire == json.loads(json.dumps(asdict(event)))  # what the deep-copying asdict made, field for field
     back = event_from_wire(wire)
     assert back == replace(event, meta={**event.meta, "tags": ["a", "b"]})
+
+
+@pytest.mark.parametrize("value", [
+    {"n": float("inf"), 3: "int key", None: "null key", True: "bool key", 2.5: "float key"},
+    {"nested": ({"t": (1, 2)}, [None, False])},
+    {"enum": HTTPStatus.OK, "path": Path("/tmp/x"), "bytes": b"\x00"},
+    "text", 7, None,
+], ids=["keys", "nested", "odd-types", "str", "int", "none"])
+def test_an_events_values_cross_the_wire_exactly_as_a_json_round_trip_would_carry_them(value):
+    from harness.swarm.messages import plain
+
+    assert plain(value) == json.loads(json.dumps(value, default=str))

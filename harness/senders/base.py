@@ -17,6 +17,7 @@ import time
 from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Callable, Protocol, Sequence
 from urllib.parse import urlsplit
 
@@ -129,6 +130,7 @@ class Outcome:
     reused: bool = False  # the connection came warm from an earlier burst (a kept-alive pool), not opened for this one
 
 
+@lru_cache(maxsize=4096)  # a swarm's waves send to a handful of URLs, again and again
 def split_url(url: str) -> tuple[Origin, str]:
     """(origin, request target) of an absolute http(s) URL; ValueError for anything else."""
     parts = urlsplit(url)

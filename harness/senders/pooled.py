@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import select
 import socket
+import ssl
 import threading
 import time
 from typing import Any, Generic, Hashable, Sequence, TypeVar
@@ -120,11 +121,22 @@ class ConnectionPool(IdlePool[tuple[socket.socket, h11.Connection]]):
 
 def _quiet(sock: socket.socket) -> bool:
     """Nothing to read on an idle connection: the server has not closed it (nor sent anything unasked)."""
+    if isinstance(sock, ssl.SSLSocket):  # TLS refuses recv flags; and may hold a close_notify unseen by a peek
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return not readable
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
+        # A peek on a non-blocking socket: one system call, where a select() under gevent costs a trip
+        # through its hub, paid for every kept connection of every wave.
+        sock.setblocking(False)
+        sock.recv(1, socket.MSG_PEEK)
+    except (BlockingIOError, InterruptedError):
+        return True  # nothing to read: quiet
+    except OSError:
         return False
-    return not readable
+    return False  # b"" (the server closed it) or bytes nobody asked for
 
 
 class PooledLastByteBurst(LastByteBurst):

@@ -252,8 +252,9 @@ class Coordinator:
                 # (a long swarm's later waves would otherwise carry prepare-time signatures).
                 if delivery.round > 1 or work.target.binds_time(request.channel):
                     request = redelivery(work.target, work.payments[delivery.slot], request)
-                request = replace(request, meta={**request.meta, "round": delivery.round})
-                shares[senders[(i + j) % len(senders)]].append(request_to_wire(request, stats_name(work.target, request)))
+                wire = request_to_wire(request, stats_name(work.target, request))
+                wire["meta"] = {**request.meta, "round": delivery.round}
+                shares[senders[(i + j) % len(senders)]].append(wire)
         shares = {node: share for node, share in shares.items() if share}
         wave = Wave(f"{self.run_id}-{number}", batch, set(shares))
         with self._lock:
