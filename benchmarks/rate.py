@@ -22,7 +22,8 @@ request's last body byte was read). Against it, one after the other:
    this measures). The swarm's real sending path runs: the master's coordinator cuts waves, the
    lane holds each wave's requests on warm keep-alive connections (``harness.senders.pooled``),
    releases them at the master's instant, reports its events. Then once more with the scenario's
-   default waves (10 payments, 2 in flight, a 100 ms lead) on ``--default-payments``, for comparison.
+   default waves (10 payments, 2 in flight, its default lead: 10 ms in one process) on
+   ``--default-payments``, for comparison.
 4. **the swarm over HTTP/2** (``--h2``, on by default): the same swarm with ``--sync single-packet``
    against a second Node server, its ``http2`` module in cleartext (h2c, prior knowledge), after a
    raw Node HTTP/2 client has shown that server's own rate. Each wave's streams are multiplexed on
@@ -293,8 +294,8 @@ def swarm(port: int, root: Path, a: argparse.Namespace) -> dict[str, Any]:
                              "-t", f"{a.swarm_limit}s", "--csv", str(prefix), "--only-summary", "--stop-timeout", "5",
                              "--target-profile", str(profile), "--payments", str(a.payments),
                              "--duplicates", str(a.duplicates), "--wave-size", str(a.wave_size),
-                             "--inflight", str(a.inflight), "--release-lead-ms", str(a.release_lead_ms),
-                             "--sync", sync,
+                             "--inflight", str(a.inflight), "--sync", sync,
+                             *(["--release-lead-ms", str(a.release_lead_ms)] if a.release_lead_ms is not None else []),
                              "--report-dir", str(reports), "--label", "rate"], ROOT, a.swarm_limit + 300)
     stats = locust_stats(prefix)
     total = stats["Aggregated"]
@@ -353,6 +354,12 @@ def spreads(report: dict[str, Any]) -> dict[str, Any]:
             "payment_ms": (statistics.median(payment) if payment else None, _pct(payment, 0.95), max(payment, default=None))}
 
 
+def lead(settings: argparse.Namespace) -> str:
+    if settings.release_lead_ms is None:
+        return "the scenario's own lead (10 ms in one process)"
+    return f"{settings.release_lead_ms:g} ms lead"
+
+
 def fmt(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
@@ -374,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--release-lead-ms", type=float, default=10.0,
                         help="how far ahead the master names each release instant (default 10: one process)")
     parser.add_argument("--default-payments", type=int, default=2000,
-                        help="also run the swarm with the scenario's default waves (10, 2 in flight, 100 ms lead) on "
+                        help="also run the swarm with the scenario's default waves (10, 2 in flight, its own lead) on "
                              "this many payments, for comparison (0: don't)")
     parser.add_argument("--swarm-limit", type=int, default=120, help="the swarm's Locust --run-time bound, s")
     parser.add_argument("--h2", action=argparse.BooleanOptionalAction, default=True,
@@ -401,9 +408,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{fmt(sw['burst_rps'], 0)} requests/s (burst phase)", flush=True)
             runs = [(a, sw)]
             if a.default_payments:
-                # The scenario's own defaults (waves of 10, 2 in flight, a 100 ms lead), for comparison.
+                # The scenario's own defaults (waves of 10, 2 in flight, its lead for one process), for comparison.
                 d = argparse.Namespace(**{**vars(a), "payments": a.default_payments, "wave_size": 10, "inflight": 2,
-                                          "release_lead_ms": 100.0})
+                                          "release_lead_ms": None})
                 runs.append((d, swarm(port, work, d)))
                 print(f"swarm (scenario defaults): {runs[-1][1]['rps']:,.0f} requests/s (Locust)", flush=True)
             if node2 is not None:
@@ -442,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| race-harness swarm, {how}: {settings.payments} payments x {settings.duplicates}, waves of "
               f"{settings.wave_size} ({fmt(run['wave_requests'], 0)} requests on "
               f"{fmt(run['connections_per_wave'], 0)} connections), {settings.inflight} in flight, "
-              f"{settings.release_lead_ms:g} ms lead, {settings.swarm_users} users | {run['requests']} | "
+              f"{lead(settings)}, {settings.swarm_users} users | {run['requests']} | "
               f"{run['failures']} | {run['rps']:,.0f} | {run['rps'] / plain['rps'] if plain['rps'] else 0:.0%} | "
               f"{triple(run['release_ms'])} | {triple(run['server_ms'])} | {triple(run['payment_release_ms'])} | "
               f"{triple(run['payment_ms'])} |")
