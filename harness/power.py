@@ -95,6 +95,7 @@ class Cell:
     caught: int = 0
     trials: int = 0
     failed: int = 0  # trials whose run could not judge the payment (not counted in trials)
+    unknown: int = 0  # trials judged but neither VALID nor INVALID (counted in trials, not caught)
     gaps_ms: list[float] = field(default_factory=list)  # per trial, the first two arrivals' gap
 
     @property
@@ -104,7 +105,7 @@ class Cell:
     def row(self) -> dict[str, Any]:
         interval = wilson(self.caught, self.trials)
         return {"window_ms": self.window_ms, "duplicates": self.duplicates, "sync": self.sync,
-                "caught": self.caught, "trials": self.trials, "failed": self.failed,
+                "caught": self.caught, "trials": self.trials, "failed": self.failed, "unknown": self.unknown,
                 "p_caught": None if self.rate is None else round(self.rate, 4),
                 "wilson95": None if interval is None else [round(interval[0], 4), round(interval[1], 4)],
                 "first_gap_ms_median": round(statistics.median(self.gaps_ms), 3) if self.gaps_ms else None}
@@ -245,6 +246,7 @@ def _trial(cell: Cell, target: Any, trial: int, timeout: float, receipts: Path) 
     # Caught: the run found the duplicate - more than one receipt, or two generations that wrote one file
     # name (simultaneous writers in the same millisecond), or more than one "generated" answer.
     cell.caught += 1 if report.verdict.valid is False else 0
+    cell.unknown += 1 if report.verdict.valid is None else 0  # a miss for the user, but not a VALID verdict
     gap = report.metrics.get("catchable_window_ms")
     if gap is not None:
         cell.gaps_ms.append(gap)
@@ -273,7 +275,7 @@ def render_markdown(result: PowerResult) -> str:
         r = c.row()
         interval = "—" if r["wilson95"] is None else f"{100 * r['wilson95'][0]:.0f}–{100 * r['wilson95'][1]:.0f}%"
         gap = "—" if r["first_gap_ms_median"] is None else f"{r['first_gap_ms_median']:g} ms"
-        failed = f" ({c.failed} failed)" if c.failed else ""
+        failed = "".join(f" ({n} {what})" for n, what in ((c.unknown, "unknown"), (c.failed, "failed")) if n)
         lines.append(f"| {c.window_ms:g} ms | {c.duplicates} | {c.sync} | {c.caught}/{c.trials}{failed} | "
                      f"{_pct(c.rate)} | {interval} | {gap} |")
     lines += ["", "Narrowest window caught with ≥ 95% probability (observed rate ≥ 95% there and at every wider window):",

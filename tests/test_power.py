@@ -97,6 +97,26 @@ def test_a_bad_setting_through_the_cli_is_one_line_and_exit_4(capsys):
     assert "race-harness: error" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("valid, caught, unknown", [(False, 1, 0), (True, 0, 0), (None, 0, 1)])
+def test_a_trial_is_caught_only_by_an_invalid_verdict_and_an_unknown_one_is_counted_apart(
+        monkeypatch, tmp_path, valid, caught, unknown):
+    from types import SimpleNamespace
+
+    from harness import power
+
+    report = SimpleNamespace(verdict=SimpleNamespace(valid=valid), metrics={"payments_judged": 1,
+                                                                          "catchable_window_ms": 0.3})
+    monkeypatch.setattr(power, "run_race", lambda config: report)
+    cell = power.Cell(1.0, 2, "last-byte")
+    power._trial(cell, target=None, trial=0, timeout=5.0, receipts=tmp_path)
+
+    assert (cell.trials, cell.caught, cell.unknown, cell.failed) == (1, caught, unknown, 0)
+    line = next(x for x in power.render_markdown(power.PowerResult(
+        PowerSettings(windows_ms=(1.0,), duplicates=(2,), syncs=("last-byte",)), [cell], (0, 0, 0), (0, 0, 0), 1.0,
+        False)).splitlines() if x.startswith("| 1 ms"))
+    assert ("(1 unknown)" in line) is bool(unknown)
+
+
 # -- the service's deterministic race window, and a sweep end to end (real processes) -------------------------
 
 
