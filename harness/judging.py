@@ -195,7 +195,7 @@ def reverify(previous: RunReport, target_changes: dict[str, Any] | None = None,
         raise HarnessError(f"sink records {sink_records} were given, but the run read no side effects from a sink")
     planned = [PlannedPayment(Payment(r["payment"], r["merchant_transaction_id"], r["amount"]), r["expected"] == "paid")
                for r in previous.payments]
-    if not target.mongo_uri:
+    if not target.mongo_uri and _reads_service(as_profile(target)):
         with http_client(as_profile(target).tls_trust) as client:
             _check_reachable(target, client)
     return _observe_and_judge(target, planned, History.from_dict(previous.history),
@@ -207,3 +207,8 @@ def reverify(previous: RunReport, target_changes: dict[str, Any] | None = None,
 def _reads_sink(target: Target | Profile) -> bool:
     return isinstance(target, Profile) and any(e.source == "sink" for e in target.spec.effects)
 
+
+def _reads_service(profile: Profile) -> bool:
+    """Whether judging asks the service itself (its state or effects over HTTP); files and kept records do not."""
+    state = profile.spec.state
+    return (state is not None and state.source == "http") or any(e.source == "http" for e in profile.spec.effects)
