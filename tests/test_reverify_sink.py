@@ -146,6 +146,13 @@ def test_records_beside_a_moved_report_are_found_by_its_stem(fixed_run, capsys, 
     assert code == EXIT_OK, said
 
 
+def test_a_report_moved_alone_reads_the_records_where_the_run_wrote_them(fixed_run, capsys, tmp_path):
+    shutil.copyfile(fixed_run / "mailer.json", tmp_path / "alone.json")
+    with set_aside(kept_files(fixed_run)[:1], tmp_path / "aside"):  # config.sink.records is all that is left
+        code, said = verify(capsys, tmp_path / "alone.json")
+    assert code == EXIT_OK, said
+
+
 @pytest.mark.parametrize("run, expected", [("vulnerable_run", EXIT_INVALID), ("fixed_run", EXIT_OK)])
 def test_sink_records_given_on_the_command_line_are_read(run, expected, request, tmp_path):
     reports = request.getfixturevalue(run)
