@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--mongo-uri")
     verify.add_argument("--mongo-database", help="the database holding the charges (default: the report's)")
     verify.add_argument("--targets", type=Path, dest="targets_file")
+    verify.add_argument("--sink-records", type=Path, metavar="FILE",
+                        help="the run's sink records (default: <report stem>.sink.jsonl beside the report, "
+                             "else where the run wrote them)")
     verify.add_argument("--report-dir", type=Path)
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(func=cli_run._cmd_verify)

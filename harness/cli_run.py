@@ -211,7 +211,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         changes = {k: v for k, v in (("base_url", args.target), ("mongo_uri", args.mongo_uri),
                                      ("mongo_database", args.mongo_database),
                                      ("receipts_dir", str(args.receipts_dir) if args.receipts_dir else None)) if v}
-        report = reverify(previous, changes, targets_file=args.targets_file)
+        report = reverify(previous, changes, targets_file=args.targets_file, sink_records=args.sink_records,
+                          report_file=args.report)
     except (HarnessError, OSError, ValueError, KeyError) as exc:
         return fail(str(exc))
     paths = write_report(report, args.report_dir) if args.report_dir else {}

@@ -163,11 +163,15 @@ def judge(evidence: Evidence, targets: list, *, counters: dict[str, float],
 
 
 def reverify(previous: RunReport, target_changes: dict[str, Any] | None = None,
-             targets_file: Path | None = None) -> RunReport:
+             targets_file: Path | None = None, sink_records: Path | None = None,
+             report_file: Path | None = None) -> RunReport:
     """Judge a finished run again from the receipts and state as they are now (e.g. after a lease expired).
 
     The history is the run's own; the files and state are read afresh. Telemetry from the run is
-    not repeated, so memory and counters are not measured.
+    not repeated, so memory and counters are not measured. Side effects the run read from its sink
+    are read from the records it kept: ``sink_records``, else ``<stem>.sink.jsonl`` beside
+    ``report_file`` (the JSON the report was loaded from), else where the run wrote them; with none
+    found, those checks are unknown and say where they looked.
     """
     target: Target | Profile
     if "profile" in previous.config:
@@ -181,13 +185,30 @@ def reverify(previous: RunReport, target_changes: dict[str, Any] | None = None,
             target = target.with_base_url(target_changes.get("base_url", target.base_url))
     else:
         target = Target.from_dict(previous.config["target"]).with_(**(target_changes or {}))
+    config = {**previous.config, "reverified_from": previous.label}
+    if _reads_sink(target):
+        from .sink import kept_records
+
+        sink = target.sink = kept_records(previous.config, report_file, sink_records)
+        config["sink"] = {**(previous.config.get("sink") or {}), **sink.describe()}  # the records judged
+    elif sink_records is not None:
+        raise HarnessError(f"sink records {sink_records} were given, but the run read no side effects from a sink")
     planned = [PlannedPayment(Payment(r["payment"], r["merchant_transaction_id"], r["amount"]), r["expected"] == "paid")
                for r in previous.payments]
-    if not target.mongo_uri:
+    if not target.mongo_uri and _reads_service(as_profile(target)):
         with http_client(as_profile(target).tls_trust) as client:
             _check_reachable(target, client)
     return _observe_and_judge(target, planned, History.from_dict(previous.history),
                               targets_file or previous.config.get("targets_file"),
                               bool(previous.config.get("server_errors_injected")), counters={}, memory={},
-                              label=f"{previous.label}-reverified",
-                              config={**previous.config, "reverified_from": previous.label}, started=time.time())
+                              label=f"{previous.label}-reverified", config=config, started=time.time())
+
+
+def _reads_sink(target: Target | Profile) -> bool:
+    return isinstance(target, Profile) and any(e.source == "sink" for e in target.spec.effects)
+
+
+def _reads_service(profile: Profile) -> bool:
+    """Whether judging asks the service itself (its state or effects over HTTP); files and kept records do not."""
+    state = profile.spec.state
+    return (state is not None and state.source == "http") or any(e.source == "http" for e in profile.spec.effects)

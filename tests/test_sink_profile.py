@@ -77,3 +77,23 @@ def test_a_sink_effect_carries_when_it_reached_the_sink_into_the_payment_row():
     untimed = ReceiptFile(name="row-1", size=0, kind="ledger row", source="mongo")  # rows have no time
     assert effect_times(effects + [untimed]) == [{"kind": "receipt e-mail", "at": 1_700_000_000.25},
                                                  {"kind": "receipt e-mail", "at": 1_700_000_000.5}]
+
+
+def test_a_finished_runs_records_are_read_quiet_and_a_missing_file_is_unknown_naming_where_it_looked(tmp_path):
+    from harness.profile.sink_source import nothing_reached, read_sink_effects, sink_quiet
+    from harness.sink import kept_records
+
+    spec = profile([{"kind": "receipt e-mail", "source": "sink", "channel": "smtp",
+                     "key": {"from": "subject", "pattern": "(RH\\w+)"}}])
+    (tmp_path / "run.sink.jsonl").write_text('{"seq": 1, "t": 1.0, "channel": "smtp", "recipients": ["a@x"], '
+                                             '"subject": "Receipt RH1"}\n')
+    config = {"sink": {"records": str(tmp_path / "gone.jsonl"), "ports": {"smtp": 2525}}}
+    sink = kept_records(config, tmp_path / "run.json")
+    effects, problems = read_sink_effects(spec.effects[0], sink)
+    assert [e.key for e in effects] == ["RH1"] and not problems and sink_quiet(spec, sink)
+
+    missing = kept_records(config, tmp_path / "moved.json")
+    effects, problems = read_sink_effects(spec.effects[0], missing)
+    assert not effects and str(tmp_path / "moved.sink.jsonl") in problems[0].message
+    assert str(tmp_path / "gone.jsonl") in problems[0].message
+    assert nothing_reached(spec, missing, payments=1) is None  # not "nothing reached": the file is what is missing

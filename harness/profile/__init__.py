@@ -47,7 +47,8 @@ class Profile:
         self.health_path, self.metrics_path, self.faults_path = spec.health_path, spec.metrics_path, spec.faults_path
         self.channels = {name: Channel(name, section, spec.base_url) for name, section in spec.deliveries.items()}
         self._baseline: set[str] | None = None  # side effects that existed before this run's deliveries
-        self.sink: Any = None  # the recording sink a run started for this profile (harness.sink.Sink)
+        # The recording sink a run started (harness.sink.Sink), or a finished run's kept records (RecordedSink).
+        self.sink: Any = None
 
     # -- what the run session asks -----------------------------------------------------------
     def url(self, path: str, payment: Payment | None = None) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..observe import RECEIPTS_DIR, Problem, ReceiptFile
-from ..sink import Sink, SinkSettings
+from ..sink import RecordedSink, Sink, SinkError, SinkSettings
 from .schema import EffectSection, ProfileFile, SettleSection, SinkRule, SinkSection
 from .template import dig
 
@@ -47,7 +47,7 @@ def settle_for_sink(spec: ProfileFile) -> SettleSection | None:
     return SettleSection(quiet=sink_section(spec).quiet)
 
 
-def sink_quiet(spec: ProfileFile, sink: Sink | None) -> bool:
+def sink_quiet(spec: ProfileFile, sink: Sink | RecordedSink | None) -> bool:
     """Whether the sink has recorded nothing for its quiet seconds (always, with no sink running)."""
     return sink is None or sink.quiet_for() >= sink_section(spec).quiet
 
@@ -74,26 +74,34 @@ def describe_sink(section: EffectSection) -> str:
     return f"sink {section.channel}" + (f" ({', '.join(filters)})" if filters else "")
 
 
-def nothing_reached(spec: ProfileFile, sink: Sink | None, payments: int) -> Problem | None:
+def nothing_reached(spec: ProfileFile, sink: Sink | RecordedSink | None, payments: int) -> Problem | None:
     """A sink that recorded nothing at all while payments were made: the service was never pointed at it
     (or never sent), which the run cannot tell apart: every side-effect check is unknown, never a pass."""
     if sink is None or not payments or not any(e.source == "sink" for e in spec.effects):
         return None
-    if any("blocked" not in r for r in sink.records()):
+    try:
+        if any("blocked" not in r for r in sink.records()):
+            return None
+    except SinkError:  # no records to read at all: read_sink_effects says so, naming where it looked
         return None
     channels = ", ".join(f"{c} on 127.0.0.1:{p}" for c, p in sink.ports.items())
     return Problem(RECEIPTS_DIR, f"nothing reached the sink ({channels}): is the service pointed at it "
                                  f"({', '.join(sorted(sink.env())) or 'its settings'})?")
 
 
-def read_sink_effects(section: EffectSection, sink: Sink | None) -> tuple[list[ReceiptFile], list[Problem]]:
-    """Every record of the sink that is this effect, keyed by its rules."""
+def read_sink_effects(section: EffectSection,
+                      sink: Sink | RecordedSink | None) -> tuple[list[ReceiptFile], list[Problem]]:
+    """Every record of the sink (running, or a finished run's kept records) that is this effect, keyed by its rules."""
     if sink is None:
         return [], [Problem(RECEIPTS_DIR, f"cannot read side effects ({describe_sink(section)}): no sink is running "
-                                          f"(a sink's records are read while the run that started it runs)")]
+                                          f"(a run reads its sink's records; race-harness verify reads those it kept)")]
+    try:
+        records = sink.records()
+    except SinkError as exc:  # a finished run's records that cannot be found: unknown, never a pass
+        return [], [Problem(RECEIPTS_DIR, f"cannot read side effects ({describe_sink(section)}): {exc}")]
     key, amount = section.rule("key"), section.rule("amount")
     out = []
-    for record in sink.records():
+    for record in records:
         if "blocked" in record or not _passes(section, record):
             continue
         effect = _as_effect(section, record)

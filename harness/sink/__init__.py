@@ -4,6 +4,7 @@
 sender's timing nor Locust's gevent is disturbed), waits until every channel listens, and reads
 back what it recorded; ``stop()`` ends it. A run starts one when its profile has a ``[sink]`` or a
 ``source = "sink"`` effect (docs/profiles.md); ``race-harness sink`` runs one for long-lived use.
+``RecordedSink`` stands in for a finished run's sink, over the records it kept (``reverify``).
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from typing import Any
 
 from .errors import SinkError
 from .._process import end_process
+from .recorded import RecordedSink, kept_records
 from .records import read_records
 from .server import SinkSettings, service_env
 
-__all__ = ["Sink", "SinkError", "SinkSettings", "read_records", "service_env"]
+__all__ = ["RecordedSink", "Sink", "SinkError", "SinkSettings", "kept_records", "read_records", "service_env"]
 
 START_TIMEOUT = 60.0
 
