@@ -173,18 +173,7 @@ def reverify(previous: RunReport, target_changes: dict[str, Any] | None = None,
     ``report_file`` (the JSON the report was loaded from), else where the run wrote them; with none
     found, those checks are unknown and say where they looked.
     """
-    target: Target | Profile
-    if "profile" in previous.config:
-        try:
-            target = Profile.from_dict(previous.config["profile"], "the report's profile", reading_only=True)
-            if "effects_baseline" in previous.config:
-                target.baseline = set(previous.config["effects_baseline"])
-        except ProfileError as exc:
-            raise HarnessError(str(exc)) from None
-        if target_changes:
-            target = target.with_base_url(target_changes.get("base_url", target.base_url))
-    else:
-        target = Target.from_dict(previous.config["target"]).with_(**(target_changes or {}))
+    target = reverify_target(previous.config, target_changes)
     config = {**previous.config, "reverified_from": previous.label}
     if _reads_sink(target):
         from .sink import kept_records
@@ -202,6 +191,21 @@ def reverify(previous: RunReport, target_changes: dict[str, Any] | None = None,
                               targets_file or previous.config.get("targets_file"),
                               bool(previous.config.get("server_errors_injected")), counters={}, memory={},
                               label=f"{previous.label}-reverified", config=config, started=time.time())
+
+
+def reverify_target(config: dict[str, Any], target_changes: dict[str, Any] | None = None) -> Target | Profile:
+    """The service a report was judged against, as its config says, with ``target_changes`` (e.g. its URL now)."""
+    if "profile" not in config:
+        return Target.from_dict(config["target"]).with_(**(target_changes or {}))
+    try:
+        profile = Profile.from_dict(config["profile"], "the report's profile", reading_only=True)
+    except ProfileError as exc:
+        raise HarnessError(str(exc)) from None
+    if target_changes:
+        profile = profile.with_base_url(target_changes.get("base_url", profile.base_url))
+    if "effects_baseline" in config:  # after any change: a changed profile is a new one, without the run's baseline
+        profile.baseline = set(config["effects_baseline"])
+    return profile
 
 
 def _reads_sink(target: Target | Profile) -> bool:

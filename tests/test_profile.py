@@ -257,3 +257,16 @@ def test_where_a_source_reads_never_shows_credentials_or_a_query():
     section = EffectSection.model_validate({"source": "http", "url": "http://u:pw@h:1/receipts?api_key=K",
                                             "key": {"field": "ref"}})
     assert describe(section) == "http http://h:1/receipts"
+
+
+@pytest.mark.parametrize("changes", [None, {"base_url": "http://127.0.0.1:8"}], ids=["as-run", "moved"])
+def test_a_reverified_profile_keeps_the_runs_baseline_of_earlier_side_effects_wherever_the_service_now_is(
+        tmp_path, changes):
+    from harness.judging import reverify_target
+
+    config = {"profile": load(tmp_path).to_dict(), "effects_baseline": ["receipt-R-0.pdf"]}
+    target = reverify_target(config, changes)
+
+    # Without it, an earlier run's receipt would be judged an orphan of this one.
+    assert target.baseline == {"receipt-R-0.pdf"}
+    assert target.base_url == (changes or {}).get("base_url", "http://127.0.0.1:9")
