@@ -54,7 +54,7 @@ class IdlePool(Generic[Kept]):
     """Idle connections by key, each with the time it went idle; safe to share between threads (or greenlets).
 
     A subclass says when a kept connection may be used again (``_usable``) and how one is closed
-    (``_discard``); ``take`` and ``give`` here hand them out and keep them, bounded by ``max_kept``.
+    (``_discard``); ``take`` and ``keep`` here hand them out and keep them, bounded by ``max_kept``.
     """
 
     def __init__(self, max_idle: float = MAX_IDLE, max_kept: int = MAX_KEPT) -> None:
