@@ -128,6 +128,7 @@ class Outcome:
     error: str | None = None
     cold: bool = False  # the warm-up connection was not kept: this request paid for a fresh connect
     reused: bool = False  # the connection came warm from an earlier burst (a kept-alive pool), not opened for this one
+    meta: dict[str, Any] | None = None  # what the sender adds to the event's meta (e.g. how HTTP/2 carried it)
 
 
 @lru_cache(maxsize=4096)  # a swarm's waves send to a handful of URLs, again and again
@@ -282,6 +283,8 @@ def to_event(index: int, request: PreparedRequest, outcome: Outcome, origin: flo
         meta.setdefault("warm", False)
     if outcome.reused:
         meta["reused"] = True
+    if outcome.meta:
+        meta.update(outcome.meta)
     if outcome.server_timing:
         durations = parse_server_timing(outcome.server_timing)
         if durations:

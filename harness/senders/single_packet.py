@@ -26,7 +26,6 @@ import os
 import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 
 import h2.exceptions
 
@@ -228,10 +227,10 @@ class SinglePacketBurst(ArmedBurst):
         for i, (conn, stream) in self._placed.items():
             if not stream:
                 continue
-            how = {"connection": conn.number, "stream": stream, "streams": counts[conn.number],
-                   "final_write_bytes": self._final_bytes.get(conn.number, 0), "connections": len(self._conns),
-                   "reused": conn.reused}
-            self.requests[i] = replace(self.requests[i], meta={**self.requests[i].meta, "h2": how})
+            self._outcomes[i].meta = {"h2": {
+                "connection": conn.number, "stream": stream, "streams": counts[conn.number],
+                "final_write_bytes": self._final_bytes.get(conn.number, 0), "connections": len(self._conns),
+                "reused": conn.reused}}
 
 
 def _fits(conn: H2Conn, bodies: list[bytes]) -> int:
