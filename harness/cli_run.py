@@ -112,11 +112,11 @@ def _execute(config, reference, args: argparse.Namespace) -> tuple[RunReport, di
     from .report import write_report
     from .runner import run_race
 
-    report_dir = config.report_dir
-    config.report_dir = None  # written here, so the paths can be printed
+    # Written here, so the paths can be printed; the run still knows the directory (a sink keeps its records there).
+    config.write_report = False
     with ProgressBar(not args.quiet and not args.json) as progress:
         report = race(reference, config, progress) if reference is not None else run_race(config, progress)
-    paths = write_report(report, report_dir) if report_dir else {}
+    paths = write_report(report, config.report_dir) if config.report_dir else {}
     return report, paths
 
 

@@ -50,6 +50,7 @@ class RunConfig:
     targets_file: Path | str | None = None
     label: str | None = None
     report_dir: Path | None = None
+    write_report: bool = True  # False: the caller writes the report into report_dir itself (the CLI, to print paths)
     service_pid: int | None = None  # a local service's process, for memory
     # Faults the service was told to inject (by the names its faults endpoint takes); with
     # ``transient_faults`` they are cleared through ``Target.faults_path`` before each retry round.
@@ -125,7 +126,8 @@ def send(requests: list[PreparedRequest], *, sync: str, timeout: float, history:
 
 def run_race(config: RunConfig, progress: Progress = _no_progress) -> RunReport:
     """Run one race end to end against ``config.target`` and return its report (also written to
-    ``config.report_dir`` if set). To start the reference service for it: ``harness.reference.race``."""
+    ``config.report_dir`` if set, unless ``config.write_report`` is False). To start the reference service
+    for it: ``harness.reference.race``."""
     if config.sync not in SYNC_CHOICES:
         raise HarnessError(f"sync must be one of {', '.join(SYNC_CHOICES)}")
     if config.target is None:
@@ -136,7 +138,7 @@ def run_race(config: RunConfig, progress: Progress = _no_progress) -> RunReport:
     except (PlanError, ValueError) as exc:
         raise HarnessError(str(exc)) from None
     report = RunSession(config, progress).run()
-    if config.report_dir is not None:
+    if config.report_dir is not None and config.write_report:
         from .report import write_report
 
         write_report(report, Path(config.report_dir))

@@ -56,7 +56,8 @@ def kept_files(reports: Path) -> list[Path]:
 def set_aside(paths: list[Path], where: Path) -> Iterator[None]:
     """Move files away for the block (other tests share the run), and back afterwards."""
     where.mkdir()
-    moved = [(path, where / f"{i}.jsonl") for i, path in enumerate(paths) if path.is_file()]
+    unique = list(dict.fromkeys(paths))  # the run may have written its records beside its report already
+    moved = [(path, where / f"{i}.jsonl") for i, path in enumerate(unique) if path.is_file()]
     for path, aside in moved:
         shutil.move(path, aside)
     try:
@@ -147,10 +148,11 @@ def test_records_beside_a_moved_report_are_found_by_its_stem(fixed_run, capsys, 
 
 
 def test_a_report_moved_alone_reads_the_records_where_the_run_wrote_them(fixed_run, capsys, tmp_path):
-    shutil.copyfile(fixed_run / "mailer.json", tmp_path / "alone.json")
-    with set_aside(kept_files(fixed_run)[:1], tmp_path / "aside"):  # config.sink.records is all that is left
-        code, said = verify(capsys, tmp_path / "alone.json")
+    shutil.copyfile(fixed_run / "mailer.json", tmp_path / "alone.json")  # no alone.sink.jsonl beside it
+    code, said = verify(capsys, tmp_path / "alone.json", "--report-dir", tmp_path / "out")
     assert code == EXIT_OK, said
+    again = json.loads((tmp_path / "out" / "mailer-reverified.json").read_text())
+    assert again["config"]["sink"]["records"] == str(kept_files(fixed_run)[1])  # read where the run wrote them
 
 
 @pytest.mark.parametrize("run, expected", [("vulnerable_run", EXIT_INVALID), ("fixed_run", EXIT_OK)])

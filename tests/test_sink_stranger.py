@@ -72,6 +72,9 @@ def test_the_cli_starts_and_stops_the_sink_and_keeps_its_records_beside_the_repo
         assert result.returncode == expected, result.stdout + result.stderr
         records = [json.loads(line) for line in (reports / "mailer.sink.jsonl").read_text().splitlines()]
         assert {r["channel"] for r in records} == {"smtp", "proxy"}
+        # written there from the start, not into a temporary directory left behind
+        assert json.loads((reports / "mailer.json").read_text())["config"]["sink"]["records"] == str(
+            reports / "mailer.sink.jsonl")
         assert all(r["host"] == "crm.example.com" for r in records if r["channel"] == "proxy")
         assert MAILER_SECRET not in (reports / "mailer.json").read_text()
         with socket.socket() as probe:  # the run stopped the sink: nothing listens on its ports any more
