@@ -126,7 +126,7 @@ def race_trial(request: pytest.FixtureRequest) -> int:
 
 
 @pytest.fixture
-def race_profile(request: pytest.FixtureRequest) -> Any:
+def race_profile(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
     """A factory: race any service described by a profile, and return the oracle's report.
 
     ``race_profile(profile, variables=None, *, base_url=None, payments=10, duplicates=5, unpaid=0,
@@ -158,8 +158,11 @@ def race_profile(request: pytest.FixtureRequest) -> Any:
             profile = profile.with_base_url(base_url)
         plan = Plan(payments=payments, duplicates=duplicates, unpaid=unpaid,
                     channel_mix=parse_channel_mix(channel_mix), rounds=rounds, round_interval=round_interval, seed=seed)
+        # No report is written (the test has it); a sink's records go to the test's own tmp_path, which pytest
+        # keeps for the last few runs and then removes, rather than to a temporary directory never removed.
         report = run_race(RunConfig(plan=plan, target=profile, sync=sync, targets_file=targets,
-                                    label=label or profile.name, verify_tls=verify_tls))
+                                    label=label or profile.name, verify_tls=verify_tls,
+                                    report_dir=tmp_path, write_report=False))
         record_verdict(request, report)
         return report
 

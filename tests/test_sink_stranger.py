@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from _strangers import MAILER_PROFILE, MAILER_SECRET, mailer_with_profile
@@ -58,11 +59,12 @@ def test_the_disk_shows_one_receipt_while_the_sink_saw_every_duplicate_email_and
     assert not any("duplicate receipts" in m for m in duplicates)  # never the files
 
 
-def test_the_fixed_mailer_sends_one_email_and_one_post_per_payment(race_profile, fixed):
+def test_the_fixed_mailer_sends_one_email_and_one_post_per_payment(race_profile, fixed, tmp_path):
     report = race_profile(MAILER_PROFILE, fixed, payments=3, duplicates=DUPLICATES)
     assert report.verdict.exit_code == EXIT_OK, report.explain()
     assert all(row["effects"] == {"crm post": 1, "receipt": 1, "receipt e-mail": 1} for row in report.payments)
     assert report.config["sink"]["recorded"] == 6 and report.config["sink"]["blocked_upstream"] == 0
+    assert Path(report.config["sink"]["records"]).parent == tmp_path  # the test's own directory, removed in time
 
 
 def test_the_cli_starts_and_stops_the_sink_and_keeps_its_records_beside_the_report(vulnerable, fixed, tmp_path):
