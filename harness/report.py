@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 from .charts import TIMELINE_PAYMENTS
@@ -50,13 +49,15 @@ def write_report(report: RunReport, directory: Path, stem: str | None = None) ->
 
 
 def _sink_records_beside(report: RunReport, directory: Path, stem: str) -> Path | None:
-    """The run's sink records (JSON lines, secret headers already masked) kept as ``<stem>.sink.jsonl``."""
+    """The run's sink records (JSON lines, secret headers masked) kept as ``<stem>.sink.jsonl``."""
+    from .sink.records import copy_masked
+
     source = (report.config.get("sink") or {}).get("records")
     if not source or not Path(source).is_file():
         return None
     target = directory / f"{stem}.sink.jsonl"
     if Path(source).resolve() != target.resolve():
-        shutil.copyfile(source, target)
+        copy_masked(source, target)
     return target
 
 

@@ -69,3 +69,18 @@ def test_redaction_masks_secret_keys_in_any_case_and_uri_credentials_in_any_stri
     assert redact({"SALT_KEY": "k", "Api-Key": "k", "db": {"passwd": "p"}, "x_auth_token": 5}) == {
         "SALT_KEY": MASK, "Api-Key": MASK, "db": {"passwd": MASK}, "x_auth_token": MASK}
     assert redact(["mongodb://u:p@h/db", ("https://u:p@h",)]) == ["mongodb://***@h/db", ("https://***@h",)]
+
+
+def test_sink_records_kept_beside_a_report_have_their_credentials_masked_even_if_the_file_had_not(
+        tmp_path: Path) -> None:
+    handmade = tmp_path / "handmade.jsonl"  # e.g. given to `verify --sink-records`, never written by a sink
+    handmade.write_text(json.dumps({"seq": 1, "channel": "http", "path": "/crm",
+                                    "headers": {"Authorization": "Bearer s3cr3t-t0ken", "Content-Type": "x"}}) + "\n")
+    report = make_report("kept", [1])
+    report.config["sink"] = {"records": str(handmade)}
+
+    paths = write_report(report, tmp_path / "out")
+
+    kept = paths["sink"].read_text()
+    assert "s3cr3t-t0ken" not in kept
+    assert json.loads(kept)["headers"] == {"Authorization": MASK, "Content-Type": "x"}
