@@ -45,10 +45,13 @@ class H2Server:
     """
 
     def __init__(self, max_streams: int = 100, *, end_after: int | None = None, end_with: str = "goaway",
-                 silent_paths: tuple[str, ...] = ()) -> None:
+                 silent_paths: tuple[str, ...] = (), max_requests: int | None = None) -> None:
         """``end_after``: after answering that many request streams on a connection, end it: ``end_with``
-        "goaway" (GOAWAY, then close) or "close" (close without a word). ``silent_paths``: never answered."""
-        self.max_streams = max_streams
+        "goaway" (GOAWAY, then close) or "close" (close without a word). ``silent_paths``: never answered.
+        ``max_requests``: as hypercorn's keep_alive_max_requests, a request past that many on a connection
+        (the warm-up included) gets a GOAWAY naming the last one it will answer, and no answer."""
+        self.max_streams, self.max_requests = max_streams, max_requests
+        self.refused = 0  # requests past max_requests
         self.end_after, self.end_with, self.silent_paths = end_after, end_with, silent_paths
         self.answered: dict[int, int] = {}  # connection number -> request streams answered on it
         self.ended: list[dict] = []
@@ -108,6 +111,13 @@ class H2Server:
             if isinstance(event, h2.events.PingReceived):
                 self.ping_segments[number] = _data_segments_in(sock)  # the ACK has not left yet
             elif isinstance(event, h2.events.RequestReceived):
+                seen = conn.__dict__.setdefault("requests", [])
+                if self.max_requests is not None and len(seen) >= self.max_requests:
+                    self.refused += 1
+                    conn.close_connection(h2.errors.ErrorCodes.NO_ERROR, last_stream_id=seen[-1])
+                    sock.sendall(conn.data_to_send())
+                    return False  # the caller closes the socket: this burst's streams go unanswered
+                seen.append(event.stream_id)
                 paths[event.stream_id] = dict(event.headers)[":path"]
                 conn.__dict__.setdefault("paths", {}).update(paths)
             elif isinstance(event, h2.events.DataReceived):

@@ -123,3 +123,19 @@ def test_closing_the_sender_closes_every_kept_connection():
         sender.close()
 
     assert again.all_responded() and server.connections == 2
+
+
+def test_a_connection_is_retired_before_the_server_would_end_it_for_its_number_of_requests(monkeypatch):
+    from harness.senders import _h2conn
+
+    monkeypatch.setattr(_h2conn, "REQUESTS_PER_CONNECTION", 10)  # the server below answers 10 per connection
+    sender = PooledSinglePacket()
+    with H2Server(max_requests=10) as server:
+        waves = [burst(sender, posts(server.url, 4)) for _ in range(6)]
+        sender.close()
+
+    assert all(w.all_responded() for w in waves), [w.summary() for w in waves]
+    assert server.refused == 0
+    # 24 requests and the warm-ups, at most 10 streams a connection: wave 3 split over an old and a new one
+    assert server.connections >= 3 and any(e.meta["h2"]["reused"] for w in waves[1:] for e in w.events)
+    assert {e.meta["h2"]["connections"] for e in waves[2].events} == {2}

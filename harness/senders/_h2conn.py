@@ -36,8 +36,10 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # connection-specific fields, and only :status and three named fields are read back.
 _CONFIG = h2.config.H2Configuration(client_side=True, header_encoding=None, validate_outbound_headers=False,
                                     normalize_outbound_headers=False, validate_inbound_headers=False)
-# A client has 2**30 stream ids; a connection that has used half of them is closed rather than kept.
-_STREAM_IDS_KEPT = 1 << 29
+# Servers end a connection after so many requests with a GOAWAY (hypercorn's keep_alive_max_requests and
+# nginx's keepalive_requests: 1000 by default), which would land in the middle of a later burst. A connection
+# carries at most this many streams in all, warm-up included; a burst places the rest on another.
+REQUESTS_PER_CONNECTION = 500
 
 
 def h2_context(verify: Trust) -> ssl.SSLContext:
@@ -151,8 +153,13 @@ class H2Conn:
         """Every stream of the last burst answered in full, none open, the server still there."""
         return (self.sock is not None and self.terminated is None and self.settings_seen
                 and self.h2.counted_open_streams() == 0 and all(s in self.ended for s in self.outcomes)
-                and not any(o.error for o in self.outcomes.values())
-                and self.h2.highest_outbound_stream_id < _STREAM_IDS_KEPT)
+                and not any(o.error for o in self.outcomes.values()) and self.streams_left > 0)
+
+    @property
+    def streams_left(self) -> int:
+        """How many more streams this connection may carry (``REQUESTS_PER_CONNECTION`` in all)."""
+        highest = self.h2.highest_outbound_stream_id or 0  # a client's streams are 1, 3, 5, ...
+        return REQUESTS_PER_CONNECTION - (highest + 1) // 2
 
     def next_burst(self) -> None:
         """Forget the last burst's streams: this connection carries the next burst's."""

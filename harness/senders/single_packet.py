@@ -236,10 +236,12 @@ class SinglePacketBurst(ArmedBurst):
 def _fits(conn: H2Conn, bodies: list[bytes]) -> int:
     """How many of ``bodies`` (at least one) this connection can carry at once.
 
-    Bounded by the server's MAX_CONCURRENT_STREAMS and by the connection's send window, which every
-    stream's pre-sent body and final byte share: a body past it would wait for a WINDOW_UPDATE.
+    Bounded by the server's MAX_CONCURRENT_STREAMS, by the streams the connection may still carry in all
+    (``REQUESTS_PER_CONNECTION``: servers end a connection after so many requests), and by the connection's
+    send window, which every stream's pre-sent body and final byte share: a body past it would wait for a
+    WINDOW_UPDATE.
     """
-    limit = max(1, conn.max_streams)
+    limit = max(1, min(conn.max_streams, conn.streams_left))
     window = conn.h2.outbound_flow_control_window
     taken = used = 0
     for body in bodies[:limit]:
