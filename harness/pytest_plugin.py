@@ -137,6 +137,7 @@ def race_profile(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
     https service's certificate. The service is yours to
     start; the verdict counts toward ``race_trials`` like the ``race`` fixture's.
     """
+    import itertools
     from pathlib import Path
 
     from .options import RUN, defaults
@@ -145,6 +146,7 @@ def race_profile(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
     from .runner import RunConfig, run_race
 
     d = defaults(RUN)
+    runs = itertools.count(1)
 
     def run(profile: "str | Path | Profile", variables: dict[str, str] | None = None, *, base_url: str | None = None,
             payments: int = d["payments"], duplicates: int = d["duplicates"], unpaid: int = d["unpaid"],
@@ -160,9 +162,10 @@ def race_profile(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
                     channel_mix=parse_channel_mix(channel_mix), rounds=rounds, round_interval=round_interval, seed=seed)
         # No report is written (the test has it); a sink's records go to the test's own tmp_path, which pytest
         # keeps for the last few runs and then removes, rather than to a temporary directory never removed.
+        # One directory per run: two runs in one test must not share (and truncate) one records file.
         report = run_race(RunConfig(plan=plan, target=profile, sync=sync, targets_file=targets,
                                     label=label or profile.name, verify_tls=verify_tls,
-                                    report_dir=tmp_path, write_report=False))
+                                    report_dir=tmp_path / f"race-run-{next(runs)}", write_report=False))
         record_verdict(request, report)
         return report
 

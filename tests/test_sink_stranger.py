@@ -20,6 +20,7 @@ import pytest
 from _strangers import MAILER_PROFILE, MAILER_SECRET, mailer_with_profile
 
 from harness.embedded import free_port
+from harness.sink import read_records
 from harness.result import EXIT_INCONCLUSIVE, EXIT_INVALID, EXIT_OK, EXIT_USAGE
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("mitmdump")]
 
@@ -64,7 +65,10 @@ def test_the_fixed_mailer_sends_one_email_and_one_post_per_payment(race_profile,
     assert report.verdict.exit_code == EXIT_OK, report.explain()
     assert all(row["effects"] == {"crm post": 1, "receipt": 1, "receipt e-mail": 1} for row in report.payments)
     assert report.config["sink"]["recorded"] == 6 and report.config["sink"]["blocked_upstream"] == 0
-    assert Path(report.config["sink"]["records"]).parent == tmp_path  # the test's own directory, removed in time
+    assert Path(report.config["sink"]["records"]).parent.parent == tmp_path  # the test's own, removed in time
+    again = race_profile(MAILER_PROFILE, fixed, payments=1, duplicates=DUPLICATES)  # a second run, same test
+    assert again.config["sink"]["records"] != report.config["sink"]["records"]  # each run's records its own
+    assert len(read_records(report.config["sink"]["records"])) == 6
 
 
 def test_the_cli_starts_and_stops_the_sink_and_keeps_its_records_beside_the_report(vulnerable, fixed, tmp_path):
