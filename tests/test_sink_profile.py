@@ -97,3 +97,19 @@ def test_a_finished_runs_records_are_read_quiet_and_a_missing_file_is_unknown_na
     assert not effects and str(tmp_path / "moved.sink.jsonl") in problems[0].message
     assert str(tmp_path / "gone.jsonl") in problems[0].message
     assert nothing_reached(spec, missing, payments=1) is None  # not "nothing reached": the file is what is missing
+
+
+def test_records_found_by_default_that_another_run_rewrote_are_not_judged_as_this_runs(tmp_path):
+    from harness.sink import kept_records
+
+    shared = tmp_path / "sink.jsonl"  # a profile's `[sink] records`: every run writes (and truncates) it
+    line = '{{"seq": {n}, "t": 1.0, "channel": "smtp", "recipients": ["a@x"], "subject": "Receipt RH{n}"}}\n'
+    shared.write_text(line.format(n=1) + line.format(n=2))  # the next run's two records
+    config = {"sink": {"records": str(shared), "recorded": 3, "blocked_upstream": 0}}  # this run kept three
+
+    stale = kept_records(config, tmp_path / "moved" / "run.json")
+    assert stale.missing and str(shared) in stale.missing
+    config["sink"]["recorded"] = 2
+    assert kept_records(config, tmp_path / "moved" / "run.json").missing is None  # its own, as many as it kept
+    config["sink"]["recorded"] = 3
+    assert kept_records(config, given=shared).missing is None  # a file named on purpose is trusted

@@ -33,7 +33,8 @@ class RecordedSink:
         if self.records_path is not None and self.records_path.is_file():
             return None
         where = ", ".join(str(p) for p in self.looked_for) or "nowhere: the report names no records file"
-        return f"the run's sink records were not found (looked for {where}); --sink-records FILE names them"
+        return (f"the run's sink records were not found (looked for {where}; a file there holding other than the "
+                f"number of records the report says the run kept is another run's); --sink-records FILE names them")
 
     def records(self) -> list[dict[str, Any]]:
         """Every record the run kept; SinkError when there are none to read (never an empty, silent sink)."""
@@ -77,5 +78,16 @@ def kept_records(config: dict[str, Any], report_file: Path | str | None = None,
             candidates.append(report.with_name(f"{report.stem}.sink.jsonl"))
         if sink.get("records") and Path(sink["records"]).resolve() not in [c.resolve() for c in candidates]:
             candidates.append(Path(sink["records"]))
-    found = next((c for c in candidates if c.is_file()), None)
+    # A file found by default must be this run's: the path the run wrote to is reused (and truncated) by the
+    # next run with the same [sink] records or label, so its counts are checked against the report's.
+    found = next((c for c in candidates if c.is_file() and (given is not None or _same_run(c, sink))), None)
     return RecordedSink(found, ports=sink.get("ports"), looked_for=candidates)
+
+
+def _same_run(path: Path, sink: dict[str, Any]) -> bool:
+    """Whether the records in ``path`` are as many as the report says its run recorded (when it says)."""
+    if "recorded" not in sink:
+        return True
+    records = read_records(path)
+    return (sum(1 for r in records if "blocked" not in r) == sink.get("recorded")
+            and sum(1 for r in records if "blocked" in r) == sink.get("blocked_upstream", 0))
