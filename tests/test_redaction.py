@@ -84,3 +84,16 @@ def test_sink_records_kept_beside_a_report_have_their_credentials_masked_even_if
     kept = paths["sink"].read_text()
     assert "s3cr3t-t0ken" not in kept
     assert json.loads(kept)["headers"] == {"Authorization": MASK, "Content-Type": "x"}
+
+
+def test_hand_made_sink_records_lose_list_form_credentials_and_url_passwords_when_kept(tmp_path: Path) -> None:
+    handmade = tmp_path / "handmade.jsonl"
+    handmade.write_text(json.dumps({"seq": 1, "channel": "proxy", "url": "https://crm:hunter2@crm.example.com/x",
+                                    "headers": [["Authorization", "Basic aHVudGVyMg=="], ["Accept", "*/*"]]}) + "\n")
+    report = make_report("kept", [1])
+    report.config["sink"] = {"records": str(handmade)}
+
+    kept = write_report(report, tmp_path / "out")["sink"].read_text()
+
+    assert "hunter2" not in kept and "aHVudGVyMg==" not in kept
+    assert json.loads(kept)["headers"][1] == ["Accept", "*/*"]

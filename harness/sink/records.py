@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..redact import MASK, is_secret_key
+from ..redact import MASK, is_secret_key, redact
 
 # Header names that carry credentials beyond what ``is_secret_key`` names: webhook signatures, API keys.
 _SECRET_HEADER_PARTS = ("signature", "api-key", "x-api-key", "auth")
@@ -77,6 +77,11 @@ def copy_masked(source: Path | str, target: Path | str) -> None:
     (``verify --sink-records``) was never written by a sink that masks."""
     with open(target, "w", encoding="utf-8") as out:
         for record in read_records(source):
-            if isinstance(record.get("headers"), dict):
-                record["headers"] = masked_headers(record["headers"])
-            out.write(json.dumps(record, default=str) + "\n")
+            headers = record.get("headers")
+            if isinstance(headers, dict):
+                record["headers"] = masked_headers(headers)
+            elif isinstance(headers, list):  # [[name, value], ...], as a hand-made file may have them
+                record["headers"] = [[p[0], MASK] if isinstance(p, list) and len(p) == 2 and secret_header(str(p[0]))
+                                     else p for p in headers]
+            # the report's own rule over the rest: secret-named fields, credentials in URLs and text
+            out.write(json.dumps(redact(record), default=str) + "\n")
