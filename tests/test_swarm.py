@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field, replace
+from enum import Enum
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Iterator
@@ -285,10 +286,14 @@ def test_an_event_crosses_the_wire_as_plain_data_and_comes_back_equal():
     assert back == replace(event, meta={**event.meta, "tags": ["a", "b"]})
 
 
+class _Kind(str, Enum):
+    A = "a"
+
+
 @pytest.mark.parametrize("value", [
     {"n": float("inf"), 3: "int key", None: "null key", True: "bool key", 2.5: "float key"},
     {"nested": ({"t": (1, 2)}, [None, False])},
-    {"enum": HTTPStatus.OK, "path": Path("/tmp/x"), "bytes": b"\x00"},
+    {"enum": HTTPStatus.OK, "path": Path("/tmp/x"), "bytes": b"\x00", _Kind.A: "str-enum key", HTTPStatus.OK: 1},
     "text", 7, None,
 ], ids=["keys", "nested", "odd-types", "str", "int", "none"])
 def test_an_events_values_cross_the_wire_exactly_as_a_json_round_trip_would_carry_them(value):

@@ -79,9 +79,10 @@ def plain(value: Any) -> Any:
 def _key(key: Any) -> str:
     if type(key) is str:
         return key
-    if key is None or isinstance(key, (bool, int, float)):
-        return json.dumps(key)  # None -> "null", True -> "true", 1.5 -> "1.5", as JSON keys are written
-    return str(key)
+    try:  # as JSON writes a key: None -> "null", True -> "true", 1.5 -> "1.5", a str enum by its value
+        return next(iter(json.loads(json.dumps({key: 0}))))
+    except TypeError:  # a key JSON refuses (a tuple): its text, rather than losing the event
+        return str(key)
 
 
 def event_from_wire(data: dict[str, Any]) -> Event:
