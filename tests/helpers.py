@@ -11,6 +11,10 @@ from harness.embedded import ServiceProcess
 from harness.reference import target_of  # noqa: F401 (re-exported for the tests)
 from harness.target import Payment, Target
 
+# A test's own request to a service it started: httpx's 5 s default is too short for a loaded CI machine,
+# where a fresh service's answer can stall for seconds (the bound only has to end a hung test).
+HTTP_TIMEOUT = 30.0
+
 
 def claim_winners(claim, *args, threads: int = 20) -> int:
     """How many of ``threads`` threads, released together by a barrier, got a claim (a non-None answer)."""

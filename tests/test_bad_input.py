@@ -7,7 +7,7 @@ import json
 
 import httpx
 import pytest
-from helpers import create_payments, receipt_files, target_of
+from helpers import HTTP_TIMEOUT, create_payments, receipt_files, target_of
 
 from harness.signing import callback_payload, signed_callback, x_verify
 from harness.target import UAT_SALT_KEY
@@ -72,14 +72,14 @@ CASES = list(_cases(type("P", (), {"merchant_transaction_id": "MT0", "amount": 1
 def test_bad_callback_is_rejected_and_changes_nothing(service, payment, case):
     status, body, headers = _cases(payment)[case]
     url = service.url + API
-    before = httpx.get(f"{url}/{payment.id}").json()
+    before = httpx.get(f"{url}/{payment.id}", timeout=HTTP_TIMEOUT).json()
     files_before = receipt_files(service)
 
-    response = httpx.post(f"{url}/phonepe/callback", content=body, headers=headers)
+    response = httpx.post(f"{url}/phonepe/callback", content=body, headers=headers, timeout=HTTP_TIMEOUT)
 
     assert response.status_code == status, response.text
     assert response.json()["error"]  # a clear message, not an empty body
-    assert httpx.get(f"{url}/{payment.id}").json() == before
+    assert httpx.get(f"{url}/{payment.id}", timeout=HTTP_TIMEOUT).json() == before
     assert receipt_files(service) == files_before
 
 
@@ -89,15 +89,15 @@ def test_late_failed_or_pending_callback_never_downgrades_a_paid_charge(service,
     body, headers = _callback(payment)
     generated = httpx.post(f"{url}/phonepe/callback", content=body, headers=headers, timeout=30)  # writes a PDF
     assert generated.json()["receipt"] == "generated"
-    paid = httpx.get(f"{url}/{payment.id}").json()
+    paid = httpx.get(f"{url}/{payment.id}", timeout=HTTP_TIMEOUT).json()
     files = receipt_files(service)
 
     body, headers = _callback(payment, state=state)
-    response = httpx.post(f"{url}/phonepe/callback", content=body, headers=headers)
+    response = httpx.post(f"{url}/phonepe/callback", content=body, headers=headers, timeout=HTTP_TIMEOUT)
 
     assert response.status_code == 200
     assert response.json()["receipt"] == "not_paid"
-    assert httpx.get(f"{url}/{payment.id}").json() == paid
+    assert httpx.get(f"{url}/{payment.id}", timeout=HTTP_TIMEOUT).json() == paid
     assert receipt_files(service) == files
 
 
@@ -105,9 +105,9 @@ def test_failed_callback_marks_a_pending_charge_failed_without_a_receipt(service
     url = service.url + API
     files = receipt_files(service)
     body, headers = _callback(payment, state="FAILED")
-    response = httpx.post(f"{url}/phonepe/callback", content=body, headers=headers)
+    response = httpx.post(f"{url}/phonepe/callback", content=body, headers=headers, timeout=HTTP_TIMEOUT)
     assert response.json()["receipt"] == "not_paid"
-    charge = httpx.get(f"{url}/{payment.id}").json()
+    charge = httpx.get(f"{url}/{payment.id}", timeout=HTTP_TIMEOUT).json()
     assert (charge["paymentStatus"], charge["receiptGenerated"]) == ("failed", False)
     assert receipt_files(service) == files
 
@@ -121,7 +121,7 @@ def test_failed_callback_marks_a_pending_charge_failed_without_a_receipt(service
     {"vendorName": "v", "exhibitionId": "e", "amount": 100, "receiptPath": "/etc/passwd"},
 ])
 def test_invalid_charge_is_rejected_with_400(service, body):
-    response = httpx.post(service.url + API, json=body)
+    response = httpx.post(service.url + API, json=body, timeout=HTTP_TIMEOUT)
     assert response.status_code == 400
     assert "invalid request" in response.json()["error"]
 
@@ -152,5 +152,5 @@ def test_a_stored_receipt_path_outside_the_directory_is_never_served(tmp_path):
     secret.write_bytes(b"%PDF-1.4 not yours")
     store.save_receipt(charge["_id"], str(secret))  # as if the database had been tampered with
     with serve_in_thread(create_app(ServiceConfig(receipts_dir=tmp_path / "receipts"), store=store)) as url:
-        response = httpx.get(f"{url}{API}/{charge['_id']}/receipt")
+        response = httpx.get(f"{url}{API}/{charge['_id']}/receipt", timeout=HTTP_TIMEOUT)
     assert response.status_code == 404 and b"not yours" not in response.content

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import create_payments, outcomes, receipt_files, target_of
+from helpers import HTTP_TIMEOUT, create_payments, outcomes, receipt_files, target_of
 
 from _poll import wait_until
 from harness import reverify
@@ -242,7 +242,7 @@ def test_the_sweep_renames_an_interrupted_completion_and_regenerates_a_lost_rece
 
 def test_the_sweep_is_refused_outside_lease_mode(start_reference):
     service = start_reference("atomic", generation_delay_ms=0)
-    response = httpx.post(service.url + "/_admin/sweep")
+    response = httpx.post(service.url + "/_admin/sweep", timeout=HTTP_TIMEOUT)
     assert response.status_code == 409 and "lease" in response.json()["error"]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from helpers import create_payments, receipt_files, target_of
+from helpers import HTTP_TIMEOUT, create_payments, receipt_files, target_of
 
 from harness.reference import start_simulator
 from harness.signing import status_headers
@@ -23,11 +23,11 @@ def simulator(tmp_path):
 
 def test_status_api_refuses_a_wrongly_signed_request(simulator):
     path = f"/pg/v1/status/{UAT_MERCHANT_ID}/MT1"
-    httpx.put(f"{simulator.url}/sim/transactions/MT1", json={"amount": 100}).raise_for_status()
+    httpx.put(f"{simulator.url}/sim/transactions/MT1", json={"amount": 100}, timeout=HTTP_TIMEOUT).raise_for_status()
     wrong = status_headers(path, UAT_MERCHANT_ID, "not-the-salt", 1)
-    assert httpx.get(simulator.url + path, headers=wrong).status_code == 401
+    assert httpx.get(simulator.url + path, headers=wrong, timeout=HTTP_TIMEOUT).status_code == 401
     right = status_headers(path, UAT_MERCHANT_ID, UAT_SALT_KEY, 1)
-    answer = httpx.get(simulator.url + path, headers=right).json()
+    answer = httpx.get(simulator.url + path, headers=right, timeout=HTTP_TIMEOUT).json()
     assert (answer["code"], answer["data"]["state"], answer["data"]["amount"]) == ("PAYMENT_SUCCESS", "COMPLETED", 100)
 
 

@@ -18,6 +18,7 @@ from email.message import EmailMessage
 import httpx
 import pytest
 from _poll import wait_until
+from helpers import HTTP_TIMEOUT
 
 from harness.sink import Sink, SinkError, SinkSettings
 
@@ -43,7 +44,7 @@ def sink(tmp_path):
 
 def test_an_http_call_is_recorded_and_answered_as_configured_with_its_secrets_masked(sink):
     answer = httpx.post(f"http://127.0.0.1:{sink.ports['http']}/v1/donations?src=hook", json={"orderRef": "don_1"},
-                        headers={"Authorization": "Bearer live-token-123", "X-Request-Id": "r1"})
+                        headers={"Authorization": "Bearer live-token-123", "X-Request-Id": "r1"}, timeout=HTTP_TIMEOUT)
     assert (answer.status_code, answer.json()) == (202, {"queued": True})
     (record,) = wait_until(sink.records, message="the call's record")
     assert (record["channel"], record["method"], record["path"]) == ("http", "POST", "/v1/donations?src=hook")
@@ -80,7 +81,7 @@ def test_a_truncated_pdf_attachment_is_recorded_as_unreadable(sink):
 
 
 def test_quiet_counts_from_the_last_record(sink):
-    httpx.get(f"http://127.0.0.1:{sink.ports['http']}/ping")
+    httpx.get(f"http://127.0.0.1:{sink.ports['http']}/ping", timeout=HTTP_TIMEOUT)
     wait_until(sink.records, message="the call's record")
     assert sink.quiet_for() < 30
     assert sink.env()["SMTP_PORT"] == str(sink.ports["smtp"])

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from _strangers import stranger
 from fpdf import FPDF
+from helpers import HTTP_TIMEOUT
 
 from harness import Plan, RunConfig, run_race
 from harness.cli import main
@@ -112,7 +113,7 @@ def test_the_reference_service_reports_its_processing_time_in_server_timing(star
     (payment,) = _create(target_of(service), 1)
     response = httpx.post(target_of(service).url(target_of(service).callback_path),
                           content=target_of(service).callback_request(payment).body,
-                          headers=dict(target_of(service).callback_request(payment).headers))
+                          headers=dict(target_of(service).callback_request(payment).headers), timeout=HTTP_TIMEOUT)
     name, _, duration = response.headers["server-timing"].partition(";dur=")
     assert name == "app" and float(duration) >= 120  # the generation's delay is inside the processing time
     assert response.json()["receipt"] == "generated"

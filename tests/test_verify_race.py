@@ -6,7 +6,7 @@ import httpx
 import pytest
 import respx
 from _inprocess import serve_in_thread
-from helpers import create_payments, outcomes
+from helpers import HTTP_TIMEOUT, create_payments, outcomes
 
 from harness.burst import fire
 from harness.signing import callback_payload, x_verify
@@ -91,7 +91,7 @@ def test_unreachable_status_api_is_a_502_and_changes_nothing(tmp_path):
     with serve_in_thread(create_app(config)) as url:
         target = Target(base_url=url)
         (payment,) = create_payments(target, 1)
-        response = httpx.post(target.url(target.verify_path, payment))
+        response = httpx.post(target.url(target.verify_path, payment), timeout=HTTP_TIMEOUT)
         assert response.status_code == 502
-        assert httpx.get(target.url(target.state_path, payment)).json()["paymentStatus"] == "pending"
+        assert httpx.get(target.url(target.state_path, payment), timeout=HTTP_TIMEOUT).json()["paymentStatus"] == "pending"
         assert list((tmp_path / "r").iterdir()) == []
