@@ -60,13 +60,22 @@ def stop(processes: list[subprocess.Popen]) -> None:
 
 def failed_tests(junit: Path) -> list[str]:
     """Test ids (``path::name``) with a failure or error in a junit XML report."""
+    return [test for test, _ in failures_in(junit)]
+
+
+def failures_in(junit: Path) -> list[tuple[str, str]]:
+    """(test id, the first line of its failure or error message) for every test that failed."""
     if not junit.exists():
         return []
     failed = []
     for case in ET.parse(junit).iter("testcase"):
-        if case.find("failure") is not None or case.find("error") is not None:
+        problem = case.find("failure")
+        problem = problem if problem is not None else case.find("error")
+        if problem is not None:
             module = case.get("classname", "").replace(".", "/")
-            failed.append(f"{module}.py::{case.get('name')}" if module else case.get("name", "?"))
+            test = f"{module}.py::{case.get('name')}" if module else case.get("name", "?")
+            message = (problem.get("message") or problem.text or "").strip().splitlines()
+            failed.append((test, message[0][:300] if message else ""))
     return failed
 
 
@@ -110,14 +119,17 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             finally:
                 stop(load)
-            failed = failed_tests(junit)
+            found = failures_in(junit)
+            failed = [test for test, _ in found]
             if code == 0:
                 passes += 1
             elif not failed:
                 failed = [f"(run exited {code} with no failed test: {last})"]
             failures.update(failed)
+            # the first line of each message: why a flaky test failed is gone with the run's temp directory
             print(f"run {run}/{args.runs}: exit {code}, {last} ({time.monotonic() - started:.0f} s)"
-                  + "".join(f"\n    FAILED {test}" for test in failed), flush=True)
+                  + "".join(f"\n    FAILED {test}" + (f"\n      {why}" if why else "") for test, why in found)
+                  + ("" if found else "".join(f"\n    FAILED {test}" for test in failed)), flush=True)
 
     load_note = f", under load ({args.load})" if args.under_load else ""
     print(f"\n{args.runs} runs{load_note}: {passes} passed, {args.runs - passes} failed")
