@@ -24,6 +24,7 @@ from harness.plan import Plan
 from harness.reference import FaultFlags, target_of
 from harness.result import RunReport
 from harness.swarm import (
+    GO,
     HELLO,
     Coordinator,
     Handler,
@@ -50,6 +51,7 @@ class Hub:
     def __init__(self) -> None:
         self.handlers: dict[str, dict[str, Handler]] = {}
         self.inboxes: dict[str, queue.Queue] = {}
+        self.delays: dict[str, float] = {}  # message kind -> seconds its delivery takes (a slow network)
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
 
@@ -83,7 +85,14 @@ class HubTransport:
     node: str
 
     def send(self, kind: str, data: dict[str, Any], to: str | None = None) -> None:
-        self.hub.inboxes[to or MASTER].put((self.node, kind, json.loads(json.dumps(data))))
+        message = (self.node, kind, json.loads(json.dumps(data)))
+        inbox = self.hub.inboxes[to or MASTER]
+        if kind in self.hub.delays:
+            timer = threading.Timer(self.hub.delays[kind], inbox.put, args=(message,))
+            timer.daemon = True
+            timer.start()
+        else:
+            inbox.put(message)
 
     def on(self, kind: str, handler: Handler) -> None:
         self.hub.handlers[self.node][kind] = handler
@@ -218,6 +227,21 @@ def test_a_lane_that_never_answers_is_named_and_gets_no_more_shares_while_the_ot
     assert {e.meta["worker"] for e in swarm.coordinator.history.events} == {"lane-a"}
     # The first wave lost the silent lane's half; every later wave went whole to lane-a.
     assert len(swarm.coordinator.history.events) == 4 * 2 - 2
+
+
+def test_a_live_lane_keeps_its_share_when_the_release_instant_comes_only_after_the_master_gave_up_a_silent_one(
+        swarm, reference_service):
+    service = reference_service("atomic", generation_delay_ms=0)
+    swarm.hub.delays[GO] = 0.5  # the instant reaches the lanes half a second after the master names it
+    swarm.lane("lane-a")
+    swarm.silent_lane("lane-silent")
+    # The master names the first wave's instant only when its wait for the silent lane's READY ends (5 s);
+    # the live lane, READY long before, must still be waiting for it then, and a little longer.
+    config = WaveConfig(wave_size=2, inflight=1, burst_timeout=4.0, slack=1.0, lane_wait=10.0)
+    swarm.run(target_of(service), Plan(payments=4, duplicates=2), config)
+
+    assert [lapse.split(":")[0] for lapse in swarm.coordinator.lapses] == ["lane lane-silent"]
+    assert len(swarm.coordinator.history.events) == 4 * 2 - 2  # only the silent lane's half of wave 1 lost
 
 
 def test_a_master_whose_only_lane_never_answers_stops_with_an_error_naming_it_instead_of_hanging(

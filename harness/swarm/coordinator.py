@@ -260,9 +260,13 @@ class Coordinator:
         with self._lock:
             self.waves[wave.id] = wave
         step = c.burst_timeout + c.slack
+        # A lane waits for its release instant longer than the master waits for every READY: when another lane
+        # is silent, the master names the instant only at the end of its wait, and a live lane whose own wait
+        # ended at the same moment would drop a share the master is about to release.
+        go_timeout = step + c.release_lead + c.slack
         for node, share in shares.items():
             self.transport.send(PREPARE, {"run": self.run_id, "wave": wave.id, "requests": share, "sync": c.sync,
-                                          "timeout": c.burst_timeout, "go_timeout": step,
+                                          "timeout": c.burst_timeout, "go_timeout": go_timeout,
                                           "origin_wall": self.history.origin_wall,
                                           "warmup_path": work.target.health_path,
                                           "verify_tls": work.target.tls_trust}, to=node)
