@@ -12,7 +12,6 @@ import json
 import selectors
 import socket
 import struct
-import threading
 import time
 
 import h2.config
@@ -20,6 +19,8 @@ import h2.connection
 import h2.errors
 import h2.events
 import h2.settings
+
+from _loopback import LoopbackServer
 
 from harness._recorder import (
     _ANCILLARY,
@@ -36,7 +37,7 @@ def _data_segments_in(sock: socket.socket) -> int:
     return struct.unpack_from("I", sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256), _DATA_SEGS_IN)[0]
 
 
-class H2Server:
+class H2Server(LoopbackServer):
     """An h2c server (prior knowledge) that answers every request 200 and records how its streams ended.
 
     ``ended``: one dict per request stream (conn, stream, path, kernel_ns of the segment with its
@@ -59,21 +60,8 @@ class H2Server:
         self.connections = 0
         self.closed = 0  # connections this server ended
         self.stamping = _await_stamping()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        _enable_timestamping(self._listener)
+        _enable_timestamping(self.listen(self._serve))
         self._listener.setblocking(False)
-        self.url = "http://127.0.0.1:%d" % self._listener.getsockname()[1]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-
-    def __enter__(self) -> "H2Server":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._listener.close()
 
     def _serve(self) -> None:
         conns: dict[socket.socket, tuple[int, h2.connection.H2Connection]] = {}

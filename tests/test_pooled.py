@@ -13,6 +13,7 @@ import time
 import h11
 import pytest
 
+from _loopback import LoopbackServer
 from _poll import wait_until
 
 from harness.senders import PreparedRequest
@@ -21,28 +22,15 @@ from harness.senders.pooled import ConnectionPool, PooledLastByte
 _SERVE_FOR = 30.0  # no test server thread outlives this
 
 
-class Server:
+class Server(LoopbackServer):
     """Answers every request 200; ``close_after``: "no" (keep-alive), "say" (Connection: close), "silently"."""
 
     def __init__(self, close_after: str = "no") -> None:
         self.close_after = close_after
         self.accepted = 0
         self.closed = 0
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)
-        self.url = "http://127.0.0.1:%d" % self._listener.getsockname()[1]
-        self._stop = threading.Event()
+        self.listen(self._accept).settimeout(0.05)
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-
-    def __enter__(self) -> "Server":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._listener.close()
 
     def _accept(self) -> None:
         end = time.monotonic() + _SERVE_FOR
