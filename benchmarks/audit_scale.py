@@ -43,7 +43,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, without installing
 
 from harness.audit import audit_directory  # noqa: E402
-from harness.observe import pool_size, read_receipts, scan_receipts  # noqa: E402
+from harness.observe.files import pool_size, read_receipts, scan_receipts  # noqa: E402
 
 STAMP = 1_700_000_000_000
 DUPLICATES, DAMAGED, TEMPORARY = 0.01, 0.001, 0.001

@@ -43,8 +43,8 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, without installing
 
-from harness._recorder import Recorder  # noqa: E402
-from harness.burst import PreparedRequest, fire  # noqa: E402
+from harness.local.recorder import Recorder  # noqa: E402
+from harness.senders.burst import PreparedRequest, fire  # noqa: E402
 
 TARGET_N = 50
 TARGET_MS = 2.0  # last-byte kernel-seen spread at N = TARGET_N

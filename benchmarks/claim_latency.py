@@ -108,7 +108,8 @@ def stores(include_wire: bool) -> Iterator[list[tuple[str, ChargeStore]]]:
     opened: list[tuple[str, ChargeStore]] = [("memory", open_store(None, "bench"))]
     with contextlib.ExitStack() as stack:
         if include_wire:
-            from harness.wire import WireServerError, start_wire_server  # runs SecantusDB as its own process
+            from harness.errors import WireServerError
+            from harness.local.wire import start_wire_server  # runs SecantusDB as its own process
 
             try:
                 server = stack.enter_context(start_wire_server())

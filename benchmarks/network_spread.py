@@ -5,13 +5,13 @@
 
 One run, every cell side by side: for each N and each repeat, a naive (httpx + gather, HTTP/1.1),
 a last-byte (HTTP/1.1) and a single-packet (HTTP/2, h2c) burst of N POSTs, each straight to a
-loopback stamping server and through a relay (``harness.relay``) that holds every chunk it
+loopback stamping server and through a relay (``harness.local.relay``) that holds every chunk it
 forwards for ``--delay-ms`` plus a per-chunk jitter (|N(0, jitter)|, drawn independently per
 connection, order kept within a connection) - the "20 ms +- 3 ms" link. The figure per burst is
 the kernel-seen spread: first..last kernel receive timestamp (``SO_TIMESTAMPING``) of the segment
 that completed each request at the stamping server; the table shows the median over the repeats.
 
-Processes: the stamping servers (HTTP/1.1: ``harness._recorder.Recorder``; HTTP/2: a small h2c
+Processes: the stamping servers (HTTP/1.1: ``harness.local.recorder.Recorder``; HTTP/2: a small h2c
 server below) run in one child process, the relays in another, the senders in this one: none
 competes with another for a GIL.
 
@@ -42,7 +42,7 @@ import h2.connection  # noqa: E402
 import h2.events  # noqa: E402
 import h2.settings  # noqa: E402
 
-from harness._recorder import _ANCILLARY, Recorder, _await_stamping, _enable_timestamping, _kernel_ns  # noqa: E402
+from harness.local.recorder import ANCILLARY, Recorder, await_stamping, enable_timestamping, kernel_time_ns  # noqa: E402
 from harness.senders import PreparedRequest, fire  # noqa: E402
 
 MODES = ("naive", "last-byte", "single-packet")
@@ -64,7 +64,7 @@ class H2Stamper:
         self.records: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
-        _enable_timestamping(self._listener)
+        enable_timestamping(self._listener)
         self._listener.setblocking(False)
         self.port = self._listener.getsockname()[1]
         threading.Thread(target=self._serve, daemon=True).start()
@@ -78,7 +78,7 @@ class H2Stamper:
                 for key, _ in selector.select(0.05):
                     if key.fileobj is self._listener:
                         sock, _ = self._listener.accept()
-                        _enable_timestamping(sock)
+                        enable_timestamping(sock)
                         conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False,
                                                                                    header_encoding="utf-8"))
                         conn.local_settings = h2.settings.Settings(client=False, initial_values={
@@ -94,12 +94,12 @@ class H2Stamper:
 
     def _receive(self, sock: socket.socket, conn: h2.connection.H2Connection, bursts: dict[int, str]) -> bool:
         try:
-            data, ancillary, _, _ = sock.recvmsg(65536, _ANCILLARY)
+            data, ancillary, _, _ = sock.recvmsg(65536, ANCILLARY)
         except OSError:
             return False
         if not data:
             return False
-        kernel_ns = _kernel_ns(ancillary)
+        kernel_ns = kernel_time_ns(ancillary)
         try:
             events = conn.receive_data(data)
         except Exception:  # noqa: BLE001 - a protocol error ends this connection only
@@ -133,7 +133,7 @@ class H2Stamper:
 
 def _serve_stampers(conn: Any) -> None:
     """Child: an HTTP/1.1 recorder and an h2c stamper; answers (burst, n, protocol) with kernel stamps."""
-    if not _await_stamping():
+    if not await_stamping():
         conn.send(None)
         return
     with Recorder() as h1:
@@ -163,7 +163,7 @@ def _serve_stampers(conn: Any) -> None:
 
 def _serve_relays(conn: Any, ports: dict[str, int], delay: float, jitter: float) -> None:
     """Child: one relay in front of each stamping server, the same link for both."""
-    from harness.relay import Relay
+    from harness.local.relay import Relay
 
     relays = {name: Relay(port, up_delay=lambda _: delay, down_delay=lambda _: delay, jitter=jitter, seed=i)
               for i, (name, port) in enumerate(ports.items())}

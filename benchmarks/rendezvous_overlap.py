@@ -20,7 +20,7 @@ Two places to look, each the median over the repeats of first..last arrival of o
 * ``X-Arrival-Ns`` of the reference service (the app's own clock). It is stamped when a request's
   headers are complete, so the burst is a bodiless ``GET /healthz``: for a POST with a body the
   stamp is the prefix's arrival, not the request's;
-* the kernel's receive timestamp of each request's completing segment (``harness._recorder``, in a
+* the kernel's receive timestamp of each request's completing segment (``harness.local.recorder``, in a
   child process), for a signed callback POST - what the sender controls.
 """
 
@@ -50,7 +50,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.history import History  # noqa: E402
 from harness.senders import SENDERS, PreparedRequest, fire  # noqa: E402
-from harness.target import Payment, Target  # noqa: E402
+from harness.profile.payments import Payment
+from harness.profile.legacy import Target  # noqa: E402
 
 LEAD = 0.25  # seconds between opening and the absolute release instant
 
@@ -155,7 +156,7 @@ def child(at: float) -> None:
 
 def recorder_child() -> None:
     """Serve a kernel-timestamping recorder; answer "<count> <burst>" lines with the burst's kernel times."""
-    from harness._recorder import Recorder
+    from harness.local.recorder import Recorder
 
     with Recorder() as recorder:
         print(recorder.url, flush=True)

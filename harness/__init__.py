@@ -1,22 +1,30 @@
-"""race-harness: prove a webhook handler produces its side effect exactly once under concurrency."""
+"""race-harness: prove a webhook handler produces its side effect exactly once under concurrency.
 
-__version__ = "0.1.0"
+The stages of a run, one package each: ``profile`` (the service's contract) → ``prepare`` (payments
+and signed deliveries) → ``senders`` (the burst) → ``history`` → ``observe`` (side effects and state
+read back) → ``oracle`` (checkers) → ``verdict`` → ``report``. ``run`` holds the session that drives
+them; ``cli``, ``swarm`` (Locust) and ``pytest_plugin`` are the front ends.
+"""
 
-from .burst import BurstResult, HeldBurst, PreparedRequest, fire  # noqa: E402
-from .history import Event, History  # noqa: E402
-from .oracle import CHECKERS, Evidence, PlannedPayment, check  # noqa: E402
-from .plan import Plan, PlanError, parse_channel_mix  # noqa: E402
-from .result import CheckResult, RunReport, TargetResult, Verdict, Violation, decide  # noqa: E402
-from .runner import (  # noqa: E402
-    HarnessError, RunConfig, build_requests, prepare_payments, reverify, run_race, send, verify_history,
+from harness.errors import (
+    ConfigError, HarnessError, PlanError, ProfileError, RaceHarnessError, TargetError, TargetsError,
 )
-from .target import Payment, Signing, Target, TargetError  # noqa: E402
-from .targets import MetricTarget, evaluate, load_targets  # noqa: E402
+from harness.history import Event, History
+from harness.oracle import CHECKERS, CheckResult, Evidence, PlannedPayment, Violation, check
+from harness.prepare import Plan, build_requests, parse_channel_mix, prepare_payments
+from harness.profile import Payment, Profile, Signing, Target, load_profile
+from harness.report import write_report
+from harness.run import RunConfig, RunSession, reverify, run_race, send, verify_history
+from harness.senders import BurstResult, PreparedRequest, fire
+from harness.senders.burst import HeldBurst
+from harness.verdict import MetricTarget, RunReport, TargetResult, Verdict, decide, evaluate, load_targets
+from harness.version import __version__
 
 __all__ = [
-    "BurstResult", "CHECKERS", "HeldBurst", "CheckResult", "Event", "Evidence", "HarnessError", "History", "MetricTarget",
-    "Payment", "Plan", "PlanError", "PlannedPayment", "PreparedRequest", "RunConfig", "RunReport", "Signing",
-    "Target", "TargetError", "TargetResult", "Verdict", "Violation", "__version__", "build_requests", "check",
-    "decide", "evaluate", "fire", "load_targets", "parse_channel_mix", "prepare_payments", "reverify", "run_race",
-    "send", "verify_history",
+    "BurstResult", "CHECKERS", "CheckResult", "ConfigError", "Event", "Evidence", "HarnessError", "HeldBurst",
+    "History", "MetricTarget", "Payment", "Plan", "PlanError", "PlannedPayment", "PreparedRequest", "Profile",
+    "ProfileError", "RaceHarnessError", "RunConfig", "RunReport", "RunSession", "Signing", "Target", "TargetError",
+    "TargetResult", "TargetsError", "Verdict", "Violation", "__version__", "build_requests", "check", "decide",
+    "evaluate", "fire", "load_profile", "load_targets", "parse_channel_mix", "prepare_payments", "reverify",
+    "run_race", "send", "verify_history", "write_report",
 ]

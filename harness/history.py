@@ -8,7 +8,7 @@ from typing import Any, Iterable, Iterator
 
 HISTORY_VERSION = 1
 
-# The phases a sender names in ``Event.error`` ("connect: ...", see harness.burst); those before the
+# The phases a sender names in ``Event.error`` ("connect: ...", see harness.senders.burst); those before the
 # request was complete prove it never reached the service.
 _PHASES = frozenset({"connect", "warm-up", "send", "release", "read", "timeout"})
 _BEFORE_COMPLETE = frozenset({"connect", "warm-up", "send", "release"})

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from .result import RunReport
+from harness.verdict.result import RunReport
 
 _TRIAL_FIXTURE = "race_trial"
 _TRIAL_ID = re.compile(r"trial-\d+-of-\d+")
@@ -140,10 +140,10 @@ def race_profile(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
     import itertools
     from pathlib import Path
 
-    from .options import RUN, defaults
-    from .plan import Plan, parse_channel_mix
+    from harness.run.options import RUN, defaults
+    from harness.prepare.plan import Plan, parse_channel_mix
     from .profile import Profile, load_profile
-    from .runner import RunConfig, run_race
+    from harness.run.session import RunConfig, run_race
 
     d = defaults(RUN)
     runs = itertools.count(1)
@@ -163,9 +163,9 @@ def race_profile(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
         # No report is written (the test has it); a sink's records go to the test's own tmp_path, which pytest
         # keeps for the last few runs and then removes, rather than to a temporary directory never removed.
         # One directory per run: two runs in one test must not share (and truncate) one records file.
-        report = run_race(RunConfig(plan=plan, target=profile, sync=sync, targets_file=targets,
+        report = run_race(RunConfig(plan=plan, profile=profile, sync=sync, targets_file=targets,
                                     label=label or profile.name, verify_tls=verify_tls,
-                                    report_dir=tmp_path / f"race-run-{next(runs)}", write_report=False))
+                                    report_dir=tmp_path / f"race-run-{next(runs)}"))
         record_verdict(request, report)
         return report
 

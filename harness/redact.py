@@ -66,3 +66,8 @@ def redact(obj: Any) -> Any:
 def _masked(value: Any) -> Any:
     """MASK for any value that could hold a secret; None and empty values pass (nothing to hide)."""
     return value if value is None or value == "" else MASK
+
+
+def without_userinfo(url: str) -> str:
+    """A URL without credentials: no user:password@, no query string (it may carry an API key)."""
+    return re.sub(r"//[^/@]*@", "//", url).split("?", 1)[0]

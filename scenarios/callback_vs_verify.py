@@ -8,7 +8,7 @@ API: with ``--embedded`` the scenario also starts the PhonePe simulator and poin
 it; against a service elsewhere, pass the simulator the service asks with ``--gateway-url``.
 """
 
-from _common import Scenario, SwarmUser, install
+from harness.swarm.locust import Scenario, SwarmUser, install
 
 install(Scenario(name="callback_vs_verify", channel_mix="callback:1,verify:1"))
 

@@ -9,7 +9,7 @@ reads each payment's state; the verdict is the exit code (0 valid, 1 invariant v
 2 target missed, 3 inconclusive - e.g. the duplicates did not overlap, 4 usage).
 """
 
-from _common import Scenario, SwarmUser, install
+from harness.swarm.locust import Scenario, SwarmUser, install
 
 install(Scenario(name="webhook_storm", channel_mix="callback:1"))
 

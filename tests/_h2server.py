@@ -22,12 +22,7 @@ import h2.settings
 
 from _loopback import LoopbackServer
 
-from harness._recorder import (
-    _ANCILLARY,
-    _await_stamping,
-    _enable_timestamping,
-    _kernel_ns,
-)
+from harness.local.recorder import ANCILLARY, await_stamping, enable_timestamping, kernel_time_ns
 
 _DATA_SEGS_IN = 152  # offset of tcpi_data_segs_in in Linux's struct tcp_info (segments that carried data)
 _SERVE_FOR = 30.0  # no test server thread outlives this
@@ -59,8 +54,8 @@ class H2Server(LoopbackServer):
         self.ping_segments: dict[int, int] = {}
         self.connections = 0
         self.closed = 0  # connections this server ended
-        self.stamping = _await_stamping()
-        _enable_timestamping(self.listen(self._serve))
+        self.stamping = await_stamping()
+        enable_timestamping(self.listen(self._serve))
         self._listener.setblocking(False)
 
     def _serve(self) -> None:
@@ -91,10 +86,10 @@ class H2Server(LoopbackServer):
         return conn
 
     def _receive(self, sock: socket.socket, number: int, conn: h2.connection.H2Connection) -> bool:
-        data, ancillary, _, _ = sock.recvmsg(65536, _ANCILLARY)
+        data, ancillary, _, _ = sock.recvmsg(65536, ANCILLARY)
         if not data:
             return False
-        kernel_ns, paths = _kernel_ns(ancillary), {}
+        kernel_ns, paths = kernel_time_ns(ancillary), {}
         for event in conn.receive_data(data):
             if isinstance(event, h2.events.PingReceived):
                 self.ping_segments[number] = _data_segments_in(sock)  # the ACK has not left yet

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 import uvicorn
 
-from harness.embedded import free_port
+from harness.local.service import free_port
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Callable, TypeVar
 
-from harness.poll import poll
+from harness.local.poll import poll
 
 T = TypeVar("T")
 

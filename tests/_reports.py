@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from harness.result import CheckResult, RunReport, TargetResult, Violation, decide
+from harness.oracle.result import CheckResult, Violation
+from harness.verdict.result import RunReport, TargetResult, decide
 
 HOSTILE = "<script>alert(1)</script>"
 

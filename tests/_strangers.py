@@ -12,9 +12,9 @@ from typing import Iterator
 
 import httpx
 
-from harness._process import end_process
+from harness.local.process import end_process
 
-from harness.embedded import free_port
+from harness.local.service import free_port
 
 STRANGERS = Path(__file__).with_name("strangers")
 
@@ -98,7 +98,7 @@ MAILER_PROFILE = STRANGERS / "donation_mailer.toml"
 def mailer_with_profile(variant: str, workdir: Path, **overrides: str) -> Iterator[dict[str, str]]:
     """Start the donation mailer (``variant``) pointed at a sink's ports (not yet listening: the run starts
     the sink) and its throw-away CA; yield its profile's variables (``overrides`` replace some)."""
-    from harness.embedded import free_port
+    from harness.local.service import free_port
     from harness.sink.proxy import ensure_ca
 
     ca_dir = workdir / "ca"

@@ -13,10 +13,10 @@ from typing import Callable, Iterator
 
 import pytest
 
-from harness.embedded import ServiceProcess
+from harness.local.service import ServiceProcess
 from harness.reference import start_service
-from harness.target import Target
-from harness.wire import WireServer, start_wire_server
+from harness.profile.legacy import Target
+from harness.local.wire import WireServer, start_wire_server
 from reference_service.store import ChargeStore, open_store
 
 STORES = ("memory", "wire")
@@ -24,7 +24,7 @@ _server: WireServer | None = None
 
 
 def wire_server() -> WireServer:
-    """This process's wire server (started on first use; harness.wire stops it at exit)."""
+    """This process's wire server (started on first use; harness.local.wire stops it at exit)."""
     global _server
     if _server is None or not _server.alive():
         _server = start_wire_server()

@@ -7,7 +7,7 @@ from typing import Callable
 
 import pytest
 
-from harness.embedded import ServiceProcess
+from harness.local.service import ServiceProcess
 
 pytest_plugins = ["pytester"]
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import httpx
 
-from harness.embedded import ServiceProcess
+from harness.local.service import ServiceProcess
 from harness.reference import target_of  # noqa: F401 (re-exported for the tests)
-from harness.target import Payment, Target
+from harness.profile.payments import Payment
+from harness.profile.legacy import Target
 
 # A test's own request to a service it started: httpx's 5 s default is too short for a loaded CI machine,
 # where a fresh service's answer can stall for seconds (the bound only has to end a hung test).

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-import harness.observe as observe_module
-from harness._cli_common import Parser
-from harness.audit import add_audit_parser, audit_directory, parse_rule
-from harness.observe import scan_receipts
+import harness.observe.files as observe_module
+from harness.cli.common import Parser
+from harness.audit import audit_directory, parse_rule
+from harness.cli.audit import register as add_audit_parser
+from harness.observe.files import scan_receipts
 from reference_service.receipts import render_receipt
 
 # Real processes, nested pytest or Locust runs: `pytest -m 'not slow'` leaves these out.

@@ -10,7 +10,7 @@ import pytest
 from helpers import HTTP_TIMEOUT, create_payments, receipt_files, target_of
 
 from harness.signing import callback_payload, signed_callback, x_verify
-from harness.target import UAT_SALT_KEY
+from harness.profile.legacy import UAT_SALT_KEY
 
 # Real service processes: `pytest -m 'not slow'` leaves these out.
 pytestmark = pytest.mark.slow

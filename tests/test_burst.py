@@ -16,8 +16,8 @@ import h11
 import pytest
 
 from _poll import clock_anchor, wait_until
-from harness._recorder import Recorder, refused_address
-from harness.burst import BurstResult, PreparedRequest, fire
+from harness.local.recorder import Recorder, refused_address
+from harness.senders.burst import BurstResult, PreparedRequest, fire
 from harness.history import History
 
 BURST = 50

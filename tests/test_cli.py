@@ -10,7 +10,7 @@ import sys
 import pytest
 from helpers import create_payments, target_of
 
-from harness.cli import main
+from harness.cli.main import main
 
 # Real service processes: `pytest -m 'not slow'` leaves these out.
 pytestmark = pytest.mark.slow

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from harness.cli import main
-from harness.result import EXIT_USAGE
+from harness.cli.main import main
+from harness.verdict.result import EXIT_USAGE
 
 # Real service processes: `pytest -m 'not slow'` leaves these out.
 pytestmark = pytest.mark.slow

@@ -14,8 +14,8 @@ from fpdf import FPDF
 from pypdf import PdfReader
 
 from harness.audit import audit_directory
-from harness.observe import read_receipt, read_receipts
-from harness.pdf_fast import read_simple_pdf
+from harness.observe.files import read_receipt, read_receipts
+from harness.observe.pdf import read_simple_pdf
 from reference_service.receipts import render_receipt
 
 

@@ -23,13 +23,14 @@ import pytest
 
 from _locust import locust, report_of
 
-from harness.cli import main
-from harness.profile import Profile, ProfileError, parse_profile
-from harness.profile.reference import profile_data_of_target
+from harness.cli.main import main
+from harness.profile import Profile, parse_profile
+from harness.errors import ProfileError
+from harness.profile.legacy import profile_data_of_target
 from harness.reference.processes import start_service
-from harness.result import EXIT_INVALID, EXIT_OK, EXIT_USAGE
+from harness.verdict.result import EXIT_INVALID, EXIT_OK, EXIT_USAGE
 from harness.senders import PreparedRequest, fire
-from harness.target import Target
+from harness.profile.legacy import Target
 from harness.tls import http_client
 
 # Real service processes and Locust runs: `pytest -m 'not slow'` leaves these out.

@@ -16,10 +16,11 @@ from helpers import HTTP_TIMEOUT, create_payments, outcomes, receipt_files, targ
 
 from _poll import wait_until
 from harness import reverify
-from harness.burst import fire
-from harness.matrix import FAULTS
+from harness.senders.burst import fire
+from harness.studies.matrix import FAULTS
 from harness.reference import FaultFlags
-from harness.target import Payment, Target
+from harness.profile.payments import Payment
+from harness.profile.legacy import Target
 
 # Real processes, nested pytest or Locust runs: `pytest -m 'not slow'` leaves these out.
 pytestmark = pytest.mark.slow

@@ -14,22 +14,14 @@ from helpers import target_of
 
 from harness import Plan, RunConfig, run_race
 from harness.history import Event, History
-from harness.observe import Observation, ReceiptFile
+from harness.observe.observation import Observation, ReceiptFile
 from harness.oracle import (
-    Evidence,
-    PlannedPayment,
-    check,
-    exactly_one_receipt,
-    no_errors,
-    one_generation,
-    overlap,
-    race_exercised,
-    receipt_files,
-    state_agrees_with_disk,
+    Evidence, PlannedPayment, check, exactly_one_receipt, no_errors, one_generation, overlap, race_exercised,
+    receipt_files, state_agrees_with_disk,
 )
-from harness.result import EXIT_INCONCLUSIVE, EXIT_INVALID
-from harness.runner import reverify
-from harness.target import Payment
+from harness.verdict.result import EXIT_INCONCLUSIVE, EXIT_INVALID
+from harness.run import reverify
+from harness.profile.payments import Payment
 
 
 @pytest.fixture
@@ -40,7 +32,7 @@ def race(start_reference, exactly_once_targets):
             failure_rate: float = 0.0, sync: str = "last-byte"):
         service = start_reference(mode, generation_delay_ms=150, failure_rate=failure_rate)
         config = RunConfig(plan=Plan(payments=payments, duplicates=duplicates, unpaid=unpaid),
-                           target=target_of(service), service_pid=service.pid, sync=sync,
+                           profile=target_of(service).to_profile(), service_pid=service.pid, sync=sync,
                            targets_file=exactly_once_targets, label=mode)
         return run_race(config)
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import pytest
 
 from harness.history import Event, History
-from harness.observe import Observation, ReceiptFile
+from harness.observe.observation import Observation, ReceiptFile
 from harness.oracle import (
     ORPHAN, SHARED_KEY, WRONG_AMOUNT, Evidence, PlannedPayment, check, exactly_one_receipt, one_generation,
     receipt_files, state_agrees_with_disk,
 )
-from harness.overlap import in_flight_together
-from harness.result import CheckResult, decide
-from harness.target import Payment
+from harness.oracle.overlap import in_flight_together
+from harness.oracle.result import CheckResult
+from harness.verdict.result import decide
+from harness.profile.payments import Payment
 
 A, B = Payment("pa", "RHA", 49_900), Payment("pb", "RHB", 10_000)
 FIELDS = {"paid": "status", "claim": "issued", "effect": "receiptNo", "effect_is": "key"}
@@ -160,7 +161,7 @@ def test_rows_joined_by_their_key_are_checked_without_an_amount_rule():
 
 
 def test_files_a_glob_chose_are_read_whatever_their_format_and_stray_dotfiles_are_not_theirs(tmp_path):
-    from harness.profile.effects import read_effects
+    from harness.observe.effects import read_effects
     from harness.profile.schema import EffectSection
 
     (tmp_path / "receipt-RHA.html").write_text("<p>Receipt for RHA: Rs 499.00</p>")
@@ -177,11 +178,11 @@ def test_files_a_glob_chose_are_read_whatever_their_format_and_stray_dotfiles_ar
 
 def test_a_state_map_that_finds_no_record_is_a_profile_mistake():
     from harness.profile import load_profile
-    from harness.runner import _state_miss
+    from harness.run.judge import state_miss
 
     profile = load_profile("reference", {"RECEIPTS_DIR": "/r"})
     missing = Observation(state={"pa": None, "pb": None})
     unpaid_field = Observation(state={"pa": {"paymentStatus": None}, "pb": {"paymentStatus": None}})
-    assert "no record found for any of the 2 payments" in _state_miss(profile, missing)
-    assert "'paymentStatus' is in none of the 2 records" in _state_miss(profile, unpaid_field)
-    assert _state_miss(profile, Observation(state={"pa": {"paymentStatus": "paid"}})) is None
+    assert "no record found for any of the 2 payments" in state_miss(profile, missing)
+    assert "'paymentStatus' is in none of the 2 records" in state_miss(profile, unpaid_field)
+    assert state_miss(profile, Observation(state={"pa": {"paymentStatus": "paid"}})) is None

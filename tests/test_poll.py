@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from harness.poll import poll
+from harness.local.poll import poll
 
 
 def test_poll_returns_the_first_truthy_answer():

@@ -126,9 +126,9 @@ def test_closing_the_sender_closes_every_kept_connection():
 
 
 def test_a_connection_is_retired_before_the_server_would_end_it_for_its_number_of_requests(monkeypatch):
-    from harness.senders import _h2conn
+    from harness.senders import h2conn
 
-    monkeypatch.setattr(_h2conn, "REQUESTS_PER_CONNECTION", 10)  # the server below answers 10 per connection
+    monkeypatch.setattr(h2conn, "REQUESTS_PER_CONNECTION", 10)  # the server below answers 10 per connection
     sender = PooledSinglePacket()
     with H2Server(max_requests=10) as server:
         waves = [burst(sender, posts(server.url, 4)) for _ in range(6)]

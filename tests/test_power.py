@@ -9,11 +9,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness.cli import main
-from harness.plan import Plan
-from harness.power import PowerSettings, narrowest_window, parse_link, wilson
-from harness.reference import FaultFlags, start_service, target_of
-from harness.runner import RunConfig, run_race
+from harness.cli.main import main
+from harness.prepare.plan import Plan
+from harness.studies.power import PowerSettings, narrowest_window, parse_link, wilson
+from harness.reference import FaultFlags, profile_of, start_service
+from harness.run.session import RunConfig, run_race
 
 # -- the Wilson score interval --------------------------------------------------------------------
 
@@ -102,7 +102,7 @@ def test_a_trial_is_caught_only_by_an_invalid_verdict_and_an_unknown_one_is_coun
         monkeypatch, tmp_path, valid, caught, unknown):
     from types import SimpleNamespace
 
-    from harness import power
+    from harness.studies import power
 
     report = SimpleNamespace(verdict=SimpleNamespace(valid=valid), metrics={"payments_judged": 1,
                                                                           "catchable_window_ms": 0.3})
@@ -129,15 +129,15 @@ def test_the_race_window_lets_simultaneous_duplicates_through_and_not_a_later_on
     service = start_service(tmp_path / "receipts", mode="vulnerable", generation_delay_ms=0.0,
                             faults=FaultFlags(race_window_ms=1000.0), log_path=tmp_path / "service.log")
     try:
-        target = target_of(service)
-        together = run_race(RunConfig(plan=Plan(payments=1, duplicates=2), target=target, sync="last-byte"))
+        target = profile_of(service)
+        together = run_race(RunConfig(plan=Plan(payments=1, duplicates=2), profile=target, sync="last-byte"))
         # both read the flag inside the second-long window and both generated (after the same second, possibly
         # into one file name: the oracle counts that as a conflict, so the outcomes are what is asserted here)
         assert _outcomes(together) == ["generated", "generated"] and together.verdict.valid is False
         changed = httpx.put(f"{service.url}/_admin/faults", json={"race_window_ms": 0.5}, timeout=10).json()
         assert changed["race_window_ms"] == 0.5
         one_at_a_time = run_race(RunConfig(plan=Plan(payments=1, duplicates=1, rounds=2, round_interval=0.2),
-                                           target=target, sync="last-byte"))
+                                           profile=target, sync="last-byte"))
         assert _outcomes(one_at_a_time) == ["already_generated", "generated"]  # the retry came after the flag was set
         assert one_at_a_time.metrics["receipts_per_payment_max"] == 1
     finally:

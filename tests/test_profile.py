@@ -12,13 +12,16 @@ import pytest
 import standardwebhooks
 import stripe
 
-from harness.observe import ReceiptFile
-from harness.profile import BUILT_IN, Profile, ProfileError, as_profile, load_profile
-from harness.profile.effects import _extract, _to_paise
+from harness.observe.observation import ReceiptFile
+from harness.profile import BUILT_IN, Profile, load_profile
+from harness.errors import ProfileError
+from harness.observe.content import to_paise
+from harness.observe.effects import extract
 from harness.profile.schema import FileRule
-from harness.profile.state import normalised
+from harness.observe.state import normalised
 from harness.profile.template import dig, render
-from harness.target import Payment, Target
+from harness.profile.payments import Payment
+from harness.profile.legacy import Target
 
 STRANGERS = Path(__file__).with_name("strangers")
 PAYMENT = Payment("p-1", "RH0001", 49_900)
@@ -164,8 +167,8 @@ def test_a_phonepe_v1_envelope_is_the_base64_response_the_reference_callback_sen
 def test_the_built_in_reference_profile_is_the_reference_target_written_as_a_file():
     variables = {"BASE_URL": "http://127.0.0.1:9", "RECEIPTS_DIR": "/tmp/r", "GATEWAY_URL": "http://127.0.0.1:8"}
     from_file = load_profile("reference", variables)
-    from_target = as_profile(Target(base_url="http://127.0.0.1:9", receipts_dir="/tmp/r",
-                                    gateway_url="http://127.0.0.1:8"))
+    from_target = Target(base_url="http://127.0.0.1:9", receipts_dir="/tmp/r",
+                         gateway_url="http://127.0.0.1:8").to_profile()
     assert from_file.to_dict() == from_target.to_dict()
 
 
@@ -208,14 +211,14 @@ def test_answers_by_status_code(tmp_path):
 
 def test_a_key_rule_takes_its_group_from_the_part_it_names():
     receipt = ReceiptFile("receipt-R-7-1.pdf", 10, True, title="Receipt R-000007", text="Amount: Rs 1,234.50")
-    assert _extract(FileRule.model_validate({"from": "title", "pattern": r"Receipt (R-\d+)"}), receipt) == "R-000007"
-    assert _extract(FileRule.model_validate({"from": "name", "pattern": r"R-\d+-\d+"}), receipt) == "R-7-1"
-    assert _extract(FileRule.model_validate({"from": "text", "pattern": r"Order (\w+)"}), receipt) is None
+    assert extract(FileRule.model_validate({"from": "title", "pattern": r"Receipt (R-\d+)"}), receipt) == "R-000007"
+    assert extract(FileRule.model_validate({"from": "name", "pattern": r"R-\d+-\d+"}), receipt) == "R-7-1"
+    assert extract(FileRule.model_validate({"from": "text", "pattern": r"Order (\w+)"}), receipt) is None
 
 
 def test_an_amount_in_rupees_becomes_paise():
     rule = FileRule.model_validate({"from": "text", "pattern": "x", "unit": "rupees"})
-    assert (_to_paise("1,234.50", rule), _to_paise("abc", rule), _to_paise(None, rule)) == (123_450, None, None)
+    assert (to_paise("1,234.50", rule), to_paise("abc", rule), to_paise(None, rule)) == (123_450, None, None)
 
 
 def test_state_is_normalised_by_the_field_map(tmp_path):
@@ -251,7 +254,7 @@ def test_a_report_masks_every_header_but_the_harmless_ones(tmp_path):
 
 
 def test_where_a_source_reads_never_shows_credentials_or_a_query():
-    from harness.profile.effects import describe
+    from harness.observe.effects import describe
     from harness.profile.schema import EffectSection
 
     section = EffectSection.model_validate({"source": "http", "url": "http://u:pw@h:1/receipts?api_key=K",
@@ -262,7 +265,7 @@ def test_where_a_source_reads_never_shows_credentials_or_a_query():
 @pytest.mark.parametrize("changes", [None, {"base_url": "http://127.0.0.1:8"}], ids=["as-run", "moved"])
 def test_a_reverified_profile_keeps_the_runs_baseline_of_earlier_side_effects_wherever_the_service_now_is(
         tmp_path, changes):
-    from harness.judging import reverify_target
+    from harness.run.judge import reverify_target
 
     config = {"profile": load(tmp_path).to_dict(), "effects_baseline": ["receipt-R-0.pdf"]}
     target = reverify_target(config, changes)

@@ -16,7 +16,7 @@ import pytest
 from _strangers import PROFILES, stranger_with_profile
 
 from harness.profile import load_profile
-from harness.result import EXIT_INVALID, EXIT_OK
+from harness.verdict.result import EXIT_INVALID, EXIT_OK
 
 pytestmark = pytest.mark.slow
 
@@ -121,7 +121,7 @@ def test_a_locust_swarm_judges_a_stranger_by_its_profile(name, vulnerable, fixed
 
 
 def test_an_audit_by_profile_finds_the_vulnerable_strangers_past_duplicates(race_profile, name, vulnerable):
-    from harness.audit_profile import audit_profile
+    from harness.audit import audit_profile
 
     race_profile(PROFILES[name], vulnerable, payments=3, duplicates=5)
     audit = audit_profile(load_profile(PROFILES[name], vulnerable))
@@ -130,7 +130,7 @@ def test_an_audit_by_profile_finds_the_vulnerable_strangers_past_duplicates(race
 
 
 def test_an_audit_by_profile_of_the_fixed_stranger_finds_one_side_effect_per_payment(race_profile, name, fixed):
-    from harness.audit_profile import audit_profile
+    from harness.audit import audit_profile
 
     race_profile(PROFILES[name], fixed, payments=3, duplicates=5)
     audit = audit_profile(load_profile(PROFILES[name], fixed))
@@ -162,7 +162,7 @@ def test_a_key_rule_that_matches_nothing_is_one_line_naming_it_and_exit_4(shop_f
 
 
 def test_an_unreachable_service_is_one_line_and_exit_4(tmp_path):
-    from harness.embedded import free_port
+    from harness.local.service import free_port
 
     result = _cli("run", "--profile", str(PROFILES["donations"]), "--quiet", "--report-dir", str(tmp_path),
                   env={"DONATIONS_BASE_URL": f"http://127.0.0.1:{free_port()}", "DONATIONS_MONGO_URI": "mongodb://x",

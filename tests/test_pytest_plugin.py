@@ -38,9 +38,10 @@ def test_a_verify_mix_race_keeps_its_service_and_simulator_up_for_reverify_until
 
         def test_verify_mix(race):
             result = race(payments=2, duplicates=4, channel_mix="callback:1,verify:1", generation_delay_ms=100)
-            target = result.config["target"]
+            base_url = result.config["target"]["base_url"]
+            gateway_url = result.config["profile"]["deliveries"]["verify"]["gateway_url"]
             with open({str(urls)!r}, "w") as f:
-                json.dump([target["base_url"], target["gateway_url"]], f)
+                json.dump([base_url, gateway_url], f)
             again = reverify(result)  # reads the service's state afresh: it must still answer
             assert again.valid, again.explain()
             assert again.metrics["payments_paid"] == 2

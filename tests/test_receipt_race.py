@@ -7,7 +7,7 @@ import pytest
 from helpers import create_payments, outcomes, receipt_files, target_of
 
 from _poll import clock_anchor
-from harness.burst import fire
+from harness.senders.burst import fire
 
 # Real service processes: `pytest -m 'not slow'` leaves these out.
 pytestmark = pytest.mark.slow

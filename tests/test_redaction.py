@@ -8,8 +8,9 @@ from pathlib import Path
 from _reports import make_report
 
 from harness.redact import MASK, redact
-from harness.report import write_report
-from harness.result import RunReport, Violation
+from harness.report.write import write_report
+from harness.verdict.result import RunReport
+from harness.oracle.result import Violation
 
 MONGO_PASSWORD = "Pl4nted-Mongo-Pw"
 MONGO_URI = f"mongodb://harness:{MONGO_PASSWORD}@db.example:27017/race?authSource=admin"

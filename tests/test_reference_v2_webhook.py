@@ -15,10 +15,11 @@ import httpx
 import pytest
 from helpers import create_payments, receipt_files, target_of
 
-from harness.burst import PreparedRequest, fire
+from harness.senders.burst import PreparedRequest, fire
 from harness.reference import start_service
 from harness.signing import callback_payload, scheme, signed_callback, v2_webhook_body, v2_webhook_payload
-from harness.target import UAT_SALT_KEY, Payment
+from harness.profile.legacy import UAT_SALT_KEY
+from harness.profile.payments import Payment
 
 # Real service processes: `pytest -m 'not slow'` leaves these out.
 pytestmark = pytest.mark.slow

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from harness.relay import Relay
+from harness.local.relay import Relay
 
 
 @pytest.fixture

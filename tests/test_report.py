@@ -10,9 +10,9 @@ import pytest
 from _reports import HOSTILE, atomic, fill, make_report, marks, svgs, tip, vulnerable  # noqa: F401 (fixtures)
 from rich.console import Console
 
-from harness.compare import compare, compare_files, print_comparison, write_comparison
-from harness.report import TIMELINE_PAYMENTS, render_html, render_markdown, write_report
-from harness.result import RunReport, decide
+from harness.report.compare import compare, compare_files, print_comparison, write_comparison
+from harness.report.write import TIMELINE_PAYMENTS, render_html, render_markdown, write_report
+from harness.verdict.result import RunReport, decide
 
 # --- files and JSON --------------------------------------------------------------------------
 

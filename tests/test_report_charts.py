@@ -11,8 +11,8 @@ import matplotlib
 import pytest
 from _reports import fill, make_report, marks, svgs, tip, xs
 
-from harness.report import OUTCOME_COLORS, TIMELINE_PAYMENTS, render_html
-from harness.result import RunReport
+from harness.report.write import OUTCOME_COLORS, TIMELINE_PAYMENTS, render_html
+from harness.verdict.result import RunReport
 
 
 def _timeline(report: RunReport) -> str:
@@ -196,14 +196,14 @@ def test_timeline_draws_no_effect_marks_for_payments_without_effect_times() -> N
     ({"receipt": 1, "receipt e-mail": 1}, 1, "one"),
 ])
 def test_a_payments_bar_is_judged_per_kind_of_side_effect(effects, height, category):
-    from harness.charts import bar_count, receipt_kind
+    from harness.report.charts import bar_count, receipt_kind
 
     row = {"payment": "p1", "expected": "paid", "judged": True, "receipts": sum(effects.values()), "effects": effects}
     assert (bar_count(row), receipt_kind(row)) == (height, category)
 
 
 def test_the_receipts_caption_says_receipt_files_for_files_and_names_each_kind_for_several() -> None:
-    from harness.charts import receipts_caption
+    from harness.report.charts import receipts_caption
 
     files = make_report("files", [1, 2], unpaid=0)
     assert receipts_caption(files).startswith("Receipt files per payment.")

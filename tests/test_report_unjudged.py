@@ -6,8 +6,8 @@ import re
 
 from _reports import fill, make_report, marks, svgs, tip
 
-from harness.report import render_html, render_markdown
-from harness.result import RunReport
+from harness.report.write import render_html, render_markdown
+from harness.verdict.result import RunReport
 
 UNJUDGED_COLOR = "#546e7a"
 

@@ -23,8 +23,8 @@ from typing import Iterator
 import pytest
 from _strangers import MAILER_PROFILE, MAILER_SECRET, mailer_with_profile
 
-from harness.cli import main
-from harness.result import EXIT_INCONCLUSIVE, EXIT_INVALID, EXIT_OK, EXIT_USAGE
+from harness.cli.main import main
+from harness.verdict.result import EXIT_INCONCLUSIVE, EXIT_INVALID, EXIT_OK, EXIT_USAGE
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("mitmdump")]
 

@@ -15,9 +15,9 @@ import pytest
 from _locust import locust, report_of
 
 from harness import reverify
-from harness.embedded import free_port
+from harness.local.service import free_port
 from harness.reference import start_simulator
-from harness.result import RunReport
+from harness.verdict.result import RunReport
 
 # Real processes, nested pytest or Locust runs: `pytest -m 'not slow'` leaves these out.
 pytestmark = pytest.mark.slow

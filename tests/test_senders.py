@@ -13,11 +13,11 @@ from typing import Any, Iterator, Sequence
 
 import pytest
 
-from harness._recorder import Recorder, refused_address
-from harness.burst import SYNC_MODES, HeldBurst
+from harness.local.recorder import Recorder, refused_address
+from harness.senders.burst import SYNC_MODES, HeldBurst
 from harness.history import History
 from harness.senders import SENDERS, fire
-from harness.senders._release import gevent_patched, wait_until
+from harness.senders.release import gevent_patched, wait_until
 from harness.senders.base import ArmedBurst, Outcome, PreparedRequest
 from harness.senders.server_timing import parse_server_timing
 
@@ -178,9 +178,9 @@ from gevent import monkey
 monkey.patch_all()
 import json, time
 import gevent
-from harness.senders import _release
+from harness.senders import release
 
-_release.SPIN = 0.05  # the whole wait below falls in the final, clock-checking stretch
+release.SPIN = 0.05  # the whole wait below falls in the final, clock-checking stretch
 
 
 def ticks_during_wait(spin):
@@ -195,14 +195,14 @@ def ticks_during_wait(spin):
     gevent.sleep(0)  # the ticker starts and hands back
     start = time.time()
     at = start + 0.04
-    _release.wait_until(at, spin=spin)
+    release.wait_until(at, spin=spin)
     end = time.time()
     stop.append(True)
     greenlet.join(1)
     return {"ticks": sum(1 for t in ticks if start <= t <= end), "early": end < at}
 
 
-print(json.dumps({"patched": _release.gevent_patched(), "auto": ticks_during_wait(None),
+print(json.dumps({"patched": release.gevent_patched(), "auto": ticks_during_wait(None),
                   "spin": ticks_during_wait(True)}))
 """
 

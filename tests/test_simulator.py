@@ -8,7 +8,7 @@ from helpers import HTTP_TIMEOUT, create_payments, receipt_files, target_of
 
 from harness.reference import start_simulator
 from harness.signing import status_headers
-from harness.target import UAT_MERCHANT_ID, UAT_SALT_KEY
+from harness.profile.legacy import UAT_MERCHANT_ID, UAT_SALT_KEY
 
 # Real service processes: `pytest -m 'not slow'` leaves these out.
 pytestmark = pytest.mark.slow

@@ -14,10 +14,10 @@ import pytest
 from _h2server import H2Server
 
 from harness import Plan, RunConfig, run_race
-from harness._recorder import refused_address
-from harness.reference import target_of
+from harness.local.recorder import refused_address
+from harness.reference import profile_of
 from harness.reference.processes import start_service
-from harness.result import EXIT_INVALID, EXIT_OK
+from harness.verdict.result import EXIT_INVALID, EXIT_OK
 from harness.senders import PreparedRequest, fire
 
 # Real service processes: `pytest -m 'not slow'` leaves these out.
@@ -122,7 +122,7 @@ def test_tls_with_alpn_h2_carries_a_burst_when_verification_is_off_and_refuses_i
 @pytest.mark.parametrize("mode, exit_code", [("vulnerable", EXIT_INVALID), ("atomic", EXIT_OK)])
 def test_single_packet_race_against_the_http2_reference_service_judges_its_mode(h2_service, mode, exit_code):
     service = h2_service(mode)
-    report = run_race(RunConfig(plan=Plan(payments=3, duplicates=5), target=target_of(service),
+    report = run_race(RunConfig(plan=Plan(payments=3, duplicates=5), profile=profile_of(service),
                                 service_pid=service.pid, sync="single-packet", targets_file="exactly-once",
                                 label=mode))
 
@@ -144,7 +144,7 @@ def test_auto_sync_picks_single_packet_for_an_http2_target_and_last_byte_for_an_
 
 def test_a_run_with_auto_sync_reports_the_sender_that_ran(h2_service):
     service = h2_service("atomic")
-    report = run_race(RunConfig(plan=Plan(payments=2, duplicates=3), target=target_of(service), sync="auto",
+    report = run_race(RunConfig(plan=Plan(payments=2, duplicates=3), profile=profile_of(service), sync="auto",
                                 targets_file="exactly-once"))
     assert report.config["sync"] == "auto" and report.history_summary["sync"] == "single-packet"
     assert report.verdict.exit_code == EXIT_OK, report.explain()

@@ -20,7 +20,8 @@ import pytest
 from _poll import wait_until
 from helpers import HTTP_TIMEOUT
 
-from harness.sink import Sink, SinkError, SinkSettings
+from harness.sink import Sink, SinkSettings
+from harness.errors import SinkError
 
 needs_mitmdump = pytest.mark.usefixtures("mitmdump")
 

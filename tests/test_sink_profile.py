@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.profile import ProfileError, parse_profile
-from harness.profile.sink_source import settle_for_sink, sink_settings
+from harness.errors import ProfileError
+from harness.profile import parse_profile
+from harness.observe.sink import settle_for_sink, sink_settings
 
 BASE = {"version": 1, "base_url": "http://127.0.0.1:9", "payments": {"source": "http", "path": "/p", "id": "id"},
         "deliveries": {"callback": {"path": "/hook"}}}
@@ -62,9 +63,9 @@ class _RecordedSink:
 
 
 def test_a_sink_effect_carries_when_it_reached_the_sink_into_the_payment_row():
-    from harness.measure import effect_times
-    from harness.observe import ReceiptFile
-    from harness.profile.sink_source import read_sink_effects
+    from harness.verdict.measure import effect_times
+    from harness.observe.observation import ReceiptFile
+    from harness.observe.sink import read_sink_effects
 
     spec = profile([{"kind": "receipt e-mail", "source": "sink", "channel": "smtp",
                      "key": {"from": "subject", "pattern": "(RH\\w+)"}}])
@@ -80,7 +81,7 @@ def test_a_sink_effect_carries_when_it_reached_the_sink_into_the_payment_row():
 
 
 def test_a_finished_runs_records_are_read_quiet_and_a_missing_file_is_unknown_naming_where_it_looked(tmp_path):
-    from harness.profile.sink_source import nothing_reached, read_sink_effects, sink_quiet
+    from harness.observe.sink import nothing_reached, read_sink_effects, sink_quiet
     from harness.sink import kept_records
 
     spec = profile([{"kind": "receipt e-mail", "source": "sink", "channel": "smtp",

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from _strangers import MAILER_PROFILE, MAILER_SECRET, mailer_with_profile
 
-from harness.embedded import free_port
+from harness.local.service import free_port
 from harness.sink import read_records
-from harness.result import EXIT_INCONCLUSIVE, EXIT_INVALID, EXIT_OK, EXIT_USAGE
+from harness.verdict.result import EXIT_INCONCLUSIVE, EXIT_INVALID, EXIT_OK, EXIT_USAGE
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("mitmdump")]
 
 DUPLICATES = 5

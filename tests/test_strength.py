@@ -7,9 +7,9 @@ import pytest
 from _reports import make_report
 
 from harness.history import Event
-from harness.measure import catchable_window, first_arrival_gaps
-from harness.report import render_html, render_markdown
-from harness.report_tables import strength_text
+from harness.verdict.measure import catchable_window, first_arrival_gaps
+from harness.report.write import render_html, render_markdown
+from harness.report.tables import strength_text
 
 
 def _event(index: int, payment: str, arrival: float | None, round_: int = 0, status: int | None = 200,

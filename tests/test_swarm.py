@@ -20,21 +20,11 @@ from typing import Any, Iterator
 
 import pytest
 
-from harness.plan import Plan
-from harness.reference import FaultFlags, target_of
-from harness.result import RunReport
-from harness.swarm import (
-    GO,
-    HELLO,
-    Coordinator,
-    Handler,
-    Lane,
-    SwarmTimeout,
-    WaveConfig,
-    Work,
-    judge,
-    prepare,
-)
+from harness.prepare.plan import Plan
+from harness.reference import FaultFlags, profile_of
+from harness.verdict.result import RunReport
+from harness.swarm import GO, HELLO, Coordinator, Handler, Lane, WaveConfig, Work, judge, prepare
+from harness.errors import SwarmTimeout
 
 # Real processes, nested pytest or Locust runs: `pytest -m 'not slow'` leaves these out.
 pytestmark = pytest.mark.slow
@@ -191,7 +181,7 @@ def test_each_payments_duplicates_leave_from_both_lanes_at_one_instant_and_the_o
     service = reference_service(mode, generation_delay_ms=150)
     swarm.lane("lane-a")
     swarm.lane("lane-b")
-    report = swarm.run(target_of(service), Plan(payments=4, duplicates=4), WAVES)
+    report = swarm.run(profile_of(service), Plan(payments=4, duplicates=4), WAVES)
     lanes_of: dict[str, set] = {}
     for event in swarm.coordinator.history.events:
         lanes_of.setdefault(event.payment, set()).add(event.meta["worker"])
@@ -206,7 +196,7 @@ def test_every_event_is_timed_on_the_clock_of_the_lane_that_sent_it(swarm, refer
     service = reference_service("atomic", generation_delay_ms=150)
     swarm.lane("lane-a")
     swarm.lane("lane-b")
-    swarm.run(target_of(service), Plan(payments=3, duplicates=2), WAVES)
+    swarm.run(profile_of(service), Plan(payments=3, duplicates=2), WAVES)
     assert len(swarm.coordinator.history.events) == 6
     assert {e.meta["clock"] for e in swarm.coordinator.history.events} == {"lane-a", "lane-b"}
     assert all(e.clock == e.meta["worker"] for e in swarm.coordinator.history.events)
@@ -220,7 +210,7 @@ def test_a_lane_that_never_answers_is_named_and_gets_no_more_shares_while_the_ot
     # wave under way at a time: the second is shared out only after the first has given the silent
     # lane up (with two under way, a loaded machine may share both out before it does).
     config = WaveConfig(wave_size=2, inflight=1, burst_timeout=10.0, slack=2.0, lane_wait=10.0)
-    swarm.run(target_of(service), Plan(payments=4, duplicates=2), config)
+    swarm.run(profile_of(service), Plan(payments=4, duplicates=2), config)
     assert len(swarm.coordinator.lapses) == 1, swarm.coordinator.lapses
     (lapse,) = swarm.coordinator.lapses
     assert "lane-silent" in lapse and "no READY" in lapse and "12.0 s" in lapse
@@ -238,7 +228,7 @@ def test_a_live_lane_keeps_its_share_when_the_release_instant_comes_only_after_t
     # The master names the first wave's instant only when its wait for the silent lane's READY ends (5 s);
     # the live lane, READY long before, must still be waiting for it then, and a little longer.
     config = WaveConfig(wave_size=2, inflight=1, burst_timeout=4.0, slack=1.0, lane_wait=10.0)
-    swarm.run(target_of(service), Plan(payments=4, duplicates=2), config)
+    swarm.run(profile_of(service), Plan(payments=4, duplicates=2), config)
 
     assert [lapse.split(":")[0] for lapse in swarm.coordinator.lapses] == ["lane lane-silent"]
     assert len(swarm.coordinator.history.events) == 4 * 2 - 2  # only the silent lane's half of wave 1 lost
@@ -249,7 +239,7 @@ def test_a_master_whose_only_lane_never_answers_stops_with_an_error_naming_it_in
     service = reference_service("atomic", generation_delay_ms=150)
     swarm.silent_lane("lane-silent")
     config = WaveConfig(wave_size=2, burst_timeout=1.0, slack=0.5, lane_wait=10.0)
-    error = swarm.drive(prepare(target_of(service), Plan(payments=2, duplicates=2)), config)
+    error = swarm.drive(prepare(profile_of(service), Plan(payments=2, duplicates=2)), config)
     assert isinstance(error, SwarmTimeout)
     assert "lane-silent" in str(error) and "no READY" in str(error)
 
@@ -259,7 +249,7 @@ def test_only_payments_without_a_receipt_are_delivered_again(swarm, reference_se
     swarm.lane("lane-a")
     swarm.lane("lane-b")
     config = WaveConfig(wave_size=3, burst_timeout=10.0, slack=2.0, lane_wait=10.0, redelivery_rounds=4)
-    report = swarm.run(target_of(service), Plan(payments=6, duplicates=3), config)
+    report = swarm.run(profile_of(service), Plan(payments=6, duplicates=3), config)
     redelivered = 0
     for payment, rounds in rounds_by_payment(swarm.coordinator.history).items():
         assert sorted(rounds) == list(range(1, len(rounds) + 1)), payment  # rounds follow one another
@@ -277,7 +267,7 @@ def test_only_payments_without_a_receipt_are_delivered_again(swarm, reference_se
 def test_a_lanes_later_waves_go_out_on_the_connections_its_earlier_waves_left_warm(swarm, reference_service, sync):
     service = reference_service("atomic", generation_delay_ms=0, http2=sync == "single-packet")
     swarm.lane("lane-a", hands=1)
-    report = swarm.run(target_of(service), Plan(payments=6, duplicates=3), replace(WAVES, inflight=1, sync=sync))
+    report = swarm.run(profile_of(service), Plan(payments=6, duplicates=3), replace(WAVES, inflight=1, sync=sync))
 
     assert report.verdict.valid is True, report.explain()
     waves: dict[int, list[dict]] = {}

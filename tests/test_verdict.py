@@ -19,39 +19,21 @@ from fpdf import FPDF
 from helpers import HTTP_TIMEOUT
 
 from harness import Plan, RunConfig, run_race
-from harness.cli import main
-from harness.content import amount_named, transactions_named
+from harness.cli.main import main
+from harness.observe.content import amount_named, transactions_named
 from harness.history import Event, History
-from harness.measure import processing_ms
-from harness.observe import (
-    STATE,
-    Observation,
-    Problem,
-    ReceiptFile,
-    read_receipt,
-    scan_receipts,
-)
+from harness.verdict.measure import processing_ms
+from harness.observe.observation import STATE, Observation, Problem, ReceiptFile
+from harness.observe.files import read_receipt, scan_receipts
 from harness.oracle import (
-    Evidence,
-    PlannedPayment,
-    exactly_one_receipt,
-    overlap,
-    receipt_files,
-    state_agrees_with_disk,
+    Evidence, PlannedPayment, exactly_one_receipt, overlap, receipt_files, state_agrees_with_disk,
 )
-from harness.reference import target_of
-from harness.relay import Relay
-from harness.result import (
-    EXIT_INCONCLUSIVE,
-    EXIT_INVALID,
-    EXIT_OK,
-    EXIT_USAGE,
-    CheckResult,
-    Coverage,
-    decide,
-)
-from harness.runner import build_requests, prepare_payments, send, verify_history
-from harness.target import Payment
+from harness.reference import profile_of, target_of
+from harness.local.relay import Relay
+from harness.verdict.result import EXIT_INCONCLUSIVE, EXIT_INVALID, EXIT_OK, EXIT_USAGE, Coverage, decide
+from harness.oracle.result import CheckResult
+from harness.run.session import build_requests, prepare_payments, send, verify_history
+from harness.profile.payments import Payment
 
 PAYMENT = Payment("p1", "MT1", 49_900)
 
@@ -131,12 +113,12 @@ def slow_return_relay(start_reference):
 def test_duplicates_that_reached_the_service_apart_are_not_judged_overlapped_through_a_slow_network(
         slow_return_relay):
     service, relay = slow_return_relay
-    direct = target_of(service)
+    direct = profile_of(service)
     plan = Plan(payments=1, duplicates=3)
     with httpx.Client(timeout=10) as client:
         payments = prepare_payments(direct, plan, client)
     history = History()
-    send(build_requests(plan, payments, direct.with_(base_url=relay.url)), sync="last-byte", timeout=30,
+    send(build_requests(plan, payments, direct.with_base_url(relay.url)), sync="last-byte", timeout=30,
          history=history)
 
     report = verify_history(direct, plan, payments, history, targets_file="exactly-once")
@@ -264,7 +246,7 @@ def test_answers_measured_on_another_workers_clock_prove_no_overlap():
 def test_a_receipt_vanishing_between_listing_and_reading_affects_only_that_file(tmp_path, monkeypatch):
     for name, ref in (("a.pdf", "MT1"), ("b.pdf", "MT2"), ("c.pdf", "MT3")):
         (tmp_path / name).write_bytes(_pdf(f"Order ref {ref}", "Rs. 499.00"))
-    import harness.observe as observe_module
+    import harness.observe.files as observe_module
 
     real = observe_module.read_receipt
 
@@ -288,7 +270,7 @@ def test_a_receipt_vanishing_between_listing_and_reading_affects_only_that_file(
 def test_a_temporary_receipt_renamed_into_place_while_the_directory_is_read_is_found_under_its_new_name(
         tmp_path, monkeypatch):
     (tmp_path / ".r.pdf.tmp").write_bytes(_pdf("Order ref MT1", "Rs. 499.00"))
-    import harness.observe as observe_module
+    import harness.observe.files as observe_module
 
     real = observe_module.read_receipt
 
@@ -329,7 +311,7 @@ def test_a_service_killed_partway_judges_delivered_payments_and_leaves_the_rest_
 
     # 60 payments × 5 = 300 requests: a first wave of 51 payments (255 requests), then 9 payments
     plan = Plan(payments=60, duplicates=5)
-    report = run_race(RunConfig(plan=plan, target=target_of(service), targets_file="exactly-once"),
+    report = run_race(RunConfig(plan=plan, profile=profile_of(service), targets_file="exactly-once"),
                       progress=kill_after_the_first_wave)
 
     rows = {r["payment"]: r for r in report.payments}
@@ -353,7 +335,7 @@ def test_a_service_killed_before_any_delivery_is_inconclusive(start_reference):
             os.kill(service.pid, signal.SIGKILL)
             service.process.wait(10)
 
-    report = run_race(RunConfig(plan=Plan(payments=4, duplicates=3), target=target_of(service),
+    report = run_race(RunConfig(plan=Plan(payments=4, duplicates=3), profile=profile_of(service),
                                 targets_file="exactly-once"), progress=kill_once_payments_exist)
     assert report.metrics["payments_unjudged"] == 4
     assert not [v for c in report.checks for v in c.violations if v.kind == "missing-receipt"]
@@ -362,13 +344,13 @@ def test_a_service_killed_before_any_delivery_is_inconclusive(start_reference):
 
 def test_payments_starved_by_a_relay_refusing_every_second_connection_are_unjudged(start_reference):
     service = start_reference("atomic", generation_delay_ms=150)
-    direct = target_of(service)
+    direct = profile_of(service)
     plan = Plan(payments=8, duplicates=2)
     with httpx.Client(timeout=10) as client:
         payments = prepare_payments(direct, plan, client)
     history = History()
     with Relay(int(service.url.rsplit(":", 1)[1]), refuse=lambda k: k % 2 == 1) as relay:
-        send(build_requests(plan, payments, direct.with_(base_url=relay.url)), sync="last-byte", timeout=30,
+        send(build_requests(plan, payments, direct.with_base_url(relay.url)), sync="last-byte", timeout=30,
              history=history)
         refused = relay.stats.refused
 
@@ -396,7 +378,7 @@ def test_payments_starved_by_a_relay_refusing_every_second_connection_are_unjudg
     ((True, EXIT_OK), (True, EXIT_OK), EXIT_INCONCLUSIVE),  # the vulnerable run showed nothing: proved nothing
 ])
 def test_the_demo_exits_0_only_when_duplicates_before_and_every_invariant_after(before, after, expected):
-    from harness.cli_run import demo_exit
-    from harness.result import Verdict
+    from harness.cli.run import demo_exit
+    from harness.verdict.result import Verdict
 
     assert demo_exit(Verdict(*before, ""), Verdict(*after, "")) == expected

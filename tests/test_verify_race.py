@@ -8,9 +8,9 @@ import respx
 from _inprocess import serve_in_thread
 from helpers import HTTP_TIMEOUT, create_payments, outcomes
 
-from harness.burst import fire
+from harness.senders.burst import fire
 from harness.signing import callback_payload, x_verify
-from harness.target import UAT_SALT_KEY, Target
+from harness.profile.legacy import UAT_SALT_KEY, Target
 from reference_service import ServiceConfig, create_app
 
 # Real service processes: `pytest -m 'not slow'` leaves these out.

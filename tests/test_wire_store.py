@@ -23,13 +23,13 @@ from _poll import wait_until
 from _wire import start_on_store, store, store_kind, target_of  # noqa: F401 (fixtures)
 from helpers import claim_winners
 
-from harness import wire
-from harness.burst import fire
-from harness.cli import main
-from harness.embedded import free_port
-from harness.plan import Plan
+from harness.local import wire
+from harness.senders.burst import fire
+from harness.cli.main import main
+from harness.local.service import free_port
+from harness.prepare.plan import Plan
 from harness.reference import FaultFlags
-from harness.runner import RunConfig, run_race
+from harness.run.session import RunConfig, run_race
 
 # Real processes, nested pytest or Locust runs: `pytest -m 'not slow'` leaves these out.
 pytestmark = pytest.mark.slow
@@ -138,7 +138,7 @@ def test_crashed_claimants_lease_expires_and_the_retry_round_makes_exactly_one(s
                                                                              exactly_once_targets):
     crash = FaultFlags(crash_after_claim_rate=1.0)
     service = start_on_store(store_kind, "lease", generation_delay_ms=50, lease_seconds=0.5, faults=crash)
-    config = RunConfig(plan=Plan(payments=3, duplicates=5, rounds=2, round_interval=0.7), target=target_of(service),
+    config = RunConfig(plan=Plan(payments=3, duplicates=5, rounds=2, round_interval=0.7), profile=target_of(service).to_profile(),
                        faults=crash.runtime(), transient_faults=True, server_errors_injected=True,
                        targets_file=exactly_once_targets)
     report = run_race(config)

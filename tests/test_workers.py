@@ -15,12 +15,12 @@ import sys
 import pytest
 from _wire import fresh_database, target_of, wire_server  # noqa: F401 (fixtures)
 
-from harness.cli import main
-from harness.embedded import free_port
-from harness.plan import Plan
+from harness.cli.main import main
+from harness.local.service import free_port
+from harness.prepare.plan import Plan
 from harness.reference import start_service
-from harness.result import EXIT_INVALID, EXIT_USAGE
-from harness.runner import RunConfig, run_race
+from harness.verdict.result import EXIT_INVALID, EXIT_USAGE
+from harness.run.session import RunConfig, run_race
 
 # Real processes, nested pytest or Locust runs: `pytest -m 'not slow'` leaves these out.
 pytestmark = pytest.mark.slow
@@ -53,7 +53,7 @@ def race(service_on_wire, exactly_once_targets):
 
     def run(mode: str, workers: int, trials: int = TRIALS) -> list:
         service = service_on_wire(mode, workers)
-        config = RunConfig(plan=Plan(payments=PAYMENTS, duplicates=DUPLICATES), target=target_of(service),
+        config = RunConfig(plan=Plan(payments=PAYMENTS, duplicates=DUPLICATES), profile=target_of(service).to_profile(),
                            service_pid=service.pid, targets_file=exactly_once_targets, label=f"{mode}-{workers}")
         return [run_race(config) for _ in range(trials)]
 

@@ -12,9 +12,9 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from ..burst import PreparedRequest
+from harness.senders.burst import PreparedRequest
 from ..signing import callback_body, redeliver, scheme
-from ..target import Payment
+from harness.profile.payments import Payment
 from .payments import event_values
 from .schema import DeliverySection
 from .template import render

@@ -5,16 +5,25 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 
-from ..target import Payment, TargetError
-from .schema import PaymentsSection
-from .template import dig, render
+from harness.errors import TargetError
+from harness.profile.schema import PaymentsSection
+from harness.profile.template import dig, render
+from harness.progress import Progress
 
-Progress = Callable[[str, int, int], None]
+
+@dataclass(frozen=True)
+class Payment:
+    """One payment the plan drives: the service's id for it and the gateway's transaction id."""
+
+    id: str
+    merchant_transaction_id: str
+    amount: int
 
 
 def new_transaction() -> str:

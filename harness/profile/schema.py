@@ -1,28 +1,20 @@
 """The profile file's schema: every section as a pydantic model, so a mistake names its field.
 
 The models hold the file as written (after ``${ENV}`` expansion); ``harness.profile.Profile`` is
-what a run uses. The format is documented in docs/profiles.md. The side effects' sections (where
-effects are read, and the rules that find their keys and amounts) are in ``schema_effects``.
+what a run uses. The format is documented in docs/profiles.md. ``parse_profile`` validates plain
+data against it and names the first wrong field (and its line in the file).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..signing import SCHEMES, scheme
-from ._strict import _path, _Strict
-from .schema_effects import (
-    EffectSection,
-    FieldRule,
-    FileRule,
-    RuleSection,
-    SinkRule,
-    SinkSection,
-)
-from .template import check_placeholders, placeholders_in
+from harness.errors import ProfileError, TemplateError
+from harness.profile.template import check_placeholders, expand_env, placeholders_in
+from harness.signing import SCHEMES, scheme
 
 PROFILE_VERSION = 1
 STATES = ("COMPLETED", "FAILED", "PENDING")
@@ -31,7 +23,159 @@ __all__ = ["AnswersSection", "DeliverySection", "EffectSection", "FieldRule", "F
            "SigningSection", "SinkRule", "SinkSection", "StateSection"]
 
 
-class PaymentsSection(_Strict):
+# -- what every section shares ------------------------------------------------------------
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def checked_regex(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        compiled = re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a regular expression: {exc}") from None
+    if compiled.groups > 1:
+        raise ValueError("a key pattern has at most one group (the part that is the key)")
+    return value
+
+
+def checked_path(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError("a path starts with /")
+    check_placeholders(value)
+    return value
+
+
+# -- side effects: where they are read, and the rules that find their keys and amounts ----------
+
+class RuleSection(Strict):
+    """Where a side effect's key (or amount) is: a field, or a pattern over part of a file."""
+
+    field: str | None = None
+    pattern: str | None = None
+    joins: str = "transaction"
+    unit: Literal["paise", "rupees"] = "paise"
+
+    @field_validator("pattern")
+    @classmethod
+    def _check_pattern(cls, value: str | None) -> str | None:
+        return checked_regex(value)
+
+    @field_validator("joins")
+    @classmethod
+    def _join(cls, value: str) -> str:
+        if value not in ("transaction", "id") and not (value.startswith("state.") and len(value) > 6):
+            raise ValueError("joins is transaction, id or state.<field>")
+        return value
+
+
+class FileRule(RuleSection):
+    from_: Literal["name", "subject", "title", "text", "json"] = Field(alias="from")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _complete(self) -> "FileRule":
+        if self.from_ == "json" and not self.field:
+            raise ValueError("a key from a JSON file needs field")
+        if self.from_ != "json" and not self.pattern:
+            raise ValueError(f"a key from the {self.from_} needs pattern")
+        return self
+
+
+class FieldRule(RuleSection):
+    @model_validator(mode="after")
+    def _has_field(self) -> "FieldRule":
+        if not self.field:
+            raise ValueError("needs field")
+        return self
+
+
+class SinkRule(RuleSection):
+    """A key or amount in what reached the sink: a call's body/header/path, a message's recipient/subject/text
+    or an attachment's text (``attachment``: which attachments, by a glob of their names)."""
+
+    from_: Literal["body", "header", "path", "recipient", "subject", "text", "attachment"] = Field(alias="from")
+    header: str | None = None
+    attachment: str = "*"
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _complete(self) -> "SinkRule":
+        if self.from_ == "header" and not self.header:
+            raise ValueError("a key from a header needs header (its name)")
+        if self.from_ == "body" and not (self.field or self.pattern):
+            raise ValueError("a key from the body needs field (a dotted path in its JSON) or pattern")
+        if self.field and self.from_ != "body":
+            raise ValueError(f"field is a dotted path in a JSON body: use pattern over the {self.from_}")
+        return self
+
+
+class SinkSection(Strict):
+    """The recording sink a run starts: its ports on 127.0.0.1 (0: a free one) and how it answers."""
+
+    http: int | None = Field(None, ge=0, le=65535)
+    smtp: int | None = Field(None, ge=0, le=65535)
+    proxy: int | None = Field(None, ge=0, le=65535)
+    status: int = Field(200, ge=100, le=599)
+    body: str = '{"ok": true}'
+    content_type: str = "application/json"
+    latency_ms: float = Field(0.0, ge=0)
+    quiet: float = Field(1.0, gt=0)
+    ca_dir: str | None = None
+    records: str | None = None
+    mitmdump: str | None = None
+
+
+class EffectSection(Strict):
+    kind: str = "receipt"
+    source: Literal["files", "mongo", "http", "sink"]
+    # sink: which channel, and which of its calls/messages are this kind (globs; path is shared with http)
+    channel: Literal["http", "smtp", "proxy"] | None = None
+    host: str | None = None
+    recipient: str | None = None
+    method: str | None = None
+    # files
+    dir: str | None = None
+    glob: str = "*"
+    # mongo
+    uri: str | None = None
+    database: str | None = None
+    collection: str | None = None
+    filter: dict[str, Any] = Field(default_factory=dict)
+    # http
+    path: str | None = None
+    url: str | None = None
+    items: str = ""
+    key: dict[str, Any] | None = None
+    amount: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _fits_source(self) -> "EffectSection":
+        need = {"files": ("dir",), "mongo": ("uri", "database", "collection", "key"), "http": ("key",),
+                "sink": ("channel",)}[self.source]
+        for name in need:
+            if getattr(self, name) in (None, ""):
+                raise ValueError(f"effects from {self.source} need {name!r}")
+        if self.source == "http" and not (self.path or self.url):
+            raise ValueError("effects from http need path or url")
+        return self
+
+    def rule(self, which: str) -> RuleSection | None:
+        data = getattr(self, which)
+        if data is None:
+            return None
+        if self.source == "sink":
+            return SinkRule.model_validate(data)
+        return FileRule.model_validate(data) if self.source == "files" else FieldRule.model_validate(data)
+
+
+# -- the rest of the file ----------------------------------------------------------------------
+
+class PaymentsSection(Strict):
     source: Literal["http", "mongo", "file"]
     # http
     method: str = "POST"
@@ -59,7 +203,7 @@ class PaymentsSection(_Strict):
             if getattr(self, name) in (None, ""):
                 raise ValueError(f"payments from {self.source} need {name!r}")
         if self.path is not None:
-            _path(self.path)
+            checked_path(self.path)
         if self.body is not None and self.form is not None:
             raise ValueError("give body (JSON) or form, not both")
         if any("id" in placeholders_in(t) for t in (self.body, self.form, self.document, self.headers, self.path)):
@@ -92,7 +236,7 @@ class SigningSection(BaseModel):
         return self
 
 
-class DeliverySection(_Strict):
+class DeliverySection(Strict):
     method: str = "POST"
     path: str
     headers: dict[str, str] = Field(default_factory=dict)
@@ -110,8 +254,8 @@ class DeliverySection(_Strict):
 
     @field_validator("path")
     @classmethod
-    def _check_path(cls, value: str) -> str:
-        return _path(value)
+    def _checkchecked_path(cls, value: str) -> str:
+        return checked_path(value)
 
     @field_validator("states")
     @classmethod
@@ -142,7 +286,7 @@ class DeliverySection(_Strict):
         return self
 
 
-class AnswersSection(_Strict):
+class AnswersSection(Strict):
     field: str | None = None
     generated: list[Any] = Field(default_factory=list)
     already: list[Any] = Field(default_factory=list)
@@ -159,12 +303,12 @@ class AnswersSection(_Strict):
         return self
 
 
-class PaidSection(_Strict):
+class PaidSection(Strict):
     field: str
     values: list[Any]
 
 
-class StateSection(_Strict):
+class StateSection(Strict):
     source: Literal["http", "mongo"]
     path: str | None = None
     root: str = ""
@@ -185,17 +329,17 @@ class StateSection(_Strict):
             if getattr(self, name) in (None, ""):
                 raise ValueError(f"state from {self.source} needs {name!r}")
         if self.path is not None:
-            _path(self.path)
+            checked_path(self.path)
         return self
 
 
-class SettleSection(_Strict):
+class SettleSection(Strict):
     quiet: float = Field(1.0, gt=0)
     timeout: float = Field(30.0, gt=0)
     interval: float = Field(0.25, gt=0)
 
 
-class ProfileFile(_Strict):
+class ProfileFile(Strict):
     version: Literal[1]
     name: str = "service"
     base_url: str
@@ -223,8 +367,8 @@ class ProfileFile(_Strict):
 
     @field_validator("metrics_path", "faults_path")
     @classmethod
-    def _optional_path(cls, value: str | None) -> str | None:
-        return _path(value) if value else None
+    def _optionalchecked_path(cls, value: str | None) -> str | None:
+        return checked_path(value) if value else None
 
     @field_validator("deliveries")
     @classmethod
@@ -267,3 +411,68 @@ def _first_error(exc: ValueError) -> str:
         where = ".".join(str(p) for p in first["loc"])
         return f"{where + ': ' if where else ''}{first['msg'].removeprefix('Value error, ')}"
     return str(exc)
+
+
+# -- validating a file ------------------------------------------------------------------------
+
+def parse_profile(data: Any, source: str = "profile", *, variables: Mapping[str, str] | None = None,
+                  text: str | None = None) -> ProfileFile:
+    """A validated profile from plain data; ProfileError names the first wrong field (and its line)."""
+    if not isinstance(data, dict):
+        raise ProfileError(f"{source}: a profile is a table of fields, not {type(data).__name__}")
+    if data.get("version") != PROFILE_VERSION:
+        raise ProfileError(f"{source}: version: must be {PROFILE_VERSION} (got {data.get('version')!r})")
+    try:
+        expanded = expand_env(data, variables or {}) if variables is not None else data
+    except TemplateError as exc:
+        field = str(exc).split(":", 1)[0]
+        raise ProfileError(f"{source}: {exc}{_line(text, field.split('.'))}") from None
+    try:
+        return ProfileFile.model_validate(expanded)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = [str(p) for p in error["loc"]]
+        message = error["msg"].removeprefix("Value error, ")
+        # An error raised by a whole-file rule names its field in the message ("effects.0.key: ...").
+        if not loc and (named := re.match(r"^([a-z_]+(?:\.[\w]+)+): (.*)$", message)):
+            loc, message = named.group(1).split("."), named.group(2)
+        if error["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif error["type"] == "missing":
+            message = "missing (required)"
+        where = ".".join(loc) or "(the whole file)"
+        raise ProfileError(f"{source}: {where}{_line(text, loc)}: {message}") from None
+
+
+def _line(text: str | None, loc: list[str]) -> str:
+    """`` (line N)`` of the TOML line that sets the field at ``loc`` (or its table), when it can be found."""
+    if not text or not loc:
+        return ""
+    best, best_len = None, 0
+    table: list[str] = []
+    arrays: dict[str, int] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("[["):
+            name = line.strip("[] ")
+            arrays[name] = arrays.get(name, -1) + 1
+            table = [*name.split("."), str(arrays[name])]
+            path = table
+        elif line.startswith("["):
+            table = line.strip("[] ").split(".")
+            path = table
+        elif "=" in line:
+            key = line.split("=", 1)[0].strip().strip('"')
+            path = [*table, *key.split(".")]
+        else:
+            continue
+        common = 0
+        for a, b in zip(path, loc):
+            if a != b:
+                break
+            common += 1
+        if common == len(path) and common > best_len:
+            best, best_len = number, common
+    return f" (line {best})" if best else ""

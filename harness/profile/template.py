@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import re
 from typing import Any, Mapping
+from harness.errors import TemplateError
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*(?:\.[A-Za-z0-9_]+)?)\}")
 PLACEHOLDERS = ("transaction", "id", "amount", "amount_rupees", "state", "now_ms", "now_s", "event_id", "random")
-
-
-class TemplateError(ValueError):
-    """A template that cannot be filled in (an unset variable, an unknown placeholder)."""
 
 
 def expand_env(value: Any, variables: Mapping[str, str], where: str = "") -> Any:

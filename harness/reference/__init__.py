@@ -15,19 +15,16 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ..embedded import ServiceProcess, ServiceStartError
-from ..options import Option
-from ..target import Target
+from harness.local.service import ServiceProcess
+from harness.errors import ReferenceUnavailable, ServiceStartError
+from harness.run.options import Option
+from harness.profile import Profile, Target, load_profile
 from .processes import STORES, FaultFlags, resolve_store, start_service, start_simulator
 
 MODES = ("vulnerable", "atomic", "lease", "locked")
 # What the reference service imports beyond the harness: the `reference` extra.
 _EXTRA = ("fastapi", "uvicorn", "mongomock", "fpdf")
 INSTALL_HINT = "pip install 'race-harness[reference]'  (from a checkout: pip install -e '.[reference]')"
-
-
-class ReferenceUnavailable(RuntimeError):
-    """The reference service's packages are not installed."""
 
 
 def require() -> None:
@@ -115,15 +112,15 @@ class ReferenceOptions:
 class Provided:
     """A running reference service, as the run sees it."""
 
-    target: Any  # a Target, or a Profile when the options name one
+    profile: Profile  # the service as the run judges it: the reference contract, or the profile the options name
     pid: int
     service: ServiceProcess
     options: ReferenceOptions
 
     def run_settings(self) -> dict[str, Any]:
-        """RunConfig fields this service fills in: its target, process, faults and description."""
+        """RunConfig fields this service fills in: its profile, process, faults and description."""
         faults = self.options.faults
-        return {"target": self.target, "service_pid": self.pid, "faults": faults.runtime(),
+        return {"profile": self.profile, "service_pid": self.pid, "faults": faults.runtime(),
                 "transient_faults": self.options.transient_faults,
                 "server_errors_injected": faults.crash_after_claim_rate > 0, "service": self.options.describe()}
 
@@ -147,9 +144,9 @@ def started(options: ReferenceOptions, workdir: Path, *, gateway: bool = False,
             if kind == "wire" and announce:
                 announce(f"wire store: SecantusDB at {service.mongo_uri} (stopped when the run ends)")
             gateway_url = simulator.url if simulator else None
-            target = (profile_of(options.profile, service, gateway_url) if options.profile
-                      else target_of(service, gateway_url=gateway_url))
-            yield Provided(target, service.pid, service, options)
+            profile = (named_profile_of(options.profile, service, gateway_url) if options.profile
+                       else profile_of(service, gateway_url=gateway_url))
+            yield Provided(profile, service.pid, service, options)
         finally:
             service.stop()
     finally:
@@ -158,18 +155,23 @@ def started(options: ReferenceOptions, workdir: Path, *, gateway: bool = False,
 
 
 def target_of(service: ServiceProcess, **changes: Any) -> Target:
-    """The Target of a running reference service; with a MongoDB store, state is read straight from it."""
+    """The legacy Target of a running reference service (a small client of it: create a payment, sign a
+    callback); with a MongoDB store, state is read straight from it."""
     target = Target(base_url=service.url, receipts_dir=str(service.receipts_dir) if service.receipts_dir else None)
     if service.mongo_uri:
         target = target.with_(mongo_uri=service.mongo_uri, mongo_database=service.database)
     return target.with_(**changes)
 
 
-def profile_of(profile: str, service: ServiceProcess, gateway_url: str | None = None) -> Any:
+def profile_of(service: ServiceProcess, **changes: Any) -> Profile:
+    """The Profile a run judges a running reference service by (its contract, its URL, receipts and store)."""
+    target = target_of(service, **changes)
+    return target.to_profile({"from": "reference service", "base_url": target.base_url})
+
+
+def named_profile_of(profile: str, service: ServiceProcess, gateway_url: str | None = None) -> Profile:
     """A profile (file or built-in name) of a running reference service: its URL, receipts and simulator filled in."""
     import os
-
-    from ..profile import load_profile
 
     variables = {**os.environ, "BASE_URL": service.url, "RECEIPTS_DIR": str(service.receipts_dir or ""),
                  "GATEWAY_URL": gateway_url or ""}
@@ -180,7 +182,8 @@ def race(options: ReferenceOptions, config: Any, progress: Any = None) -> Any:
     """Start the reference service, run ``config`` (a RunConfig without a target) against it, stop it."""
     import tempfile
 
-    from ..runner import HarnessError, run_race
+    from harness.errors import HarnessError
+    from harness.run.session import run_race
 
     try:  # usage errors before anything is started
         require()
@@ -217,7 +220,7 @@ def serve(args: argparse.Namespace) -> int:
         return serve_reference(args)
     if args.mongo_uri:
         raise ValueError("--store wire and --mongo-uri name two different stores: give one of them")
-    from ..wire import start_wire_server
+    from harness.local.wire import start_wire_server
 
     with start_wire_server(host="127.0.0.1") as wire:
         print(f"wire store: SecantusDB at {wire.uri} (stopped when the service stops)", flush=True)
@@ -226,4 +229,4 @@ def serve(args: argparse.Namespace) -> int:
 
 
 __all__ = ["INSTALL_HINT", "MODES", "ReferenceUnavailable", "require", "SERVICE", "STORES", "FaultFlags", "Provided", "ReferenceOptions", "add_serve_arguments", "race",
-           "resolve_store", "serve", "start_service", "start_simulator", "started", "target_of", "profile_of"]
+           "resolve_store", "serve", "start_service", "start_simulator", "started", "target_of", "profile_of", "named_profile_of"]

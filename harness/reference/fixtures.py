@@ -2,7 +2,7 @@
 
 Every service a fixture starts is a real process on a free loopback port with its own receipts
 directory under the test's ``tmp_path``, so the fixtures work under ``pytest -n auto``. The
-``race`` fixture's options and defaults are ``harness.options`` and ``harness.reference.SERVICE``,
+``race`` fixture's options and defaults are ``harness.run.options`` and ``harness.reference.SERVICE``,
 the CLI's and the Locust scenarios' own.
 """
 
@@ -13,13 +13,13 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from ..embedded import ServiceProcess
-from ..options import RUN, defaults
-from ..plan import Plan, parse_channel_mix
+from harness.local.service import ServiceProcess
+from harness.run.options import RUN, defaults
+from harness.prepare.plan import Plan, parse_channel_mix
 from ..pytest_plugin import record_verdict
-from ..result import RunReport
-from ..runner import RunConfig, run_race
-from . import SERVICE, FaultFlags, Provided, ReferenceOptions, start_service, start_simulator, target_of
+from harness.verdict.result import RunReport
+from harness.run.session import RunConfig, run_race
+from . import SERVICE, FaultFlags, Provided, ReferenceOptions, profile_of, start_service, start_simulator
 
 _D = defaults(RUN + SERVICE)
 # Unlike the CLI, a test judges by the exactly-once invariants alone: timing targets would make a
@@ -95,7 +95,7 @@ def race(request: pytest.FixtureRequest, reference_service: Callable[..., Servic
                                         phonepe_base_url=gateway_url, http2=options.http2, tls=tls)
             if tls and verify_tls is None:
                 verify_tls = False  # the certificate is the one the service just made for itself
-        provided = Provided(target_of(service, gateway_url=gateway_url), service.pid, service, options)
+        provided = Provided(profile_of(service, gateway_url=gateway_url), service.pid, service, options)
         config = RunConfig(plan=plan, sync=sync, targets_file=Path(targets), label=mode, verify_tls=verify_tls,
                            **provided.run_settings())
         report = run_race(config)

@@ -1,7 +1,7 @@
 """Start the reference service (and the PhonePe simulator) as real processes on loopback.
 
 The store is chosen here too: ``memory`` (the service's embedded mongomock), ``wire`` (a SecantusDB
-wire-protocol server that the harness starts, see ``harness.wire``, and hands to the service as
+wire-protocol server that the harness starts, see ``harness.local.wire``, and hands to the service as
 its ``--mongo-uri``), or an external MongoDB by URI. ``workers`` runs the service as several
 processes sharing its port; they need a shared store (wire or MongoDB).
 """
@@ -19,8 +19,9 @@ from typing import Any, Sequence
 
 import httpx
 
-from ..embedded import ServiceProcess, ServiceStartError, free_port, spawn
-from ..poll import poll
+from harness.local.service import ServiceProcess, free_port, spawn
+from harness.errors import ServiceStartError
+from harness.local.poll import poll
 
 STORES = ("memory", "wire")
 
@@ -96,7 +97,7 @@ def start_service(receipts_dir: Path, *, mode: str = "atomic", generation_delay_
     clients must not verify it (``verify_tls=False``).
 
     ``store="wire"`` starts a wire server for this service (stopped with it), or uses ``wire`` (a
-    running ``harness.wire.WireServer``, left running: e.g. one per test session, a database per
+    running ``harness.local.wire.WireServer``, left running: e.g. one per test session, a database per
     service). ``workers`` > 1: the call returns once every worker answers.
     """
     kind, uri = resolve_store("wire" if wire is not None else store, mongo_uri, workers)
@@ -108,7 +109,8 @@ def start_service(receipts_dir: Path, *, mode: str = "atomic", generation_delay_
     receipts_dir.mkdir(parents=True, exist_ok=True)
     owned: list[Any] = []
     if kind == "wire":
-        from ..wire import WireServerError, start_wire_server
+        from harness.errors import WireServerError
+        from harness.local.wire import start_wire_server
 
         if wire is None:
             try:

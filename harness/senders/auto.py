@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from ._h1conn import _connect, _resolve
-from ._h2conn import H2Conn, h2_context
+from .h1conn import connect_socket, resolve_address
+from .h2conn import H2Conn, h2_context
 from .base import split_url
 
 AUTO = "auto"
@@ -22,7 +22,7 @@ def speaks_h2(url: str, *, timeout: float = PROBE_TIMEOUT, verify_tls: bool | st
     deadline = time.perf_counter() + timeout
     conn = H2Conn(0, origin)
     try:
-        conn.adopt(_connect(origin, _resolve(origin), deadline, h2_context(verify_tls) if origin.tls else None))
+        conn.adopt(connect_socket(origin, resolve_address(origin), deadline, h2_context(verify_tls) if origin.tls else None))
         conn.handshake(deadline)
         return conn.settings_seen
     except Exception:  # noqa: BLE001 - an HTTP/1.1 server answers the preface with an error or a close: a "no"

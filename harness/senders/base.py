@@ -22,9 +22,9 @@ from typing import Any, Callable, Protocol, Sequence
 from urllib.parse import urlsplit
 
 from ..history import Event, History
-from ..stats import ms as _ms
-from ..stats import percentile
-from ._release import wait_until
+from harness.stats import ms as _ms
+from harness.stats import percentile
+from .release import wait_until
 from .server_timing import parse_server_timing
 
 ARRIVAL_HEADER = "x-arrival-ns"  # the server's own arrival time, epoch nanoseconds

@@ -2,7 +2,7 @@
 
 1. ``open``: one TCP (or TLS) connection per request, with ``TCP_NODELAY``, warmed with one cheap
    request (``GET /healthz`` by default) read back in full, so that connect, handshake and slow
-   start are over before the burst (see ``_h1conn``);
+   start are over before the burst (see ``h1conn``);
 2. ``release``: at the instant, send every request but its final byte, wait until the kernel has
    sent those prefixes, then release all final bytes back to back from one thread (``t_release``
    is read right after each ``send``);
@@ -24,7 +24,7 @@ import time
 
 import h11
 
-from ._h1conn import READ_CHUNK, Conn, open_all
+from .h1conn import READ_CHUNK, Conn, open_all
 from .base import ArmedBurst, Outcome, plain, read_all, remaining
 
 _FLUSH_POLL = 0.0002  # seconds between checks that every prefix has left the send queue
@@ -62,7 +62,7 @@ class LastByteBurst(ArmedBurst):
         if settle > 0:
             time.sleep(max(0.0, min(settle, deadline - time.perf_counter())))
         release_started = time.perf_counter()
-        released = _release(ready)
+        released = release(ready)
         _read_responses(released, deadline)
         return [c.out for c in self._conns], release_started
 
@@ -139,7 +139,7 @@ def _wait_prefixes_sent(conns: list[Conn], deadline: float) -> None:
             time.sleep(_FLUSH_POLL)
 
 
-def _release(conns: list[Conn]) -> list[Conn]:
+def release(conns: list[Conn]) -> list[Conn]:
     """Send every final byte back to back; the loop does nothing else, so it stays tight."""
     perf = time.perf_counter
     sends = []

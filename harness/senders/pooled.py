@@ -26,7 +26,7 @@ from typing import Any, Generic, Hashable, Sequence, TypeVar
 
 import h11
 
-from ._h1conn import Conn, open_all
+from .h1conn import Conn, open_all
 from .base import ArmedBurst, Origin, PreparedRequest
 from .last_byte import LastByteBurst
 

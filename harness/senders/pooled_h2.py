@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..tls import Trust
-from ._h2conn import H2Conn
+from .h2conn import H2Conn
 from .base import Origin, PreparedRequest
 from .pooled import MAX_IDLE, IdlePool, KeptSender
 from .single_packet import SinglePacketBurst

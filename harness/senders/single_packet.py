@@ -29,8 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import h2.exceptions
 
-from ._h1conn import READ_CHUNK, _connect, _describe, _PhaseError, _resolve
-from ._h2conn import H2Conn, h2_context, request_headers
+from .h1conn import READ_CHUNK, PhaseError, connect_socket, describe_error, resolve_address
+from .h2conn import H2Conn, h2_context, request_headers
 from .base import ArmedBurst, Origin, Outcome, plain, read_all, remaining
 
 _MAX_ORIGIN_THREADS = 16  # origins are opened in parallel, each origin's connections one after another
@@ -80,16 +80,16 @@ class SinglePacketBurst(ArmedBurst):
                 if kept is not None:  # warm from an earlier burst: no connect, no warm-up
                     conns.append(kept)
                 else:
-                    addresses = addresses if addresses is not None else _resolve(origin)
+                    addresses = addresses if addresses is not None else resolve_address(origin)
                     conns.append(H2Conn(-1, origin))
-                    self._connect(conns[-1], addresses, deadline, warmup_path, context)
+                    self.connect_socket(conns[-1], addresses, deadline, warmup_path, context)
                 conn = conns[-1]
                 taken = _fits(conn, [self.requests[i].body for i in todo])
                 for i in todo[:taken]:
                     self._placed[i] = (conn, 0)  # the stream id is given when the headers go out
                 todo = todo[taken:]
         except Exception as exc:  # noqa: BLE001 - recorded per request, as every sender does
-            error = _describe(exc)
+            error = describe_error(exc)
             for i in indices:
                 if i not in self._placed:
                     self._outcomes[i].error = error
@@ -102,9 +102,9 @@ class SinglePacketBurst(ArmedBurst):
         return None
 
     @staticmethod
-    def _connect(conn: H2Conn, addresses: list[tuple], deadline: float, warmup_path: str | None,
+    def connect_socket(conn: H2Conn, addresses: list[tuple], deadline: float, warmup_path: str | None,
                  context: ssl.SSLContext | None) -> None:
-        sock = _connect(conn.origin, addresses, deadline, context)
+        sock = connect_socket(conn.origin, addresses, deadline, context)
         try:
             conn.adopt(sock)
             conn.handshake(deadline)
@@ -112,7 +112,7 @@ class SinglePacketBurst(ArmedBurst):
             conn.close()
             if isinstance(exc, TimeoutError):
                 raise
-            raise _PhaseError("connect", exc) from exc
+            raise PhaseError("connect", exc) from exc
         if warmup_path is not None:
             try:
                 conn.warm(warmup_path, deadline)
@@ -121,7 +121,7 @@ class SinglePacketBurst(ArmedBurst):
                 raise
             except (OSError, h2.exceptions.ProtocolError) as exc:
                 conn.close()
-                raise _PhaseError("warm-up", exc) from exc
+                raise PhaseError("warm-up", exc) from exc
 
     @property
     def ready(self) -> int:

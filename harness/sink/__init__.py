@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import SinkError
-from .._process import end_process
+from harness.errors import SinkError
+from harness.local.process import end_process
 from .recorded import RecordedSink, kept_records
 from .records import read_records
 from .server import SinkSettings, service_env

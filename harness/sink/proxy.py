@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .._process import end_process
-from .errors import SinkError
+from harness.local.process import end_process
+from harness.errors import SinkError
 
 ADDON = Path(__file__).with_name("_mitm_addon.py")
 CA_CERT = "mitmproxy-ca-cert.pem"

@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
-from .errors import SinkError
+from harness.errors import SinkError
 from .records import read_records
 from .server import service_env
 

@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import SinkError
+from harness.errors import SinkError
 from .records import RecordWriter
 
 EXIT_USAGE = 4

@@ -8,7 +8,8 @@ side: waves across lanes, release instants, redelivery rounds, one History, boun
 ``scenarios/`` adapts it to Locust's runner messages and users.
 """
 
-from .coordinator import Coordinator, SwarmTimeout, WaveConfig, Work
+from harness.swarm.coordinator import Coordinator, WaveConfig, Work
+from harness.errors import SwarmTimeout
 from .lane import Lane
 from .messages import DONE, GO, HELLO, PREPARE, READY, Handler, Transport
 from .run import VERDICT_PREFIX, SwarmRun, SwarmSettings, judge, prepare

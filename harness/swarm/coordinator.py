@@ -28,19 +28,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from ..history import Event, History
-from ..plan import Plan
-from ..runner import HarnessError
+from harness.prepare.plan import Plan
 from ..senders import PreparedRequest
 from ..senders.auto import AUTO, resolve_sync
-from ..profile import Profile
-from ..target import Payment, Target
+from ..profile import Payment, Profile
 from .messages import DONE, GO, HELLO, PREPARE, READY, Transport, event_from_wire, request_to_wire
+from harness.errors import SwarmTimeout
 
 log = logging.getLogger("race-harness.swarm")
-
-
-class SwarmTimeout(HarnessError):
-    """The swarm could not go on: no lane answered within its bound (a set-up problem: exit code 4)."""
 
 
 @dataclass(frozen=True)
@@ -60,13 +55,12 @@ class WaveConfig:
 
 @dataclass(frozen=True)
 class Work:
-    """What the master delivers: the target, its plan, the payments made for it, the plan's requests."""
+    """What the master delivers: the service's profile, its plan, the payments made for it, the plan's requests."""
 
-    target: Profile  # the service's contract the requests were built from
+    profile: Profile  # the service's contract the requests were built from (the report records it)
     plan: Plan
     payments: list[Payment]
     requests: list[PreparedRequest]
-    described: Target | Profile | None = None  # as the user gave it (the report records it)
 
 
 @dataclass
@@ -188,8 +182,8 @@ class Coordinator:
         SwarmTimeout when no lane says hello, or none is left to send.
         """
         if config.sync == AUTO:  # once, here: every lane sends every wave the same way
-            config = replace(config, sync=resolve_sync(AUTO, work.target.url(work.target.health_path),
-                                                       verify_tls=work.target.tls_trust))
+            config = replace(config, sync=resolve_sync(AUTO, work.profile.url(work.profile.health_path),
+                                                       verify_tls=work.profile.tls_trust))
             log.info("race-harness swarm: --sync auto: the lanes send with %s", config.sync)
         self.work, self.config, self.heal = work, config, heal
         slot_of = {p.id: i for i, p in enumerate(work.payments)}
@@ -250,9 +244,9 @@ class Coordinator:
             for j, request in enumerate(self.requests_by_slot[delivery.slot]):
                 # A retry is signed afresh; so is every wave's request when the scheme signs a timestamp
                 # (a long swarm's later waves would otherwise carry prepare-time signatures).
-                if delivery.round > 1 or work.target.binds_time(request.channel):
-                    request = redelivery(work.target, work.payments[delivery.slot], request)
-                wire = request_to_wire(request, stats_name(work.target, request))
+                if delivery.round > 1 or work.profile.binds_time(request.channel):
+                    request = redelivery(work.profile, work.payments[delivery.slot], request)
+                wire = request_to_wire(request, stats_name(work.profile, request))
                 wire["meta"] = {**request.meta, "round": delivery.round}
                 shares[senders[(i + j) % len(senders)]].append(wire)
         shares = {node: share for node, share in shares.items() if share}
@@ -268,8 +262,8 @@ class Coordinator:
             self.transport.send(PREPARE, {"run": self.run_id, "wave": wave.id, "requests": share, "sync": c.sync,
                                           "timeout": c.burst_timeout, "go_timeout": go_timeout,
                                           "origin_wall": self.history.origin_wall,
-                                          "warmup_path": work.target.health_path,
-                                          "verify_tls": work.target.tls_trust}, to=node)
+                                          "warmup_path": work.profile.health_path,
+                                          "verify_tls": work.profile.tls_trust}, to=node)
         if not self._wait(wave.all_ready, step):
             if self.stopping.is_set():  # the run is stopping: this wave is never released
                 self._go(wave, shares, {"abort": True})
@@ -317,7 +311,7 @@ class Coordinator:
             events = list(wave.events)
         for delivery in wave.deliveries:
             payment = work.payments[delivery.slot].id
-            outcomes = {work.target.outcome_of(e.body, e.status) for e in events if e.payment == payment}
+            outcomes = {work.profile.outcome_of(e.body, e.status) for e in events if e.payment == payment}
             if "generated" in outcomes:
                 self.receipted.add(delivery.slot)
             elif (work.plan.is_paid(delivery.slot) and delivery.round <= c.redelivery_rounds and outcomes

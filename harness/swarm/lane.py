@@ -23,7 +23,7 @@ from ..history import Event, History
 from ..senders import SENDERS, ArmedBurst, Sender
 from ..senders.pooled import PooledLastByte
 from ..senders.pooled_h2 import PooledSinglePacket
-from ..stats import ms
+from harness.stats import ms
 from .messages import DONE, GO, HELLO, PREPARE, READY, Transport, event_to_wire, request_from_wire
 
 log = logging.getLogger("race-harness.swarm")

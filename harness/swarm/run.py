@@ -15,16 +15,19 @@ from typing import Any, Callable
 
 import httpx
 
-from ..history import History
-from ..plan import Plan
-from ..report import write_report
-from ..report_tables import strength_text
-from ..result import EXIT_INCONCLUSIVE, RunReport
-from ..runner import HarnessError, RunConfig, RunSession, sent_payments, verify_history
-from ..target import Target
-from ..targets import BUILT_IN
-from ..tls import http_client
-from .coordinator import Coordinator, WaveConfig, Work
+from harness.errors import HarnessError
+from harness.history import History
+from harness.prepare.deliveries import sent_payments
+from harness.prepare.plan import Plan
+from harness.profile import Profile
+from harness.report.tables import strength_text
+from harness.report.write import write_report
+from harness.run.judge import verify_history
+from harness.run.session import RunConfig, RunSession
+from harness.swarm.coordinator import Coordinator, WaveConfig, Work
+from harness.tls import http_client
+from harness.verdict.result import EXIT_INCONCLUSIVE, RunReport
+from harness.verdict.targets import BUILT_IN
 
 log = logging.getLogger("race-harness.swarm")
 
@@ -78,7 +81,7 @@ class SwarmSettings:
 
     def describe(self) -> dict[str, Any]:
         """The options as the report shows them. Secrets (a ``--mongo-uri`` with credentials) are
-        not masked here: the report reaches disk only through ``harness.report.write_report``,
+        not masked here: the report reaches disk only through ``harness.report.write.write_report``,
         which redacts every secret-bearing field of every report by one rule."""
         data = {k: v for k, v in asdict(self).items() if k != "scenario"}
         data["report_dir"] = str(self.report_dir)
@@ -86,11 +89,11 @@ class SwarmSettings:
         return data
 
 
-def prepare(target: Target, plan: Plan) -> Work:
-    """Create the plan's payments on the target and build its requests (a session of its own)."""
-    with RunSession(RunConfig(plan=plan, target=target)) as session:
+def prepare(profile: Profile, plan: Plan) -> Work:
+    """Create the plan's payments on the service and build its requests (a session of its own)."""
+    with RunSession(RunConfig(plan=plan, profile=profile)) as session:
         requests = session.prepare()
-        return Work(session.target, plan, session.payments, requests, described=target)
+        return Work(session.profile, plan, session.payments, requests)
 
 
 def judge(work: Work, history: History, *, label: str, targets_file: str | None, config: dict[str, Any],
@@ -100,7 +103,7 @@ def judge(work: Work, history: History, *, label: str, targets_file: str | None,
         plan, payments = sent_payments(work.plan, work.payments, history)
     except HarnessError as exc:
         return str(exc)
-    return verify_history(work.described or work.target, plan, payments, history, targets_file=targets_file, label=label,
+    return verify_history(work.profile, plan, payments, history, targets_file=targets_file, label=label,
                           config={**config, "plan": plan.to_dict()}, memory=memory, started=started,
                           counters=counters)
 
@@ -110,7 +113,7 @@ class SwarmRun:
     """One run on the master, from the payments to the verdict, around a Coordinator."""
 
     settings: SwarmSettings
-    target: Target
+    profile: Profile  # the service, however the user named it (made once, at the Locust edge)
     coordinator: Coordinator
     service_pid: int | None = None  # a service this run started: its memory is sampled
     service: dict[str, Any] | None = None  # how that service was started, for the report
@@ -123,23 +126,20 @@ class SwarmRun:
 
     def _trust(self) -> bool | str:
         """How the target's certificate is trusted (its profile's say, or --insecure / --ca-file)."""
-        return self.work.target.tls_trust if self.work is not None else (
+        return self.work.profile.tls_trust if self.work is not None else (
             True if self.settings.verify_tls is None else self.settings.verify_tls)
 
     def prepare(self) -> None:
-        s, target = self.settings, self.target
+        s, target = self.settings, self.profile
         if target.receipts_dir is None:
             log.warning("no --receipts-dir: receipt files cannot be read, so the verdict will be INCONCLUSIVE")
-        self.session = RunSession(RunConfig(plan=s.plan, target=target, targets_file=s.targets, label=s.label,
+        self.session = RunSession(RunConfig(plan=s.plan, profile=target, targets_file=s.targets, label=s.label,
                                             service_pid=self.service_pid, sync=s.sync, verify_tls=s.verify_tls))
         requests = self.session.prepare()
-        profile = self.session.target
-        # With --insecure / --ca-file the profile carrying that trust is what the report describes.
-        described = target if s.verify_tls is None else profile
-        self.work = Work(profile, s.plan, self.session.payments, requests, described=described)
+        self.work = Work(self.session.profile, s.plan, self.session.payments, requests)
 
         if s.failure_rate is not None and not s.embedded:
-            with http_client(self.work.target.tls_trust) as client:
+            with http_client(self.work.profile.tls_trust) as client:
                 self.faults_before = set_failure_rate(client, target, s.failure_rate)
         self.session.start_telemetry(interval=0.05)
         log.info("race-harness: %d payments (%d paid) x %d duplicates on %s", len(self.work.payments),
@@ -154,7 +154,7 @@ class SwarmRun:
         """Set the service's failure rate to 0 for the rounds after ``--heal-after``."""
         try:
             with http_client(self._trust()) as client:
-                before = set_failure_rate(client, self.target, 0.0)
+                before = set_failure_rate(client, self.profile, 0.0)
         except HarnessError as exc:
             log.warning("race-harness: --heal-after: %s", exc)
             return
@@ -220,7 +220,7 @@ class SwarmRun:
         if self.faults_before is not None:
             try:
                 with http_client(self._trust(), timeout=5.0) as client:
-                    client.put(self.target.url("/_admin/faults"),
+                    client.put(self.profile.url("/_admin/faults"),
                                json={"failure_rate": self.faults_before.get("failure_rate", 0.0)})
             except httpx.HTTPError:
                 pass
@@ -233,7 +233,7 @@ class SwarmRun:
                 log.warning("race-harness: a cleanup step failed", exc_info=True)
 
 
-def set_failure_rate(client: httpx.Client, target: Any, rate: float) -> dict:
+def set_failure_rate(client: httpx.Client, target: Profile, rate: float) -> dict:
     """Set the service's injected failure rate through PUT /_admin/faults; return the faults before."""
     try:
         before = client.get(target.url("/_admin/faults"))

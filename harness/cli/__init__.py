@@ -1,0 +1,5 @@
+"""The ``race-harness`` command line."""
+
+from harness.cli.main import main
+
+__all__ = ["main"]

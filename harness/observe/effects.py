@@ -1,0 +1,184 @@
+"""Side effects read back by a profile's sources: files, MongoDB rows, or records behind an HTTP endpoint.
+
+Every effect becomes a ``ReceiptFile`` record (the oracle's one shape for a side effect) with the
+key and amount the profile's rules extracted; which payment it belongs to is the oracle's job.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from harness.observe.content import to_paise
+from harness.observe.observation import RECEIPTS_DIR, Problem, ReceiptFile
+from harness.observe.sink import describe_sink, read_sink_effects
+from harness.observe.files import scan_receipts
+from harness.profile.schema import EffectSection, FileRule, RuleSection
+from harness.profile.template import dig
+from harness.redact import redact_text, without_userinfo
+
+
+def describe(section: EffectSection) -> str:
+    """Where a source reads, for reports (never a URI's credentials: only host-free names)."""
+    if section.source == "files":
+        return f"files {section.dir}/{section.glob}"
+    if section.source == "mongo":
+        return f"mongo {section.database}.{section.collection}"
+    if section.source == "sink":
+        return describe_sink(section)
+    return f"http {without_userinfo(section.path or str(section.url))}"
+
+
+def existing_ids(section: EffectSection) -> set[str] | None:
+    """The ids (as the oracle names them) of the effects a source holds now, without reading them (None: cannot list)."""
+    try:
+        if section.source == "files":
+            root = Path(str(section.dir))
+            return {p.name for p in root.iterdir() if fnmatch.fnmatch(p.name, section.glob)} if root.is_dir() else set()
+        if section.source == "mongo":
+            import pymongo
+
+            client: pymongo.MongoClient = pymongo.MongoClient(section.uri, serverSelectionTimeoutMS=5000)
+            try:
+                found = client[str(section.database)][str(section.collection)].find(section.filter, {"_id": 1})
+                return {f"mongo:{section.kind}:{d['_id']}" for d in found}
+            finally:
+                client.close()
+    except Exception:  # no baseline for a source that cannot be listed: its orphans are not judged
+        return None
+    return None  # an HTTP listing (or the sink) is not listed before the run
+
+
+def read_effects(section: EffectSection, base_url: str, client: httpx.Client,
+                 sink: Any = None) -> tuple[list[ReceiptFile], list[Problem]]:
+    """Every effect the source holds now, keyed by its rules; a source that cannot be read is a problem.
+
+    ``sink``: the running sink a ``source = "sink"`` effect reads (harness.sink.Sink)."""
+    try:
+        if section.source == "sink":
+            return read_sink_effects(section, sink)
+        if section.source == "files":
+            return _files(section)
+        if section.source == "mongo":
+            return _rows(section, _mongo_documents(section)), []
+        return _rows(section, _http_items(section, base_url, client)), []
+    except Exception as exc:  # any failure to read a source makes its checks unknown, never a pass
+        detail = without_userinfo(redact_text(str(exc)))[:200]
+        return [], [Problem(RECEIPTS_DIR, f"cannot read side effects ({describe(section)}): "
+                                          f"{exc.__class__.__name__}: {detail}")]
+
+
+def _files(section: EffectSection) -> tuple[list[ReceiptFile], list[Problem]]:
+    key, amount = section.rule("key"), section.rule("amount")
+    # Only JSON side effects are parsed as JSON; everything else is read as a PDF (a stray file is evidence).
+    as_json = isinstance(key, FileRule) and key.from_ == "json"
+    if as_json:
+        records, problems = _json_files(Path(str(section.dir)), section.glob)
+    else:
+        glob = section.glob
+        records, problems = scan_receipts(str(section.dir), match=lambda name: fnmatch.fnmatch(name, glob)
+                                          or _temporary_copy(name, glob))
+    for record in records:
+        record.kind, record.source = section.kind, "files"
+        if not record.readable and not record.name.lower().endswith(".pdf") and not record.name.startswith("."):
+            _read_as_text(Path(str(section.dir)) / record.name, record)  # an HTML or text receipt
+        if key is not None:
+            record.keyed, record.joins = True, key.joins
+            record.key = extract(key, record)
+        if amount is not None:
+            record.amount = to_paise(extract(amount, record), amount)
+    return records, problems
+
+
+def _temporary_copy(name: str, glob: str) -> bool:
+    """A hidden temporary copy of a file the glob matches (``.receipt-1.pdf.tmp``), not any dotfile (.DS_Store)."""
+    if not name.startswith("."):
+        return False
+    stem = name[1:]
+    for suffix in (".tmp", ".part", ".partial"):
+        stem = stem.removesuffix(suffix)
+    return stem != name[1:] and fnmatch.fnmatch(stem, glob)
+
+
+def _read_as_text(path: Path, record: ReceiptFile) -> None:
+    try:
+        record.text = path.read_bytes()[:1_000_000].decode("utf-8", errors="replace")
+    except OSError as exc:
+        record.error = f"cannot read: {exc.strerror or exc}"
+        return
+    record.readable, record.error = True, None
+
+
+def _json_files(root: Path, glob: str) -> tuple[list[ReceiptFile], list[Problem]]:
+    out = []
+    for path in sorted(root.iterdir()):
+        if not path.is_file() or not fnmatch.fnmatch(path.name, glob):
+            continue
+        stat = path.stat()
+        record = ReceiptFile(name=path.name, size=stat.st_size, at=stat.st_mtime)
+        try:
+            record.data = json.loads(path.read_text())
+            record.readable = True
+        except (OSError, ValueError) as exc:
+            record.error = f"unreadable JSON: {exc}"[:300]
+        out.append(record)
+    return out, []
+
+
+def extract(rule: RuleSection, record: ReceiptFile) -> str | None:
+    """The part of a record a rule points at: a field, or a pattern's group over the name/metadata/text."""
+    if isinstance(rule, FileRule) and rule.from_ != "json":
+        source = {"name": record.name, "subject": record.subject, "title": record.title, "text": record.text}[rule.from_]
+        match = re.search(str(rule.pattern), source or "")
+        if match is None:
+            return None
+        return match.group(1) if match.groups() else match.group(0)
+    value = dig(record.data, str(rule.field))
+    if value is not None and rule.pattern:
+        match = re.search(rule.pattern, str(value))
+        value = (match.group(1) if match.groups() else match.group(0)) if match else None
+    return None if value is None else str(value)
+
+
+def _mongo_documents(section: EffectSection) -> list[dict[str, Any]]:
+    import pymongo
+
+    client: pymongo.MongoClient = pymongo.MongoClient(section.uri, serverSelectionTimeoutMS=5000)
+    try:
+        return list(client[str(section.database)][str(section.collection)].find(section.filter))
+    finally:
+        client.close()
+
+
+def _http_items(section: EffectSection, base_url: str, client: httpx.Client) -> list[dict[str, Any]]:
+    url = section.url or base_url.rstrip("/") + str(section.path)
+    response = client.get(url)
+    response.raise_for_status()
+    items = dig(response.json(), section.items)
+    if not isinstance(items, list):
+        raise ValueError(f"the answer has no list at {section.items or '(the top)'!r}")
+    return items
+
+
+def _rows(section: EffectSection, documents: list[dict[str, Any]]) -> list[ReceiptFile]:
+    key, amount = section.rule("key"), section.rule("amount")
+    out = []
+    for i, document in enumerate(documents):
+        name = str(document.get("_id", document.get("id", i))) if isinstance(document, dict) else str(i)
+        record = ReceiptFile(name=name, size=0, readable=isinstance(document, dict), kind=section.kind,
+                             source=section.source, keyed=True,
+                             data=json.loads(json.dumps(document, default=str)) if isinstance(document, dict) else None)
+        if not record.readable:
+            record.error = f"not a record: {type(document).__name__}"
+        elif key is not None:
+            record.joins = key.joins
+            record.key = extract(key, record)
+            if amount is not None:
+                record.amount = to_paise(extract(amount, record), amount)
+        out.append(record)
+    return out

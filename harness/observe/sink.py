@@ -1,0 +1,203 @@
+"""Side effects that left the service, read from the recording sink a run starts (``source = "sink"``).
+
+Each recorded call or message that passes an effect's filter (channel; path, host, method or
+recipient globs) becomes a ``ReceiptFile`` of the effect's kind, keyed and priced by the effect's
+rules over its body (a JSON path or a pattern), a header, its path, a recipient, its subject, its
+text or an attachment's text. Which payment it belongs to is the oracle's job, as for files.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from harness.observe.content import to_paise
+from harness.observe.observation import RECEIPTS_DIR, Problem, ReceiptFile
+from harness.sink import RecordedSink, Sink, SinkSettings
+from harness.errors import SinkError
+from harness.profile.schema import EffectSection, ProfileFile, SettleSection, SinkRule, SinkSection
+from harness.profile.template import dig
+
+
+def uses_sink(spec: ProfileFile) -> bool:
+    return spec.sink is not None or any(e.source == "sink" for e in spec.effects)
+
+
+def sink_section(spec: ProfileFile) -> SinkSection:
+    return spec.sink or SinkSection()
+
+
+def sink_settings(spec: ProfileFile) -> SinkSettings:
+    """The sink a profile asks for: every channel it gives a port, and every channel an effect reads (a free port)."""
+    section = sink_section(spec)
+    ports = {"http": section.http, "smtp": section.smtp, "proxy": section.proxy}
+    for effect in spec.effects:
+        if effect.source == "sink" and ports[str(effect.channel)] is None:
+            ports[str(effect.channel)] = 0
+    return SinkSettings(**ports, status=section.status, body=section.body, content_type=section.content_type,
+                        latency_ms=section.latency_ms, ca_dir=section.ca_dir, mitmdump=section.mitmdump)
+
+
+def settle_for_sink(spec: ProfileFile) -> SettleSection | None:
+    """How a run waits: the profile's [settle], or, for a sink's effects (many handlers send after they
+    answered), a wait until nothing changed for the sink's quiet seconds."""
+    if spec.settle is not None or not uses_sink(spec):
+        return spec.settle
+    return SettleSection(quiet=sink_section(spec).quiet)
+
+
+def sink_quiet(spec: ProfileFile, sink: Sink | RecordedSink | None) -> bool:
+    """Whether the sink has recorded nothing for its quiet seconds (always, with no sink running)."""
+    return sink is None or sink.quiet_for() >= sink_section(spec).quiet
+
+
+def start_sink(spec: ProfileFile, report_dir: Path | str | None, label: str | None) -> Sink | None:
+    """The profile's sink, started (SinkError when it cannot be); None when the profile has none.
+
+    Its records go to ``[sink] records``, else beside the run's report (``<label>.sink.jsonl``), else a
+    temporary file that the written report copies beside itself.
+    """
+    if not uses_sink(spec):
+        return None
+    section = sink_section(spec)
+    records: Path | None = Path(section.records) if section.records else None
+    if records is None and report_dir is not None:
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "-", label or "run").strip(".-") or "run"
+        records = Path(report_dir) / f"{stem}.sink.jsonl"
+    return Sink(sink_settings(spec), records).start()
+
+
+def describe_sink(section: EffectSection) -> str:
+    filters = [f"{name} {value}" for name, value in (("method", section.method), ("host", section.host),
+                                                     ("path", section.path), ("recipient", section.recipient)) if value]
+    return f"sink {section.channel}" + (f" ({', '.join(filters)})" if filters else "")
+
+
+def nothing_reached(spec: ProfileFile, sink: Sink | RecordedSink | None, payments: int) -> Problem | None:
+    """A sink that recorded nothing at all while payments were made: the service was never pointed at it
+    (or never sent), which the run cannot tell apart: every side-effect check is unknown, never a pass."""
+    if sink is None or not payments or not any(e.source == "sink" for e in spec.effects):
+        return None
+    try:
+        if any("blocked" not in r for r in sink.records()):
+            return None
+    except SinkError:  # no records to read at all: read_sink_effects says so, naming where it looked
+        return None
+    channels = ", ".join(f"{c} on 127.0.0.1:{p}" for c, p in sink.ports.items())
+    return Problem(RECEIPTS_DIR, f"nothing reached the sink ({channels}): is the service pointed at it "
+                                 f"({', '.join(sorted(sink.env())) or 'its settings'})?")
+
+
+def read_sink_effects(section: EffectSection,
+                      sink: Sink | RecordedSink | None) -> tuple[list[ReceiptFile], list[Problem]]:
+    """Every record of the sink (running, or a finished run's kept records) that is this effect, keyed by its rules."""
+    if sink is None:
+        return [], [Problem(RECEIPTS_DIR, f"cannot read side effects ({describe_sink(section)}): no sink is running "
+                                          f"(a run reads its sink's records; race-harness verify reads those it kept)")]
+    try:
+        records = sink.records()
+    except SinkError as exc:  # a finished run's records that cannot be found: unknown, never a pass
+        return [], [Problem(RECEIPTS_DIR, f"cannot read side effects ({describe_sink(section)}): {exc}")]
+    key, amount = section.rule("key"), section.rule("amount")
+    out = []
+    for record in records:
+        if "blocked" in record or not _passes(section, record):
+            continue
+        effect = _as_effect(section, record)
+        if isinstance(record.get("t"), (int, float)):
+            effect.at = float(record["t"])  # when the call or message reached the sink (its own clock)
+        if isinstance(key, SinkRule):
+            effect.keyed, effect.joins = True, key.joins
+            effect.key = _extract(key, record, effect)
+        if isinstance(amount, SinkRule):
+            effect.amount = to_paise(_extract(amount, record, effect), amount)
+        out.append(effect)
+    return out, []
+
+
+def _glob(value: str | None, pattern: str | None) -> bool:
+    return pattern is None or fnmatch.fnmatch((value or "").lower(), pattern.lower())
+
+
+def _passes(section: EffectSection, record: dict[str, Any]) -> bool:
+    if record.get("channel") != section.channel:
+        return False
+    if section.channel == "smtp":
+        return section.recipient is None or any(_glob(r, section.recipient) for r in record.get("recipients", []))
+    path = str(record.get("path", "")).split("?", 1)[0]
+    return (_glob(path, section.path) and _glob(record.get("host", "").split(":")[0], section.host)
+            and _glob(record.get("method"), section.method))
+
+
+def _as_effect(section: EffectSection, record: dict[str, Any]) -> ReceiptFile:
+    channel = record["channel"]
+    name = f"{channel}#{record.get('seq')}"
+    if channel == "smtp":
+        attachments = record.get("attachments") or []
+        unreadable = [a for a in attachments if not a.get("readable", True)]
+        effect = ReceiptFile(name=name, size=int(record.get("size") or 0), readable=not unreadable and "error" not in record,
+                             subject=record.get("subject") or None, kind=section.kind, source="sink",
+                             text="\n".join(a.get("text") or "" for a in attachments) or record.get("text") or "",
+                             data={"to": ", ".join(record.get("recipients", [])), "subject": record.get("subject"),
+                                   "attachments": [f"{a.get('name')} ({a.get('size')} bytes)" for a in attachments]})
+        if unreadable:
+            effect.error = f"attachment {unreadable[0].get('name')!r}: {unreadable[0].get('error')}"
+        elif "error" in record:
+            effect.error = f"message: {record['error']}"
+        return effect
+    body = record.get("body") or ""
+    try:
+        data = json.loads(body) if body else None
+    except ValueError:
+        data = None
+    return ReceiptFile(name=name, size=len(body.encode()), readable=True, kind=section.kind, source="sink", text=body,
+                       data=data if isinstance(data, dict) else {"method": record.get("method"),
+                                                                  "host": record.get("host"),
+                                                                  "path": record.get("path"), "body": body[:200]})
+
+
+def _part(rule: SinkRule, record: dict[str, Any]) -> Any:
+    """The part of a record a rule reads."""
+    if rule.from_ == "body":
+        body = record.get("body") or ""
+        if rule.field:
+            try:
+                return dig(json.loads(body), rule.field)
+            except ValueError:
+                return None
+        return body
+    if rule.from_ == "header":
+        headers = {k.lower(): v for k, v in (record.get("headers") or {}).items()}
+        return headers.get(str(rule.header).lower())
+    if rule.from_ == "recipient":
+        return ", ".join(record.get("recipients", []))
+    if rule.from_ == "attachment":
+        return "\n".join(a.get("text") or "" for a in record.get("attachments") or []
+                         if fnmatch.fnmatch(a.get("name") or "", rule.attachment))
+    return record.get(rule.from_)  # path, subject, text
+
+
+def _extract(rule: SinkRule, record: dict[str, Any], effect: ReceiptFile) -> str | None:
+    value = _part(rule, record)
+    if value is None:
+        return None
+    if rule.pattern:
+        match = re.search(rule.pattern, str(value))
+        if match is None:
+            return None
+        return match.group(1) if match.groups() else match.group(0)
+    return str(value) if str(value) != "" else None
+
+
+def sink_rule_miss(index: int, section: EffectSection, records: list[ReceiptFile]) -> str:
+    """One line: the sink effect's key rule found nothing in any of its records, and what the first one holds."""
+    rule = section.rule("key")
+    assert isinstance(rule, SinkRule)
+    how = f"{'field ' + repr(rule.field) if rule.field else 'pattern ' + repr(rule.pattern)} over the {rule.from_}"
+    first = records[0]
+    seen = first.subject if rule.from_ == "subject" else (first.text[:80] if first.text else first.data)
+    return (f"effects.{index}.key: {how} matched none of the {len(records)} record(s) of {describe_sink(section)}; "
+            f"the first ({first.name}) has: {seen!r}")[:400]

@@ -1,0 +1,144 @@
+"""Was the race exercised? Duplicates must reach the service while the generation they race is running.
+
+A run whose duplicates arrived one after another proves nothing about a check-then-act bug, so the
+checker here says *unknown* (never a pass) when it cannot show that they overlapped.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from harness.history import Event
+from harness.oracle.result import CheckResult
+
+if TYPE_CHECKING:
+    from harness.oracle.evidence import Evidence
+
+
+def race_exercised(ev: Evidence) -> CheckResult:
+    """Duplicates overlapped: in every delivery round in which a paid payment's receipt was generated (or
+    failed to be), its duplicates all reached the service before that generation finished. A payment
+    whose duplicates did not (or cannot be shown to) overlap proves nothing, so the run is
+    inconclusive, never a pass. See ``overlap``.
+    """
+    name = "race-exercised"
+    description = "duplicates of each paid payment overlapped its receipt generation"
+    judged, not_overlapped, unjudgeable = 0, [], []
+    for planned in ev.payments:
+        if not planned.expected_paid or not ev.judged(planned):
+            continue
+        events = [e for e in ev.delivered_events_of(planned.payment) if e.t_release is not None]
+        if max(Counter(e.meta.get("round", 0) for e in events).values(), default=0) < 2:
+            unjudgeable.append((planned.payment.id, "fewer than two requests reached the service: nothing raced"))
+            continue
+        overlapped, why = overlap(events)
+        if overlapped is None:
+            unjudgeable.append((planned.payment.id, why))
+            continue
+        judged += 1
+        if not overlapped:
+            not_overlapped.append(planned.payment.id)
+    skipped = sum(1 for e in ev.history if e.outcome == "already_generated")
+    details = {"payments_judged": judged, "not_overlapped": not_overlapped,
+               "unjudgeable": [f"{p}: {why}" for p, why in unjudgeable], "duplicates_skipped": skipped,
+               **({"unjudged": [p.payment.id for p in ev.unjudged]} if ev.unjudged else {})}
+    if not_overlapped or unjudgeable or judged == 0:
+        reasons = []
+        if not_overlapped:
+            reasons.append(f"{len(not_overlapped)} paid payment(s) whose duplicates arrived after the receipt was done")
+        if unjudgeable:
+            reasons.append(f"{len(unjudgeable)} paid payment(s) could not be judged ({unjudgeable[0][1]})")
+        if judged == 0 and not reasons:
+            reasons.append("no paid payment to race")
+        details["reason"] = "; ".join(reasons)
+        return CheckResult(name, description, None, details=details)
+    return CheckResult(name, description, True, details=details)
+
+
+def overlap(events: list[Event]) -> tuple[bool | None, str]:
+    """Did every request of a payment reach the service before the generation it raced finished?
+
+    Every delivery round in which a request generated (or failed to generate) the receipt is judged;
+    a round in which nothing was generated (the receipt was already there) raced nothing. The
+    payment overlapped when every such round did; one round shown not to overlap is False; one that
+    cannot be judged makes the payment unknown. See ``round_overlap`` for the evidence.
+    """
+    verdicts = []
+    for round_ in sorted({e.meta.get("round", 0) for e in events}):
+        batch = [e for e in events if e.meta.get("round", 0) == round_]
+        if len(batch) > 1 and any(_finished(e) for e in batch):
+            verdicts.append(round_overlap(batch))
+        elif len(batch) > 1 and all(e.outcome is None for e in batch):
+            verdicts.append(in_flight_together(batch))
+    if not verdicts:
+        return None, "no request reported generating (or failing to generate) a receipt"
+    for wanted in (False, None):
+        for verdict in verdicts:
+            if verdict[0] is wanted:
+                return verdict
+    return True, "; ".join(dict.fromkeys(why for _, why in verdicts))
+
+
+def _finished(event: Event) -> bool:
+    return event.outcome in ("generated", "failed") and event.t_response is not None
+
+
+def round_overlap(batch: list[Event]) -> tuple[bool | None, str]:
+    """Did every request of one round reach the service before the round's first generation finished?
+
+    The evidence, strongest first:
+
+    - the service's own clock: its arrival stamp (``X-Arrival-Ns``) of every request, and the time it
+      says it worked on the generating request (``Server-Timing``): the first generation was done at
+      arrival + duration, with no network time in it;
+    - arrival stamps without durations: a request that arrived no later than the first finisher
+      arrived was in time; one that arrived after a finisher's arrival plus its whole round trip
+      (an upper bound of its work) was not; anything between cannot be told from stamps;
+    - what the answers prove: two requests that both generated raced; a loser answered before the
+      winner, on the same clock, must have arrived before the winner finished. Release times prove
+      nothing (a last-byte burst releases everything before reading anything), and times measured
+      on different clocks (distributed workers) are never compared.
+    """
+    finishers = [e for e in batch if _finished(e)]
+    if all(e.server_arrival is not None for e in batch):
+        arrivals = [e.server_arrival for e in batch]
+        timed = [e.server_arrival + e.server_duration for e in finishers if e.server_duration is not None]
+        if timed:
+            return max(arrivals) < min(timed), "arrivals and processing time reported by the service"
+        bounds = [e.server_arrival + e.latency for e in finishers if e.latency is not None]
+        if bounds and max(arrivals) > min(bounds):
+            return False, "a request arrived after the first generation's whole round trip"
+        if max(arrivals) <= min(e.server_arrival for e in finishers):
+            return True, "every request arrived before the first generating request did"
+    if sum(1 for e in batch if e.outcome == "generated") >= 2:
+        return True, "two requests both generated"
+    first = min(finishers, key=lambda e: e.t_response)
+    others = [e for e in batch if e is not first]
+    if all(e.clock == first.clock and e.t_response is not None and e.t_response < first.t_response for e in others):
+        return True, "every other request was answered before the first generation finished"
+    return None, ("the service reports no processing time (Server-Timing) or arrival times (X-Arrival-Ns), and some "
+                  "duplicates were answered after the first generation or on another clock: their overlap cannot "
+                  "be shown")
+
+
+def in_flight_together(batch: list[Event]) -> tuple[bool | None, str]:
+    """For a service whose answers name no outcome: was every duplicate sent before the first answer came back?
+
+    The weaker evidence a silent service leaves: on one clock, the last request was released
+    before any request was answered, so none of them waited for another's answer. Without the
+    service's own times nothing stronger can be shown; anything less is unknown.
+    """
+    answered = [e.t_response for e in batch if e.t_response is not None]
+    released = [e.t_release for e in batch if e.t_release is not None]
+    if len(answered) < len(batch) or len(released) < len(batch) or len({e.clock for e in batch}) > 1:
+        return None, "some duplicates were not answered, or were answered on another clock"
+    if max(released) < min(answered):
+        return True, ("every duplicate was sent before the first answer came back (the service names no outcome, "
+                      "arrival or processing time; for a service that answers before it works, this cannot show "
+                      "that the work itself overlapped)")
+    return False, "a duplicate was sent only after another had been answered"
+
+
+def payment_overlapped(events: list[Event]) -> bool | None:
+    return overlap(events)[0]

@@ -1,0 +1,104 @@
+"""Every receipt mode under every fault: receipts per payment, missing receipts, the oracle's verdict.
+
+Each cell is a real run: the reference service started with the fault, one simultaneous burst,
+then (the fault over, as after a crash and restart) the gateway's retry round after the lease
+would have expired. Same plan, same retry, for every mode, so the cells compare.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+from harness.prepare.plan import Plan
+from harness.verdict.result import EXIT_INCONCLUSIVE, EXIT_INVALID
+from harness.reference import MODES, FaultFlags, ReferenceOptions, race
+from harness.report.write import write_report
+from harness.run.session import RunConfig
+
+FAULTS: dict[str, FaultFlags] = {
+    "none": FaultFlags(),
+    "generation failure": FaultFlags(failure_rate=0.5, seed=1),  # seed 1: the first roll fails
+    "crash after claim": FaultFlags(crash_after_claim_rate=1.0),
+    "slow store": FaultFlags(store_delay_ms=100.0),
+}
+
+
+@dataclass
+class Cell:
+    mode: str
+    fault: str
+    receipts_min: int | None
+    receipts_max: int | None
+    missing: int | None
+    duplicated: int | None
+    injected_errors: int
+    verdict: str
+    exit_code: int
+
+    @property
+    def receipts(self) -> str:
+        if self.receipts_min is None:
+            return "—"
+        return str(self.receipts_min) if self.receipts_min == self.receipts_max else f"{self.receipts_min}–{self.receipts_max}"
+
+
+def run_cell(mode: str, fault: str, *, payments: int, duplicates: int, lease_seconds: float,
+             generation_delay_ms: float, report_dir: Path | None, profile: str | None = None) -> Cell:
+    flags = FAULTS[fault]
+    reference = ReferenceOptions(mode=mode, generation_delay_ms=generation_delay_ms, faults=flags,
+                                 lease_seconds=lease_seconds, transient_faults=flags.active(), profile=profile)
+    config = RunConfig(
+        plan=Plan(payments=payments, duplicates=duplicates, rounds=2, round_interval=lease_seconds + 0.5),
+        targets_file=Path("exactly-once"), label=f"{mode}-{fault.replace(' ', '-')}", report_dir=report_dir)
+    report = race(reference, config)
+    if report_dir is not None:
+        write_report(report, report_dir)
+    m = report.metrics
+    errors = next((c.details.get("injected_server_errors", 0) for c in report.checks if c.name == "no-errors"), 0)
+    return Cell(mode, fault, m.get("receipts_per_payment_min"), m.get("receipts_per_payment_max"),
+                m.get("missing_receipts"), m.get("payments_with_duplicates"), errors,
+                _verdict_word(report.verdict.exit_code), report.verdict.exit_code)
+
+
+def _verdict_word(code: int) -> str:
+    return {0: "valid", EXIT_INVALID: "INVALID", 2: "valid, target missed", EXIT_INCONCLUSIVE: "inconclusive"}.get(
+        code, f"exit {code}")
+
+
+def run_matrix(modes: tuple[str, ...] = MODES[:3], faults: tuple[str, ...] = tuple(FAULTS), *, payments: int = 5,
+               duplicates: int = 5, lease_seconds: float = 1.0, generation_delay_ms: float = 200.0,
+               report_dir: Path | None = None, profile: str | None = None,
+               progress: Callable[[str, int, int], None] | None = None) -> list[Cell]:
+    cells = []
+    total = len(modes) * len(faults)
+    for mode in modes:
+        for fault in faults:
+            cells.append(run_cell(mode, fault, payments=payments, duplicates=duplicates, lease_seconds=lease_seconds,
+                                  generation_delay_ms=generation_delay_ms, report_dir=report_dir, profile=profile))
+            if progress:
+                progress("matrix", len(cells), total)
+    return cells
+
+
+def to_markdown(cells: list[Cell], *, payments: int, duplicates: int, lease_seconds: float) -> str:
+    lines = [
+        f"{payments} paid payments × {duplicates} simultaneous callbacks, then one retry round of the same "
+        f"{duplicates} after {lease_seconds + 0.5:g} s (the fault cleared, as after a restart); lease {lease_seconds:g} s.",
+        "",
+        "| mode | fault | receipts per payment | missing receipts | payments with duplicates | injected 5xx | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in cells:
+        lines.append(f"| {c.mode} | {c.fault} | {c.receipts} | {_n(c.missing)} | {_n(c.duplicated)} | "
+                     f"{c.injected_errors} | {c.verdict} (exit {c.exit_code}) |")
+    return "\n".join(lines) + "\n"
+
+
+def _n(value: int | None) -> str:
+    return "—" if value is None else str(value)
+
+
+def to_dicts(cells: list[Cell]) -> list[dict]:
+    return [asdict(c) for c in cells]
