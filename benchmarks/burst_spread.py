@@ -5,7 +5,7 @@
                                       [--compare-with OLD_BURST_PY]
 
 For each N, each repeat fires N POSTs with ``sync="last-byte"`` and then with ``sync="naive"`` at a
-loopback recorder (``harness/_recorder.py``) and takes, per burst:
+loopback recorder (``harness/local/recorder.py``) and takes, per burst:
 
 * kernel-seen spread: first..last kernel receive timestamp (SO_TIMESTAMPING) of the segment that
   completed each request - what the sender controls, and what the target is about;
@@ -23,8 +23,8 @@ the last-byte spreads measure that contention as much as the sender.
 ``--compare-with PATH`` also fires every burst with another version's sender, alternating with
 this one inside each repeat, and adds a this/other ratio table: e.g. before and after a change,
 
-    git show main:harness/burst.py > /tmp/burst_main.py
-    python benchmarks/burst_spread.py --n 10 50 --compare-with /tmp/burst_main.py
+    git show REV:harness/burst.py > /tmp/burst_old.py   # a revision from before harness/senders/
+    python benchmarks/burst_spread.py --n 10 50 --compare-with /tmp/burst_old.py
 
 PATH is a single-module sender (a ``burst.py`` that defines ``fire``); it is loaded as a module of
 this ``harness`` package, so its relative imports (``.history``, ``.stats``) resolve to this tree.

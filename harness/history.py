@@ -42,7 +42,7 @@ class Event:
     error: str | None = None
     server_arrival: float | None = None
     # What the service said happened to the side effect (``generated``, ``already_generated``,
-    # ``failed``, ``not_paid``), read from the body by the Target's description of its answers.
+    # ``failed``, ``not_paid``), read from the body by the profile's description of its answers (``[answers]``).
     outcome: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 

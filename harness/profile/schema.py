@@ -254,7 +254,7 @@ class DeliverySection(Strict):
 
     @field_validator("path")
     @classmethod
-    def _checkchecked_path(cls, value: str) -> str:
+    def _check_path(cls, value: str) -> str:
         return checked_path(value)
 
     @field_validator("states")
@@ -367,7 +367,7 @@ class ProfileFile(Strict):
 
     @field_validator("metrics_path", "faults_path")
     @classmethod
-    def _optionalchecked_path(cls, value: str | None) -> str | None:
+    def _optional_path(cls, value: str | None) -> str | None:
         return checked_path(value) if value else None
 
     @field_validator("deliveries")

@@ -72,9 +72,6 @@ class FaultFlags:
         """The faults by the names the service's faults endpoint takes."""
         return self._faults()
 
-    def cleared(self) -> dict[str, float]:
-        return {name: 0.0 for name in self._faults()}
-
     def active(self) -> bool:
         return any(self._faults().values())
 

@@ -46,7 +46,7 @@ def outcome_of(event: dict[str, Any]) -> str:
     """The event's category for colouring: the outcome the target's description read from the answer.
 
     The body is never looked into here: which field names the outcome is the target's business
-    (``Target.outcome_field``), already applied when the history was judged.
+    (the profile's ``[answers]``), already applied when the history was judged.
     """
     status = event.get("status")
     if event.get("error") or status is None:

@@ -24,13 +24,14 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 
 from harness.prepare.plan import Plan
 from harness.reference import FaultFlags, profile_of, start_service
 from harness.profile import Profile
+from harness.progress import Progress, no_progress
 from harness.run.session import RunConfig, run_race
 
 WINDOWS_MS = (0.5, 1.0, 2.0, 5.0, 10.0, 50.0)
@@ -40,7 +41,6 @@ PROBABILITY = 0.95
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 MAX_TRIALS = 5000
 
-Progress = Callable[[str, int, int], None]
 
 
 def wilson(caught: int, trials: int, z: float = Z95) -> tuple[float, float] | None:
@@ -168,11 +168,7 @@ class PowerResult:
                 "seconds": round(self.seconds, 1), "stopped_early": self.stopped_early}
 
 
-def _no_progress(stage: str, done: int, total: int) -> None:
-    pass
-
-
-def sweep(settings: PowerSettings, progress: Progress = _no_progress) -> PowerResult:
+def sweep(settings: PowerSettings, progress: Progress = no_progress) -> PowerResult:
     """Run the sweep (module docstring) and return every cell; the service and relay are stopped after."""
     from harness.local.relay import RelayProcess
 
