@@ -217,3 +217,10 @@ def test_compare_files_refuses_a_newer_report_version(vulnerable, atomic, tmp_pa
     after = write_report(atomic, tmp_path)["json"]
     with pytest.raises(ValueError, match=r"newer\.json.*unsupported report version 2"):
         compare_files(tmp_path / "newer.json", after)
+
+
+def test_the_report_says_where_the_description_of_the_service_came_from(vulnerable: RunReport) -> None:
+    vulnerable.config["target"] = {"base_url": "http://127.0.0.1:9", "profile": "shop"}
+    vulnerable.config["origin"] = {"from": "profile file", "path": "profiles/shop.toml"}
+    assert "target http://127.0.0.1:9 (profile file profiles/shop.toml)" in render_markdown(vulnerable)
+    assert "target http://127.0.0.1:9 (profile file profiles/shop.toml)" in render_html(vulnerable)

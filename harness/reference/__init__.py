@@ -1,7 +1,7 @@
 """The reference service as one provider of a target: the only harness module that knows its flags.
 
-The harness judges any service through a ``Target``; this module starts the reference service
-(and, for verify calls, the PhonePe simulator) as real processes, and yields the Target, the
+The harness judges any service through its ``Profile``; this module starts the reference service
+(and, for verify calls, the PhonePe simulator) as real processes, and yields its Profile, the
 process id whose memory is measured, what the service was told to fail at (so retry rounds can
 clear it), and a description for the report. Everything about modes, faults, stores and workers
 lives here; ``RunConfig`` knows none of it.

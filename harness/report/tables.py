@@ -233,10 +233,18 @@ def config_line(report: RunReport) -> str:
     target = config.get("target")
     url = target.get("base_url") if isinstance(target, dict) else target
     if url:
-        parts.append(f"target {url}")
+        parts.append(f"target {url}" + _origin_text(config.get("origin")))
     if "seed" in plan:
         parts.append(f"seed {plan['seed']}")
     return " · ".join(str(p) for p in parts) or "configuration not recorded"
+
+
+def _origin_text(origin: Any) -> str:
+    """How the run was told about the service (a profile file, --target, the reference service), briefly."""
+    if not isinstance(origin, dict) or not origin.get("from"):
+        return ""
+    named = origin.get("path") or origin.get("name")
+    return f" ({origin['from']}{f' {named}' if named else ''})"
 
 
 def environment_line(report: RunReport) -> str:
