@@ -273,3 +273,14 @@ def test_a_reverified_profile_keeps_the_runs_baseline_of_earlier_side_effects_wh
     # Without it, an earlier run's receipt would be judged an orphan of this one.
     assert target.baseline == {"receipt-R-0.pdf"}
     assert target.base_url == (changes or {}).get("base_url", "http://127.0.0.1:9")
+
+
+def test_a_profile_carries_where_it_came_from(tmp_path):
+    written = tmp_path / "shop.toml"
+    written.write_text(BUILT_IN["reference"].read_text())
+    assert load_profile(written, {"BASE_URL": "http://127.0.0.1:9", "RECEIPTS_DIR": "/r"}).origin == {
+        "from": "profile file", "path": str(written)}
+    assert load_profile("reference", {"RECEIPTS_DIR": "/r"}).origin == {"from": "built-in profile", "name": "reference"}
+    legacy = Target(base_url="http://127.0.0.1:9").to_profile()
+    assert legacy.origin == {"from": "target", "base_url": "http://127.0.0.1:9"}
+    assert legacy.with_base_url("http://127.0.0.1:8").origin == legacy.origin  # the same description, moved
