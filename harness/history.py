@@ -110,6 +110,14 @@ class History:
     origin_wall: float = 0.0  # epoch seconds at history time 0
     sync: str = "last-byte"
     version: int = HISTORY_VERSION
+    # What the nemesis did, in order: {"kind": kill | restart | ready | never-ready | pause | resume | error,
+    # "wall": epoch seconds, "detail": ..., "schedule": ...}; and the schedule it was given (None: no nemesis).
+    faults: list[dict[str, Any]] = field(default_factory=list)
+    nemesis: dict[str, Any] | None = None
+
+    def fault_time(self, fault: dict[str, Any]) -> float:
+        """A fault's time on this history's clock (seconds since its origin)."""
+        return float(fault["wall"]) - self.origin_wall
 
     def __iter__(self) -> Iterator[Event]:
         return iter(self.events)
@@ -138,12 +146,16 @@ class History:
         return max(times) - min(times) if len(times) > 1 else (0.0 if times else None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "version": self.version,
             "sync": self.sync,
             "origin_wall": self.origin_wall,
             "events": [asdict(e) for e in self.events],
         }
+        if self.nemesis is not None:  # a run without a nemesis reads as it always did
+            data["nemesis"] = self.nemesis
+            data["faults"] = [{**f, "t": round(self.fault_time(f), 6)} for f in self.faults]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "History":
@@ -153,6 +165,8 @@ class History:
             events=[Event(**e) for e in data["events"]],
             origin_wall=data.get("origin_wall", 0.0),
             sync=data.get("sync", "last-byte"),
+            faults=[{k: v for k, v in f.items() if k != "t"} for f in data.get("faults", [])],
+            nemesis=data.get("nemesis"),
         )
 
     def dumps(self) -> str:

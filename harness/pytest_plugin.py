@@ -131,21 +131,23 @@ def race_profile(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
 
     ``race_profile(profile, variables=None, *, base_url=None, payments=10, duplicates=5, unpaid=0,
     channel_mix="callback:1", rounds=1, round_interval=0.0, seed=0, sync="last-byte",
-    targets="exactly-once", verify_tls=None)``: ``profile`` is a file, a built-in name or a ``Profile``;
-    ``variables`` fill its ``${NAME}`` values (default: the environment). ``sync`` is any sender,
-    ``sequential`` or ``auto``; ``verify_tls`` (False, or a CA file) overrides how the profile trusts an
-    https service's certificate. The service is yours to
-    start; the verdict counts toward ``race_trials`` like the ``race`` fixture's.
+    targets="exactly-once", verify_tls=None, nemesis=None, restart_after=1.0, pause_for=2.0, redeliver=None)``:
+    ``profile`` is a file, a built-in name or a ``Profile``; ``variables`` fill its ``${NAME}`` values
+    (default: the environment). ``sync`` is any sender, ``sequential`` or ``auto``; ``verify_tls``
+    (False, or a CA file) overrides how the profile trusts an https service's certificate. The
+    service is yours to start, unless the profile's ``[service]`` says how it runs: then the run
+    starts and stops it, and ``nemesis`` (the CLI's ``--nemesis`` schedule) does harm to it during
+    the burst. The verdict counts toward ``race_trials`` like the ``race`` fixture's.
     """
     import itertools
     from pathlib import Path
 
-    from harness.run.options import RUN, defaults
+    from harness.run.options import FAULTS, RUN, defaults
     from harness.prepare.plan import Plan, parse_channel_mix
-    from .profile import Profile, load_profile
+    from harness.profile import Profile, load_profile
     from harness.run.session import RunConfig, run_race
 
-    d = defaults(RUN)
+    d, f = defaults(RUN), defaults(FAULTS)
     runs = itertools.count(1)
 
     def run(profile: "str | Path | Profile", variables: dict[str, str] | None = None, *, base_url: str | None = None,
@@ -153,7 +155,9 @@ def race_profile(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
             channel_mix: str = d["channel_mix"], rounds: int = d["rounds"],
             round_interval: float = d["round_interval"], seed: int = d["seed"], sync: str = d["sync"],
             targets: str | Path = "exactly-once", label: str | None = None,
-            verify_tls: bool | str | None = None) -> RunReport:
+            verify_tls: bool | str | None = None, nemesis: str | None = f["nemesis"],
+            restart_after: float = f["restart_after"], pause_for: float = f["pause_for"],
+            redeliver: str | None = f["redeliver"]) -> RunReport:
         if not isinstance(profile, Profile):
             profile = load_profile(profile, variables, base_url=base_url)
         elif base_url:
@@ -164,7 +168,8 @@ def race_profile(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
         # keeps for the last few runs and then removes, rather than to a temporary directory never removed.
         # One directory per run: two runs in one test must not share (and truncate) one records file.
         report = run_race(RunConfig(plan=plan, profile=profile, sync=sync, targets_file=targets,
-                                    label=label or profile.name, verify_tls=verify_tls,
+                                    label=label or profile.name, verify_tls=verify_tls, nemesis=nemesis,
+                                    restart_after=restart_after, pause_for=pause_for, redeliver=redeliver,
                                     report_dir=tmp_path / f"race-run-{next(runs)}"))
         record_verdict(request, report)
         return report

@@ -111,3 +111,19 @@ def mailer_with_profile(variant: str, workdir: Path, **overrides: str) -> Iterat
     with stranger("donation_mailer.py", workdir / "receipts", "--variant", variant, "--secret", MAILER_SECRET,
                   log=workdir / "mailer.log", env=service_env) as service:
         yield {**variables, "MAILER_BASE_URL": service.url, "MAILER_RECEIPTS_DIR": str(service.receipts_dir)}
+
+
+# -- a stranger the harness starts itself (its profile's [service]), for faults ----------------------
+
+CLAIM_THEN_GENERATE = STRANGERS / "claim_then_generate.toml"
+CTG_SECRET = "rzp-ctg-webhook-secret-for-tests"
+
+
+def claim_then_generate_variables(variant: str, workdir: Path) -> dict[str, str]:
+    """The variables of claim_then_generate.toml for ``variant`` on a fresh database of the wire server;
+    the run starts the service (its [service] section) on a free port and stops it."""
+    from _wire import fresh_database, wire_server
+
+    return {"CTG_PYTHON": sys.executable, "CTG_PORT": str(free_port()), "CTG_RECEIPTS_DIR": str(workdir / "receipts"),
+            "CTG_MONGO_URI": wire_server().uri, "CTG_DATABASE": fresh_database(), "CTG_VARIANT": variant,
+            "CTG_SECRET": CTG_SECRET}

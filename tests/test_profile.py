@@ -185,7 +185,8 @@ def test_every_stranger_profile_in_the_suite_loads(path):
                               "V2SHOP_WEBHOOK_USERNAME", "V2SHOP_WEBHOOK_PASSWORD", "DONATIONS_BASE_URL",
                               "DONATIONS_MONGO_URI", "DONATIONS_DATABASE", "DONATIONS_WEBHOOK_SECRET",
                               "MAILER_BASE_URL", "MAILER_WEBHOOK_SECRET", "MAILER_RECEIPTS_DIR", "MAILER_SMTP_PORT",
-                              "MAILER_PROXY_PORT", "MAILER_CA_DIR")}
+                              "MAILER_PROXY_PORT", "MAILER_CA_DIR", "CTG_PYTHON", "CTG_PORT", "CTG_RECEIPTS_DIR",
+                              "CTG_MONGO_URI", "CTG_DATABASE", "CTG_VARIANT", "CTG_SECRET")}
     assert load_profile(path, variables).channels
 
 

@@ -12,7 +12,7 @@ from harness.verdict.result import EXIT_INCONCLUSIVE, EXIT_INVALID, EXIT_OK, Run
 from harness.progress import ProgressBar
 from harness.cli.common import fail
 from harness.reference import SERVICE
-from harness.run.options import OUTPUT, PLAN, SENDING, TARGET, TLS, Option, add_options
+from harness.run.options import FAULTS, OUTPUT, PLAN, SENDING, TARGET, TLS, Option, add_options, defaults
 from harness.report.tables import strength_text
 
 
@@ -76,7 +76,11 @@ def _run_config(args: argparse.Namespace, **overrides: Any):
     config = RunConfig(plan=plan, profile=target, sync=args.sync, timeout=args.timeout,
                        targets_file=args.targets_file, label=overrides.pop("label", args.label),
                        report_dir=args.report_dir, service_pid=args.service_pid, announce=_announce,
-                       verify_tls=trust_of(args.insecure, args.ca_file))
+                       verify_tls=trust_of(args.insecure, args.ca_file),
+                       **{name: getattr(args, name, default) for name, default in defaults(FAULTS).items()})
+    if config.nemesis and target is None:
+        raise ValueError("--nemesis acts on a service whose profile says how it runs ([service]): give --profile "
+                         "FILE (the reference service's faults are --crash-after-claim-rate and the matrix)")
     reference = None if target is not None else ReferenceOptions.from_args(
         args, receipts_dir=args.receipts_dir, profile=getattr(args, "profile", None), **overrides)
     return config, reference
@@ -96,9 +100,15 @@ def _print_report(report: RunReport, as_json: bool, paths: dict[str, Path] | Non
         return
     print(f"[{report.label}] {report.explain(limit=5)}")
     m = report.metrics
-    if m.get("payments_unjudged"):
+    if m.get("payments_indeterminate"):
+        print(f"  judged {m.get('payments_judged')} of {m.get('payments')} payments; {m.get('payments_indeterminate')} "
+              f"indeterminate: none of their deliveries was acknowledged after the fault")
+    elif m.get("payments_unjudged"):
         print(f"  judged {m.get('payments_judged')} of {m.get('payments')} payments; {m.get('payments_unjudged')} "
               f"unjudged: none of their requests reached the service")
+    if m.get("faults") is not None:
+        print(f"  faults: {m.get('faults')}; redelivered requests: {m.get('redeliveries')}; "
+              f"lost side effects: {m.get('lost_effects')}")
     def ms(name: str) -> str:
         return f"{m[name]} ms" if m.get(name) is not None else "not measured"
 
@@ -266,6 +276,7 @@ def register(sub: Any) -> None:
     """run, demo, verify and compare on the CLI's subparsers."""
     run = sub.add_parser("run", help="fire duplicate webhooks, verify exactly-once, check targets, report")
     _add_plan_options(run)
+    add_options(run.add_argument_group("faults (a profile whose [service] says how the service runs)"), FAULTS)
     _add_service_options(run, SERVICE)
     _add_target_options(run)
     _add_output_options(run, report_default="reports/runs")

@@ -8,17 +8,18 @@ One module per family: ``effects``, ``answers``, ``state``, ``overlap``; ``check
 
 from harness.oracle.answers import no_errors, one_generation
 from harness.oracle.effects import exactly_one_receipt, receipt_files
+from harness.oracle.faults import fault_injected
 from harness.oracle.evidence import (  # the violation kinds: reports and metrics count by kind, never by message
     DUPLICATE, FILE_CONFLICT, GENERATED_TWICE, MISSING, ORPHAN, SERVER_ERROR_KIND, SHARED_KEY, STATE_MISMATCH,
-    TRANSPORT_ERROR, UNPAID_RECEIPT, UNREADABLE, WRONG_AMOUNT, WRONG_PAYMENT, Checker, Evidence, PlannedPayment,
+    TRANSPORT_ERROR, UNPAID_RECEIPT, UNREADABLE, WRONG_AMOUNT, WRONG_PAYMENT, LOST, Checker, Evidence, PlannedPayment,
 )
 from harness.oracle.overlap import overlap, payment_overlapped, race_exercised, round_overlap
 from harness.oracle.result import CheckResult, Violation
 from harness.oracle.state import settled, state_agrees_with_disk
 
-__all__ = ["DUPLICATE", "FILE_CONFLICT", "GENERATED_TWICE", "MISSING", "ORPHAN", "SERVER_ERROR_KIND", "SHARED_KEY", "STATE_MISMATCH", "TRANSPORT_ERROR", "UNPAID_RECEIPT", "UNREADABLE", "WRONG_AMOUNT", "WRONG_PAYMENT",
+__all__ = ["DUPLICATE", "FILE_CONFLICT", "LOST", "GENERATED_TWICE", "MISSING", "ORPHAN", "SERVER_ERROR_KIND", "SHARED_KEY", "STATE_MISMATCH", "TRANSPORT_ERROR", "UNPAID_RECEIPT", "UNREADABLE", "WRONG_AMOUNT", "WRONG_PAYMENT",
            "CHECKERS", "CheckResult", "Checker", "Evidence", "PlannedPayment", "Violation", "check",
-           "exactly_one_receipt", "no_errors", "one_generation", "overlap", "payment_overlapped", "race_exercised",
+           "exactly_one_receipt", "fault_injected", "no_errors", "one_generation", "overlap", "payment_overlapped", "race_exercised",
            "receipt_files", "round_overlap", "settled", "state_agrees_with_disk"]
 
 CHECKERS: tuple[Checker, ...] = (exactly_one_receipt, one_generation, receipt_files, state_agrees_with_disk,
@@ -28,10 +29,12 @@ CHECKERS: tuple[Checker, ...] = (exactly_one_receipt, one_generation, receipt_fi
 def check(evidence: Evidence, checkers: tuple[Checker, ...] = CHECKERS) -> list[CheckResult]:
     """Run every checker; one that raises becomes unknown with the error as its reason.
 
-    A profile that waits for settling adds the ``settled`` check.
+    A profile that waits for settling adds the ``settled`` check; a run with a nemesis, ``fault-injected``.
     """
     if evidence.observation.settled is not None and settled not in checkers:
         checkers = (*checkers, settled)
+    if evidence.history.nemesis is not None and fault_injected not in checkers:
+        checkers = (*checkers, fault_injected)
     results = []
     for checker in checkers:
         try:

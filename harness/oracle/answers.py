@@ -32,7 +32,8 @@ def one_generation(ev: Evidence) -> CheckResult:
 
 
 def no_errors(ev: Evidence) -> CheckResult:
-    """No 5xx answers and no transport errors (refused, reset, timed out) in the history."""
+    """No 5xx answers and no transport errors (refused, reset, timed out) in the history; after a kill, the
+    requests it cut are counted apart."""
     name, description = "no-errors", "no 5xx responses or transport errors"
     if not len(ev.history):
         return CheckResult(name, description, None, details={"reason": "no requests were sent"})
@@ -45,9 +46,25 @@ def no_errors(ev: Evidence) -> CheckResult:
         injected = [e for e in server if e.meta.get("injected_fault")]
         details["injected_server_errors"] = len(injected)
         server = [e for e in server if not e.meta.get("injected_fault")]
+    if ev.faulted and (window := _fault_window(ev)) is not None:
+        # Requests the nemesis cut (in flight at the kill, or sent before the service was back) failed
+        # because of the fault the run did on purpose: counted apart, as injected server errors are.
+        cut = [e for e in transport if e.t_release is None or e.t_release <= window]
+        details["cut_by_fault"] = len(cut)
+        transport = [e for e in transport if e not in cut]
     violations = [Violation(name, e.error or f"HTTP {e.status}: {str(e.body)[:200]}", e.payment, events=[e.index],
                             kind=TRANSPORT_ERROR if e.error else SERVER_ERROR_KIND)
                   for e in sorted(server + transport, key=lambda e: e.index)]
     if transport:
         details["undelivered_requests"] = sum(1 for e in transport if e.delivered is False)
     return CheckResult(name, description, not violations, violations, details)
+
+
+def _fault_window(ev: Evidence) -> float | None:
+    """When (history clock) the service was back after the first kill; None when nothing was killed."""
+    faults = ev.history.faults
+    kill = next((i for i, f in enumerate(faults) if f.get("kind") == "kill"), None)
+    if kill is None:
+        return None
+    back = next((f for f in faults[kill:] if f.get("kind") == "ready"), None)
+    return ev.history.fault_time(back) if back is not None else float("inf")

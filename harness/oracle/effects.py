@@ -8,12 +8,13 @@ unknown, never a failure.
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 from harness.observe.content import amount_named, transactions_named
 from harness.observe.observation import RECEIPT_VANISHED, ReceiptFile
 from harness.oracle.evidence import (
-    DUPLICATE, FILE_CONFLICT, MISSING, ORPHAN, SHARED_KEY, UNPAID_RECEIPT, UNREADABLE, WRONG_AMOUNT, WRONG_PAYMENT,
-    Evidence, basename, effect_id, effect_kinds, receipts_unreadable, unjudged_details,
+    DUPLICATE, FILE_CONFLICT, LOST, MISSING, ORPHAN, SHARED_KEY, UNPAID_RECEIPT, UNREADABLE, WRONG_AMOUNT, WRONG_PAYMENT,
+    Evidence, basename, effect_id, effect_kinds, receipts_unreadable, unjudged_details, unset,
 )
 from harness.oracle.result import CheckResult, Violation
 from harness.profile import Payment
@@ -35,7 +36,13 @@ def exactly_one_receipt(ev: Evidence) -> CheckResult:
             what = "receipt" if kind == "receipt" else f"{kind!r} side effect"
             noun = "files" if all(f.source == "files" for f in files) and kind == "receipt" else "records"
             if planned.expected_paid and len(files) == 0:
-                if ev.judged(planned):  # a payment the service never heard of is not missing a receipt
+                if not ev.judged(planned):  # a payment the service never heard of (or never acknowledged) is not missing one
+                    continue
+                if claimed := _claimed(ev, planned):
+                    violations.append(Violation(name, f"lost {what}: the service acknowledged the payment and its "
+                                                      f"state says {claimed}, but no {what} exists "
+                                                      f"({ev.fault_before()})", planned.payment.id, kind=LOST))
+                else:
                     violations.append(Violation(name, f"missing {what}: paid payment has no {what} "
                                                       f"{noun.removesuffix('s')}", planned.payment.id, kind=MISSING))
             elif planned.expected_paid and len(files) > 1:
@@ -49,6 +56,19 @@ def exactly_one_receipt(ev: Evidence) -> CheckResult:
     if ev.observation.effect_sources:
         details["sources"] = ev.observation.effect_sources
     return CheckResult(name, description, not violations, violations, details)
+
+
+def _claimed(ev: Evidence, planned: Any) -> str | None:
+    """After faults: what in the payment's state says its side effect was claimed or made (None: nothing does)."""
+    if not ev.faulted:
+        return None
+    state = ev.observation.state.get(planned.payment.id) or {}
+    fields = ev.observation.state_fields
+    if fields.get("claim") and state.get("receiptGenerated"):
+        return f"{fields['claim']} = {state['receiptGenerated']!r}"
+    if fields.get("effect") and not unset(state.get("receiptPath")):
+        return f"{fields['effect']} = {state['receiptPath']!r}"
+    return None
 
 
 def receipt_files(ev: Evidence) -> CheckResult:

@@ -26,6 +26,8 @@ GENERATED_TWICE, FILE_CONFLICT, UNREADABLE = "generated-twice", "file-conflict",
 WRONG_PAYMENT, WRONG_AMOUNT, STATE_MISMATCH = "wrong-payment", "wrong-amount", "state-mismatch"
 SERVER_ERROR_KIND, TRANSPORT_ERROR = "server-error", "transport-error"
 SHARED_KEY, ORPHAN = "shared-key", "orphan-effect"
+# After faults: an acknowledged payment whose state says its side effect was claimed or made, and none exists.
+LOST = "lost-effect"
 
 
 @dataclass(frozen=True)
@@ -59,10 +61,32 @@ class Evidence:
         """The payment's requests that provably reached the service."""
         return [e for e in self.events_of(payment) if e.delivered]
 
+    @property
+    def faulted(self) -> bool:
+        """A nemesis did harm during the run: payments are judged by acknowledgement (eventual exactly-once)."""
+        return self.history.nemesis is not None
+
+    def acknowledged(self, payment: Payment) -> bool:
+        """Whether any delivery for the payment was answered with a 2xx (a gateway stops retrying then)."""
+        return any(e.error is None and e.status is not None and 200 <= e.status < 300 for e in self.events_of(payment))
+
     def judged(self, planned: PlannedPayment) -> bool:
         """A paid payment none of whose requests reached the service cannot be judged: the service was
-        never told it was paid. Unpaid controls are always judged (they must end with no receipt)."""
-        return not planned.expected_paid or bool(self.delivered_events_of(planned.payment))
+        never told it was paid. After faults, a paid payment none of whose deliveries was acknowledged
+        is *indeterminate* (Jepsen's ``:info``): a gateway would go on retrying it, so a missing side
+        effect is no finding. Unpaid controls are always judged (they must end with no receipt)."""
+        if not planned.expected_paid:
+            return True
+        if self.faulted:
+            return self.acknowledged(planned.payment)
+        return bool(self.delivered_events_of(planned.payment))
+
+    def fault_before(self) -> str:
+        """The first harm the nemesis did, in words with its time, for a violation that followed it."""
+        harm = next((f for f in self.history.faults if f.get("kind") in ("kill", "pause")), None)
+        if harm is None:
+            return "no fault was recorded"
+        return f"after the {harm['kind']} at {self.history.fault_time(harm):.3f} s: {harm.get('detail', '')}"
 
     @property
     def unjudged(self) -> list[PlannedPayment]:
@@ -158,7 +182,9 @@ def receipts_unreadable(ev: Evidence) -> str | None:
 
 def unjudged_details(ev: Evidence) -> dict:
     unjudged = ev.unjudged
-    return {"unjudged": [p.payment.id for p in unjudged]} if unjudged else {}
+    if not unjudged:
+        return {}
+    return {"indeterminate" if ev.faulted else "unjudged": [p.payment.id for p in unjudged]}
 
 
 Checker = Callable[[Evidence], CheckResult]

@@ -7,13 +7,9 @@ checker here says *unknown* (never a pass) when it cannot show that they overlap
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING
-
 from harness.history import Event
+from harness.oracle.evidence import Evidence, unjudged_details
 from harness.oracle.result import CheckResult
-
-if TYPE_CHECKING:
-    from harness.oracle.evidence import Evidence
 
 
 def race_exercised(ev: Evidence) -> CheckResult:
@@ -24,11 +20,15 @@ def race_exercised(ev: Evidence) -> CheckResult:
     """
     name = "race-exercised"
     description = "duplicates of each paid payment overlapped its receipt generation"
-    judged, not_overlapped, unjudgeable = 0, [], []
+    judged, not_overlapped, unjudgeable, cut = 0, [], [], []
     for planned in ev.payments:
         if not planned.expected_paid or not ev.judged(planned):
             continue
-        events = [e for e in ev.delivered_events_of(planned.payment) if e.t_release is not None]
+        events = [e for e in ev.delivered_events_of(planned.payment) if e.t_release is not None
+                  and "redelivery" not in e.meta and "manual_verify" not in e.meta]
+        if ev.faulted and any(e.status is None for e in events):
+            cut.append(planned.payment.id)  # the fault ended requests of its burst before they were answered
+            continue
         if max(Counter(e.meta.get("round", 0) for e in events).values(), default=0) < 2:
             unjudgeable.append((planned.payment.id, "fewer than two requests reached the service: nothing raced"))
             continue
@@ -42,7 +42,12 @@ def race_exercised(ev: Evidence) -> CheckResult:
     skipped = sum(1 for e in ev.history if e.outcome == "already_generated")
     details = {"payments_judged": judged, "not_overlapped": not_overlapped,
                "unjudgeable": [f"{p}: {why}" for p, why in unjudgeable], "duplicates_skipped": skipped,
-               **({"unjudged": [p.payment.id for p in ev.unjudged]} if ev.unjudged else {})}
+               **unjudged_details(ev), **({"cut_by_fault": cut} if cut else {})}
+    if cut and not judged and not not_overlapped and not unjudgeable:
+        details["reason"] = (f"the fault cut the burst of every paid payment it could judge ({len(cut)}) before "
+                             "its answers came: overlap cannot be shown, and the run is judged for eventual "
+                             "exactly-once")
+        return CheckResult(name, description, None, details=details, made=False)
     if not_overlapped or unjudgeable or judged == 0:
         reasons = []
         if not_overlapped:

@@ -80,3 +80,9 @@ def sent_payments(plan: Plan, payments: list[Payment], history: Any) -> tuple[Pl
     paid = [i for i in slots if plan.is_paid(i)]
     unpaid = [i for i in slots if not plan.is_paid(i)]
     return replace(plan, payments=len(paid), unpaid=len(unpaid)), [payments[i] for i in paid + unpaid]
+
+
+def redelivery(profile: Profile, payment: Payment, request: PreparedRequest) -> PreparedRequest:
+    """The same message again, signed afresh where the scheme binds time (a provider's retry), keeping the plan's meta."""
+    fresh = profile.request(str(request.channel), payment, request.meta.get("state", "COMPLETED"))
+    return replace(fresh, meta={**fresh.meta, **request.meta})

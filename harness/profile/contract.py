@@ -51,6 +51,15 @@ class Profile:
     def with_base_url(self, base_url: str) -> "Profile":
         return Profile(self.spec.model_copy(update={"base_url": base_url}), self.origin)
 
+    def with_service_env(self, env: dict[str, str]) -> "Profile":
+        """The same contract, its service started with ``env`` added (e.g. the sink's address and proxy)."""
+        if self.spec.service is None or not env:
+            return self
+        service = self.spec.service.model_copy(update={"env": {**env, **self.spec.service.env}})
+        changed = Profile(self.spec.model_copy(update={"service": service}), self.origin)
+        changed.baseline, changed.sink = self.baseline, self.sink
+        return changed
+
     @property
     def tls_trust(self) -> bool | str:
         """How this service's certificate is trusted (``harness.tls.Trust``): True, a CA file, or False."""

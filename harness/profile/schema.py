@@ -19,7 +19,8 @@ from harness.signing import SCHEMES, scheme
 PROFILE_VERSION = 1
 STATES = ("COMPLETED", "FAILED", "PENDING")
 __all__ = ["AnswersSection", "DeliverySection", "EffectSection", "FieldRule", "FileRule", "PROFILE_VERSION",
-           "PaidSection", "PaymentsSection", "ProfileFile", "RuleSection", "STATES", "SettleSection",
+           "HooksSection", "PaidSection", "PaymentsSection", "ProfileFile", "REDELIVERY_SCHEDULES",
+           "RedeliverySection", "ServiceSection", "RuleSection", "STATES", "SettleSection",
            "SigningSection", "SinkRule", "SinkSection", "StateSection"]
 
 
@@ -339,6 +340,89 @@ class SettleSection(Strict):
     interval: float = Field(0.25, gt=0)
 
 
+class HooksSection(Strict):
+    """Shell commands that act on a service the harness does not start itself (docker, systemd, a remote box)."""
+
+    kill: str
+    start: str
+    pause: str | None = None
+    resume: str | None = None
+    timeout: float = Field(60.0, gt=0)  # seconds one hook may take
+
+
+class ServiceSection(Strict):
+    """How the service runs, so the harness can start it, kill it and start it again (the nemesis).
+
+    Either ``command`` (argv; the harness starts it in a process group of its own, with ``cwd``,
+    ``env`` and ``env_file``, and keeps its output beside the report) or ``hooks``. The service is
+    ready when ``ready_path`` answers (any status below 500) or a line of its output matches
+    ``ready_log``; with hooks, when ``ready_path`` answers.
+    """
+
+    command: list[str] | None = None
+    cwd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    env_file: str | None = None
+    hooks: HooksSection | None = None
+    ready_path: str | None = None
+    ready_log: str | None = None
+    ready_timeout: float = Field(30.0, gt=0)
+    stop_timeout: float = Field(10.0, gt=0)
+
+    @field_validator("ready_log")
+    @classmethod
+    def _check_pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_way(self) -> "ServiceSection":
+        if (self.command is None) == (self.hooks is None):
+            raise ValueError("service needs a command (argv the harness starts) or hooks (kill, start), not both")
+        if self.command is not None and not self.command:
+            raise ValueError("service.command is an argv list with at least the program")
+        if self.hooks is not None and self.ready_path is None:
+            raise ValueError("a service run by hooks needs ready_path: how the harness knows it is back")
+        if self.ready_path is not None:
+            checked_path(self.ready_path)
+        return self
+
+
+# Gateways' documented retry schedules, compressed into seconds (see README "Faults"): the delays before
+# each redelivery of an unacknowledged delivery.
+REDELIVERY_SCHEDULES: dict[str, tuple[float, ...]] = {
+    "phonepe": (1.0, 2.0, 3.0),  # PhonePe: 3 retries of a callback that got no 200 within seconds
+    "razorpay": (0.5, 1.0, 2.0, 4.0, 8.0),  # Razorpay: exponential backoff, 24 h (compressed)
+    "stripe": (0.5, 1.0, 2.0, 4.0, 8.0, 16.0),  # Stripe: exponential backoff, 3 days (compressed); re-signed
+}
+
+
+class RedeliverySection(Strict):
+    """Redelivery like a gateway: a delivery not acknowledged with a 2xx is delivered again on a schedule."""
+
+    schedule: str | list[float] = "phonepe"
+    budget: float = Field(60.0, gt=0)  # seconds after the burst that redeliveries may take in all
+    verify: bool = False  # one manual verify call per payment once the service is back (deliveries.verify)
+
+    @field_validator("schedule")
+    @classmethod
+    def _known(cls, value: str | list[float]) -> str | list[float]:
+        if isinstance(value, str) and value not in REDELIVERY_SCHEDULES:
+            raise ValueError(f"unknown schedule {value!r} (known: {', '.join(REDELIVERY_SCHEDULES)}, or a list "
+                             "of delays in seconds)")
+        if isinstance(value, list) and (not value or any(d < 0 for d in value)):
+            raise ValueError("a schedule is a non-empty list of delays (seconds, not negative)")
+        return value
+
+    @property
+    def delays(self) -> tuple[float, ...]:
+        return REDELIVERY_SCHEDULES[self.schedule] if isinstance(self.schedule, str) else tuple(self.schedule)
+
+
 class ProfileFile(Strict):
     version: Literal[1]
     name: str = "service"
@@ -353,6 +437,8 @@ class ProfileFile(Strict):
     state: StateSection | None = None
     settle: SettleSection | None = None
     sink: SinkSection | None = None
+    service: ServiceSection | None = None  # how the service runs: what the nemesis kills and starts again
+    redelivery: RedeliverySection | None = None  # redeliver unacknowledged deliveries, like a gateway
     # How an https base_url's certificate is trusted (harness.tls): the system's CAs by default, the CA
     # certificates in ``ca_file`` (PEM), or none at all with ``verify_tls = false`` (a throw-away certificate).
     verify_tls: bool = True

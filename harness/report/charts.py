@@ -400,12 +400,47 @@ def _draw_timeline(figure: Figure, report: RunReport, rows: list[tuple[str, list
         centres.append(y + band / 2)
         names.append(clip(payment, 22))
         y += band
+    faults = _fault_times(report, origin)
+    if faults:
+        low = min([low] + [ms(t) for _, t, _ in faults])
+        high = max([high] + [ms(t) for _, t, _ in faults])
+    for n, (kind, at, detail) in enumerate(faults):
+        color = FAULT_COLORS.get(kind, "#555")
+        line = Line2D([ms(at)] * 2, [0, y], color=color, linewidth=1.4, linestyle=(0, (4, 2)),
+                      gid=f"timeline-fault-{kind}-{n}", zorder=6)
+        ax.add_artist(line)
+        ax.annotate(kind, (ms(at), 0), xytext=(2, 2), textcoords="offset points", fontsize=7.5, color=color,
+                    annotation_clip=False)
+        tips[line.get_gid()] = f"{kind} at {format_number(ms(at))} ms: {clip(detail, 160)}"
     ax.set_ylim(y, 0)  # first payment on top
     ax.set_xlim(low - (high - low) * 0.01, high * 1.03)
     ax.set_yticks(centres, names, fontsize=8 if len(rows) < 15 else 7)
     ax.tick_params(axis="y", length=0)
-    legend(figure, "timeline", _timeline_legend(timed, origin) + _effect_legend(styles))
+    legend(figure, "timeline", _timeline_legend(timed, origin) + _effect_legend(styles) + _fault_legend(faults))
     return tips
+
+
+FAULT_COLORS = {"kill": "#b71c1c", "restart": "#1b5e20", "ready": "#2e7d32", "never-ready": "#000000",
+                "pause": "#e65100", "resume": "#f9a825", "error": "#000000"}
+
+
+def _fault_times(report: RunReport, origin: Any) -> list[tuple[str, float, str]]:
+    """(kind, history-clock seconds, detail) of each step the nemesis took, from the history."""
+    history = report.history or {}
+    out = []
+    for fault in history.get("faults") or []:
+        at = fault.get("t")
+        if at is None and isinstance(origin, (int, float)) and isinstance(fault.get("wall"), (int, float)):
+            at = fault["wall"] - origin
+        if isinstance(at, (int, float)):
+            out.append((str(fault.get("kind", "fault")), float(at), str(fault.get("detail", ""))))
+    return out
+
+
+def _fault_legend(faults: list[tuple[str, float, str]]) -> list[tuple[str, Any]]:
+    kinds = list(dict.fromkeys(kind for kind, _, _ in faults))
+    return [(f"fault-{kind}", Line2D([], [], color=FAULT_COLORS.get(kind, "#555"), linestyle=(0, (4, 2)),
+                                     label=f"nemesis: {kind}")) for kind in kinds]
 
 
 def _effect_styles(effects: dict[str, list[tuple[str, float]]]) -> dict[str, tuple[str, str]]:

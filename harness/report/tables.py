@@ -269,3 +269,18 @@ def payments_heading(report: RunReport, limit: int) -> str:
     return f"Payments ({shown}; unexpected receipt counts first, then unjudged)"
 
 
+def faults_table(report: RunReport) -> Table | None:
+    """What the nemesis did, in order, on the history's clock (None: the run had no nemesis)."""
+    history = report.history or {}
+    if history.get("nemesis") is None:
+        return None
+    nemesis = history["nemesis"]
+    table = Table(["t (s)", "Step", "What"])
+    for fault in history.get("faults") or []:
+        at = fault.get("t")
+        table.add([format_number(at) if isinstance(at, (int, float)) else DASH, fault.get("kind", ""),
+                   fault.get("detail", "")])
+    fired = "fired" if nemesis.get("fired") else "never fired"
+    back = {True: "the service came back", False: "the service did NOT come back", None: ""}[nemesis.get("came_back")]
+    table.note = f"schedule {nemesis.get('schedule')}: {fired}" + (f"; {back}" if back else "")
+    return table

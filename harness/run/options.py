@@ -70,6 +70,18 @@ OUTPUT = (
     Option("label", str, None, "name of this run in reports"),
 )
 
+# Faults for a service whose profile says how it runs ([service]): the nemesis, and the gateway's redeliveries.
+FAULTS = (
+    Option("nemesis", str, None, "a fault during the burst: crash@log:PATTERN (when a line of the service's output "
+                                 "matches), crash@after:SECONDS, crash@random[:WINDOW], crash@file (the first new "
+                                 "effect file), crash@sink (the first call out); pause@... the same with SIGSTOP"),
+    Option("restart_after", float, 1.0, "seconds from a crash to the service's start again"),
+    Option("pause_for", float, 2.0, "seconds a paused service stays paused"),
+    Option("redeliver", str, None, "redeliver deliveries not acknowledged with a 2xx, like a gateway: phonepe, "
+                                   "razorpay, stripe (compressed into seconds), delays such as 0.5,1,2, or none "
+                                   "(default: the profile's [redelivery]; phonepe with --nemesis)"),
+)
+
 # The service's contract. Not part of RUN: the pytest fixtures take a profile as their first argument.
 TARGET = (
     Option("profile", str, None, "the service's contract: a profile file (docs/profiles.md) or a built-in name "

@@ -5,13 +5,15 @@ The CLI, the Locust scenarios and the pytest plugin all call ``run_race``.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.errors import HarnessError, PlanError, SinkError
+from harness.errors import HarnessError, PlanError, ServiceStartError, SinkError
 from harness.history import History
+from harness.nemesis import ManagedService, Nemesis, managed_service, parse_fault, redeliver, redelivery_plan
 from harness.observe.observer import mark_baseline
 from harness.observe.sink import start_sink
 from harness.prepare.deliveries import build_requests, prepare_payments, sent_payments
@@ -60,6 +62,12 @@ class RunConfig:
     # How the target's certificate is trusted (harness.tls.Trust: True, a CA file, False for --insecure);
     # None: as its profile says (the system's CAs unless the profile says otherwise).
     verify_tls: bool | str | None = None
+    # A fault during the burst (harness.nemesis: crash@log:PATTERN, crash@after:S, pause@..., ...), and how
+    # unacknowledged deliveries are redelivered afterwards (a gateway's schedule, or delays in seconds).
+    nemesis: str | None = None
+    restart_after: float = 1.0
+    pause_for: float = 2.0
+    redeliver: str | None = None
 
     def describe(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -75,6 +83,10 @@ class RunConfig:
         data["transient_faults"] = self.transient_faults
         if self.verify_tls is not None:
             data["verify_tls"] = self.verify_tls
+        if self.nemesis is not None:
+            data["nemesis"] = {"schedule": self.nemesis, "restart_after": self.restart_after, "pause_for": self.pause_for}
+        if self.redeliver is not None:
+            data["redeliver"] = self.redeliver
         return data
 
 
@@ -153,6 +165,15 @@ class RunSession:
         self._before: dict[str, float] = {}
         self._sampler: MemorySampler | None = None
         self.sink: Any = None  # the recording sink the profile asks for (harness.sink), from prepare() to close()
+        # The service's process when the profile says how it runs ([service]); the nemesis acts on it.
+        self.fault = parse_fault(config.nemesis, restart_after=config.restart_after,
+                                 pause_for=config.pause_for) if config.nemesis else None
+        self.redelivery = redelivery_plan(config.redeliver, self.profile, faulted=self.fault is not None)
+        if self.fault is not None and self.profile.spec.service is None:
+            raise HarnessError("--nemesis needs to know how the service runs: give the profile a [service] section "
+                               "(a command the harness starts, or hooks that kill and start it)")
+        self.service: ManagedService | None = None
+        self.requests: list[PreparedRequest] = []
 
     def __enter__(self) -> "RunSession":
         return self
@@ -161,6 +182,9 @@ class RunSession:
         self.close()
 
     def close(self) -> None:
+        if self.service is not None:  # whatever the session started ends with it, on every path
+            self.service.stop()
+            self.service = None
         if self.sink is not None:
             self.sink.stop()
         if self._sampler is not None:
@@ -171,9 +195,27 @@ class RunSession:
     def prepare(self) -> list[PreparedRequest]:
         """Create the plan's payments on the target; return every request of one delivery round."""
         self._start_sink()
+        self._start_service()
         mark_baseline(self.profile)
         self.payments = prepare_payments(self.profile, self.config.plan, self._client, self.progress)
-        return build_requests(self.config.plan, self.payments, self.profile)
+        self.requests = build_requests(self.config.plan, self.payments, self.profile)
+        return self.requests
+
+    def _start_service(self) -> None:
+        """Start the service the profile says the harness runs ([service].command) and wait until it is ready."""
+        section = self.profile.spec.service
+        if self.service is not None or section is None:
+            return
+        if self.sink is not None:  # the service's outbound calls go to the sink the session started
+            self.profile = self.profile.with_service_env(self.sink.env())
+        directory = Path(self.config.report_dir) if self.config.report_dir else Path(tempfile.mkdtemp(
+            prefix="race-harness-service-"))
+        self.service = managed_service(self.profile, directory / f"{self.config.label or 'run'}.service.log")
+        try:
+            self.service.start()
+        except ServiceStartError as exc:
+            self.close()
+            raise HarnessError(f"could not start the service: {exc}") from None
 
     def _start_sink(self) -> None:
         """Start the profile's recording sink (once), before any payment exists; HarnessError when it cannot."""
@@ -203,6 +245,7 @@ class RunSession:
         trust = self.profile.tls_trust
         sync = resolve_sync(self.config.sync, self.profile.url(self.profile.health_path), verify_tls=trust)
         history = History(sync=sync)
+        nemesis = self._arm_nemesis(history)
         for round_ in range(self.config.plan.rounds):
             if round_:
                 self._before_retry()
@@ -211,7 +254,33 @@ class RunSession:
             send([replace(r, meta={**r.meta, "round": round_}) for r in requests], sync=sync,
                  timeout=self.config.timeout, history=history, progress=self.progress,
                  warmup_path=self.profile.health_path, verify_tls=trust)
+        if nemesis is not None:
+            self._settle_nemesis(nemesis, history)
+        if self.redelivery is not None and (nemesis is None or nemesis.came_back is not False):
+            redeliver(self.profile, self.payments, self.requests or requests, history, self.redelivery,
+                      lambda batch: send(batch, sync="last-byte", timeout=self.config.timeout, history=history,
+                                         warmup_path=None, verify_tls=trust),
+                      first_round=self.config.plan.rounds, progress=self.progress)
         return history
+
+    def _arm_nemesis(self, history: History) -> Nemesis | None:
+        """The scheduled fault, watching for its trigger from now on (just before the burst is released)."""
+        if self.fault is None:
+            return None
+        assert self.service is not None, "prepare() starts the service a nemesis acts on"
+        dirs = [Path(str(e.dir)) for e in self.profile.spec.effects if e.source == "files" and e.dir]
+        nemesis = Nemesis(self.fault, self.service, effect_dirs=dirs, sink=self.sink, seed=self.config.plan.seed)
+        history.nemesis = nemesis.describe()
+        nemesis.arm()
+        return nemesis
+
+    def _settle_nemesis(self, nemesis: Nemesis, history: History) -> None:
+        """Wait (bounded) until the fault is done and the service is back; its steps go into the history."""
+        section = self.profile.spec.service
+        ready = section.ready_timeout if section is not None else 30.0
+        nemesis.wait(self.config.timeout + self.fault.restart_after + self.fault.pause_for + ready + 5.0)
+        history.faults = list(nemesis.faults)
+        history.nemesis = nemesis.describe()
 
     def _signed_now(self, request: PreparedRequest) -> PreparedRequest:
         """A retry of a request whose scheme signs a timestamp, signed afresh (the same event, the same id)."""

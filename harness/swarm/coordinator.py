@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from ..history import Event, History
+from harness.prepare.deliveries import redelivery
 from harness.prepare.plan import Plan
 from ..senders import PreparedRequest
 from ..senders.auto import AUTO, resolve_sync
@@ -91,12 +92,6 @@ class Wave:
 def stats_name(target: Profile, request: PreparedRequest) -> str:
     """How a lane reports a request: one line per endpoint in Locust's statistics."""
     return f"{request.method} {target.channel_path(request.channel)} [burst]"
-
-
-def redelivery(target: Profile, payment: Payment, request: PreparedRequest) -> PreparedRequest:
-    """The same message again, signed afresh (a provider's retry), keeping the plan's meta."""
-    fresh = target.request(request.channel, payment, request.meta.get("state", "COMPLETED"))
-    return replace(fresh, meta={**fresh.meta, **request.meta})
 
 
 class Coordinator:

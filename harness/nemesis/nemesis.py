@@ -1,0 +1,242 @@
+"""The nemesis (Jepsen's word): one component that does harm to the service on purpose, on a schedule or a
+trigger, and writes what it did into the history.
+
+A schedule is one line, the same for the CLI (``--nemesis``), the pytest fixture (``nemesis=``) and
+the Locust scenarios::
+
+    crash@log:Generating receipt    SIGKILL the service's process group when a line of its output
+                                    matches the pattern, start it again --restart-after seconds later
+    crash@after:0.3                 ... 0.3 s after the burst is released
+    crash@random                    ... at a random instant in the first second after the release
+    crash@random:2.5                ... in the first 2.5 s
+    crash@file                      ... when the first new file appears in one of the profile's
+                                    effect directories (a receipt being written)
+    crash@sink                      ... when the first call reaches the sink
+    pause@log:Generating receipt    SIGSTOP instead, and SIGCONT --pause-for seconds later (a GC pause,
+                                    a frozen VM: a lease expires while its owner sleeps)
+
+Each fault is recorded as it happens (``kill``, ``restart``, ``ready``, ``pause``, ``resume``; or
+``never-ready`` when the service did not come back), with the wall-clock time and what triggered it.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.errors import HarnessError, ServiceStartError
+from harness.nemesis.service import ManagedService
+
+KINDS = ("crash", "pause")
+TRIGGERS = ("log", "after", "random", "file", "sink")
+RANDOM_WINDOW = 1.0  # seconds after the release in which crash@random strikes, unless it names its own
+POLL = 0.005  # seconds between looks at an effect directory or the sink's records
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """One scheduled fault: what (crash, pause), when (its trigger), and how long until the service is back."""
+
+    kind: str
+    trigger: str
+    pattern: str | None = None  # log: the regular expression
+    at: float | None = None  # after: seconds after the release; random: the window
+    restart_after: float = 1.0  # crash: seconds from the kill to the start
+    pause_for: float = 2.0  # pause: seconds from SIGSTOP to SIGCONT
+
+    @property
+    def text(self) -> str:
+        arg = {"log": self.pattern, "after": _g(self.at), "random": _g(self.at)}.get(self.trigger)
+        return f"{self.kind}@{self.trigger}" + (f":{arg}" if arg is not None else "")
+
+    def describe(self) -> dict[str, Any]:
+        data = {k: v for k, v in asdict(self).items() if v is not None}
+        data["schedule"] = self.text
+        if self.kind == "crash":
+            data.pop("pause_for", None)
+        else:
+            data.pop("restart_after", None)
+        return data
+
+
+def _g(value: float | None) -> str | None:
+    return None if value is None else f"{value:g}"
+
+
+def parse_fault(text: str, *, restart_after: float = 1.0, pause_for: float = 2.0) -> FaultSpec:
+    """A schedule line (``crash@log:PATTERN``, ``crash@after:0.3``, ...) as a FaultSpec; HarnessError naming the mistake."""
+    kind, sep, rest = text.strip().partition("@")
+    if not sep or kind not in KINDS:
+        raise HarnessError(f"--nemesis {text!r}: write KIND@TRIGGER, KIND one of {', '.join(KINDS)} "
+                           f"(e.g. crash@log:Generating receipt)")
+    trigger, _, arg = rest.partition(":")
+    if trigger not in TRIGGERS:
+        raise HarnessError(f"--nemesis {text!r}: the trigger is one of {', '.join(TRIGGERS)}, not {trigger!r}")
+    if restart_after < 0 or pause_for <= 0:
+        raise HarnessError("--restart-after must not be negative and --pause-for must be positive")
+    pattern, at = None, None
+    if trigger == "log":
+        if not arg:
+            raise HarnessError(f"--nemesis {text!r}: log needs a pattern (crash@log:Generating receipt)")
+        try:
+            re.compile(arg)
+        except re.error as exc:
+            raise HarnessError(f"--nemesis {text!r}: not a regular expression: {exc}") from None
+        pattern = arg
+    elif trigger in ("after", "random"):
+        if trigger == "after" and not arg:
+            raise HarnessError(f"--nemesis {text!r}: after needs seconds (crash@after:0.3)")
+        try:
+            at = float(arg.removesuffix("s")) if arg else RANDOM_WINDOW
+        except ValueError:
+            raise HarnessError(f"--nemesis {text!r}: {arg!r} is not a number of seconds") from None
+        if at < 0 or (trigger == "random" and at == 0):
+            raise HarnessError(f"--nemesis {text!r}: the seconds must be positive")
+    elif arg:
+        raise HarnessError(f"--nemesis {text!r}: {trigger} takes no argument")
+    return FaultSpec(kind, trigger, pattern, at, restart_after, pause_for)
+
+
+class Nemesis:
+    """Does the scheduled fault to the service once its trigger fires, and records each step.
+
+    ``arm()`` at the release starts watching for the trigger; ``wait()`` returns once the fault is
+    done and the service is back (or the trigger never fired within the bound). ``faults`` holds
+    the recorded steps (plain data for the history).
+    """
+
+    def __init__(self, spec: FaultSpec, service: ManagedService, *, effect_dirs: list[Path] | None = None,
+                 sink: Any = None, seed: int | None = None) -> None:
+        self.spec, self.service = spec, service
+        self.effect_dirs = effect_dirs or []
+        self.sink = sink
+        self.faults: list[dict[str, Any]] = []
+        self.fired = threading.Event()
+        self.done = threading.Event()
+        self.came_back: bool | None = None  # None: nothing was done; False: the service never got ready again
+        self.error: str | None = None
+        self._trigger = threading.Event()
+        self._why = ""
+        self._cancel = threading.Event()
+        self._unwatch: Callable[[], None] | None = None
+        self._thread: threading.Thread | None = None
+        self._random = random.Random(seed)
+        self._released = 0.0
+        if spec.trigger == "file" and not self.effect_dirs:
+            raise HarnessError(f"--nemesis {spec.text}: the profile reads no effects from files to watch")
+        if spec.trigger == "sink" and sink is None:
+            raise HarnessError(f"--nemesis {spec.text}: the profile has no sink to watch")
+        if spec.trigger == "log" and service.logs is None:
+            raise HarnessError(f"--nemesis {spec.text}: the service's output can be watched only when the harness "
+                               "starts it (service.command)")
+
+    def record(self, kind: str, detail: str, wall: float | None = None) -> None:
+        self.faults.append({"kind": kind, "wall": time.time() if wall is None else wall, "detail": detail,
+                            "schedule": self.spec.text})
+
+    def arm(self) -> None:
+        """Start watching for the trigger (call it just before the burst is released)."""
+        self._released = time.time()
+        spec = self.spec
+        if spec.trigger == "log":
+            compiled = re.compile(str(spec.pattern))
+            assert self.service.logs is not None
+
+            def on_line(line: str, wall: float) -> None:
+                if not self._trigger.is_set() and compiled.search(line):
+                    self._why = f"log line {line.strip()[:120]!r}"
+                    self._trigger.set()
+
+            self._unwatch = self.service.logs.watch(on_line)
+        self._thread = threading.Thread(target=self._run, name="nemesis", daemon=True)
+        self._thread.start()
+
+    def _wait_for_trigger(self, bound: float) -> bool:
+        spec, deadline = self.spec, time.monotonic() + bound
+        if spec.trigger in ("after", "random"):
+            delay = spec.at if spec.trigger == "after" else self._random.uniform(0.0, float(spec.at))
+            self._why = f"{delay:.3f} s after the release" + (" (a random instant)" if spec.trigger == "random" else "")
+            return not self._cancel.wait(max(0.0, self._released + float(delay) - time.time()))
+        if spec.trigger == "file":
+            before = {p: set(_names(p)) for p in self.effect_dirs}
+            while time.monotonic() < deadline and not self._cancel.is_set():
+                for directory, seen in before.items():
+                    new = set(_names(directory)) - seen
+                    if new:
+                        self._why = f"new file {sorted(new)[0]!r} in {directory}"
+                        return True
+                time.sleep(POLL)
+            return False
+        if spec.trigger == "sink":
+            count = len(self.sink.records()) if hasattr(self.sink, "records") else 0
+            while time.monotonic() < deadline and not self._cancel.is_set():
+                records = self.sink.records()
+                if len(records) > count:
+                    self._why = f"a call reached the sink ({records[count].get('channel', 'http')})"
+                    return True
+                time.sleep(POLL)
+            return False
+        while time.monotonic() < deadline and not self._cancel.is_set():  # log
+            if self._trigger.wait(0.05):
+                return True
+        return False
+
+    def _run(self, bound: float = 120.0) -> None:
+        try:
+            if not self._wait_for_trigger(bound):
+                return
+            self.fired.set()
+            if self._unwatch is not None:
+                self._unwatch()
+            if self.spec.kind == "crash":
+                self.record("kill", f"{self.service.kill()} (trigger: {self._why})")
+                if self._cancel.wait(self.spec.restart_after):
+                    return
+                self.record("restart", "the service is started again")
+                try:
+                    self.service.restart()
+                except (ServiceStartError, HarnessError) as exc:
+                    self.came_back, self.error = False, str(exc)
+                    self.record("never-ready", str(exc))
+                    return
+                self.came_back = True
+                self.record("ready", "the service answers again")
+            else:
+                self.record("pause", f"{self.service.pause()} (trigger: {self._why})")
+                self._cancel.wait(self.spec.pause_for)
+                self.record("resume", self.service.resume())
+                self.came_back = True
+        except Exception as exc:  # noqa: BLE001 - the run must learn that its fault went wrong, not hang
+            self.error = f"{exc.__class__.__name__}: {exc}"
+            self.came_back = False
+            self.record("error", self.error)
+        finally:
+            self.done.set()
+
+    def wait(self, timeout: float) -> None:
+        """Until the fault is done and the service back, or ``timeout`` seconds (then the trigger is given up)."""
+        if self._thread is None:
+            return
+        if not self.done.wait(timeout):
+            self._cancel.set()
+            self.done.wait(10.0)
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
+
+    def describe(self) -> dict[str, Any]:
+        """The schedule and what became of it, for the history."""
+        return {**self.spec.describe(), "fired": self.fired.is_set(), "came_back": self.came_back,
+                **({"error": self.error} if self.error else {}), **self.service.describe()}
+
+
+def _names(directory: Path) -> list[str]:
+    try:
+        return [p.name for p in directory.iterdir()]
+    except OSError:
+        return []

@@ -1,0 +1,218 @@
+"""Faults for any service: the nemesis kills or pauses a real service mid-burst, the gateway redelivers, and the
+oracle judges eventual exactly-once (a lost receipt is a violation; an unacknowledged payment is indeterminate).
+
+The stranger ``tests/strangers/claim_then_generate.py`` is built like the design document's fix (a claim
+flag, a receipt that takes a second, the path saved after it): killed while its receipt renders, it loses
+the receipt for good; its lease twin makes it on a redelivery; its check-then-act twin duplicates.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from _strangers import CLAIM_THEN_GENERATE, claim_then_generate_variables
+
+from harness.errors import HarnessError
+from harness.history import Event, History
+from harness.nemesis import parse_fault
+from harness.observe import Observation, ReceiptFile
+from harness.oracle import LOST, MISSING, Evidence, PlannedPayment, check, exactly_one_receipt
+from harness.profile import Payment, load_profile
+from harness.verdict import EXIT_INCONCLUSIVE, EXIT_INVALID, EXIT_OK, EXIT_USAGE
+
+CRASH_WHILE_RENDERING = "crash@log:Generating receipt"
+
+
+# -- the schedule ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, kind, trigger", [
+    ("crash@log:Generating receipt", "crash", "log"), ("crash@after:0.3", "crash", "after"),
+    ("crash@random", "crash", "random"), ("crash@random:2.5", "crash", "random"), ("crash@file", "crash", "file"),
+    ("crash@sink", "crash", "sink"), ("pause@after:0.2s", "pause", "after")])
+def test_a_fault_schedule_names_what_and_when(text, kind, trigger):
+    spec = parse_fault(text)
+    assert (spec.kind, spec.trigger) == (kind, trigger)
+    assert parse_fault(spec.text) == spec  # the report's words read back as the same schedule
+
+
+@pytest.mark.parametrize("text, says", [
+    ("explode@after:1", "KIND@TRIGGER"), ("crash", "KIND@TRIGGER"), ("crash@soon", "the trigger is one of"),
+    ("crash@log:", "needs a pattern"), ("crash@log:(", "not a regular expression"),
+    ("crash@after:", "needs seconds"), ("crash@after:x", "not a number"), ("crash@file:/tmp", "takes no argument")])
+def test_a_bad_fault_schedule_is_one_clear_line(text, says):
+    with pytest.raises(HarnessError, match=says.replace("(", r"\(")):
+        parse_fault(text)
+
+
+# -- judging after faults, on evidence made by hand -----------------------------------------------------
+
+def _faulted_evidence(*, acknowledged: bool, claimed: bool, receipts: int = 0) -> Evidence:
+    payment = Payment("p1", "T1", 49_900)
+    history = History(origin_wall=1000.0, nemesis={"schedule": CRASH_WHILE_RENDERING, "fired": True,
+                                                    "came_back": True})
+    history.faults = [{"kind": "kill", "wall": 1000.25, "detail": "SIGKILL to process group 7"}]
+    history.extend([Event(0, "p1", "callback", t_release=0.0, error="read: connection reset", meta={"round": 0}),
+                    Event(1, "p1", "callback", t_release=2.0, t_response=2.1, status=200 if acknowledged else 503,
+                          meta={"round": 1, "redelivery": 1})])
+    files = [ReceiptFile(f"receipt-T1-{i}.pdf", 900, readable=True, subject="T1") for i in range(receipts)]
+    observation = Observation(receipts=files, receipts_dir="/r",
+                              state={"p1": {"paymentStatus": "PAID", "paid": True, "receiptGenerated": claimed,
+                                            "receiptPath": None}},
+                              state_source="http",
+                              state_fields={"paid": "status", "claim": "receiptGenerated", "effect": "receiptPath",
+                                            "effect_is": "name"})
+    return Evidence([PlannedPayment(payment, True)], history, observation)
+
+
+def test_an_acknowledged_payment_claimed_but_without_its_receipt_after_a_kill_is_a_lost_receipt():
+    result = exactly_one_receipt(_faulted_evidence(acknowledged=True, claimed=True))
+    assert result.valid is False
+    (violation,) = result.violations
+    assert violation.kind == LOST and "lost receipt" in violation.message
+    assert "after the kill at 0.250 s" in violation.message  # it names the fault that came before it
+
+
+def test_an_acknowledged_payment_with_no_claim_and_no_receipt_is_missing_not_lost():
+    (violation,) = exactly_one_receipt(_faulted_evidence(acknowledged=True, claimed=False)).violations
+    assert violation.kind == MISSING
+
+
+def test_a_payment_never_acknowledged_after_a_fault_is_indeterminate_not_missing():
+    evidence = _faulted_evidence(acknowledged=False, claimed=True)
+    results = {c.name: c for c in check(evidence)}
+    assert results["exactly-one-receipt"].valid is True
+    assert results["exactly-one-receipt"].details["indeterminate"] == ["p1"]
+    assert results["state-agrees-with-disk"].valid is True  # a claim without a receipt is no finding either
+
+
+def test_a_duplicate_is_a_violation_whether_or_not_the_payment_was_acknowledged():
+    assert exactly_one_receipt(_faulted_evidence(acknowledged=False, claimed=True, receipts=2)).valid is False
+
+
+def test_a_fault_whose_trigger_never_fired_leaves_the_run_unknown():
+    evidence = _faulted_evidence(acknowledged=True, claimed=True, receipts=1)
+    evidence.history.nemesis = {"schedule": CRASH_WHILE_RENDERING, "fired": False, "came_back": None}
+    fault = next(c for c in check(evidence) if c.name == "fault-injected")
+    assert fault.valid is None and "never fired" in fault.details["reason"]
+
+
+def test_the_history_keeps_what_the_nemesis_did_across_a_round_trip():
+    history = _faulted_evidence(acknowledged=True, claimed=True).history
+    data = history.to_dict()
+    assert data["faults"][0]["t"] == pytest.approx(0.25)
+    again = History.from_dict(data)
+    assert again.faults == history.faults and again.nemesis == history.nemesis
+    assert "faults" not in History().to_dict()  # a run without a nemesis reads as it always did
+
+
+# -- the real thing: a service started, killed while its receipt renders, started again ---------------------
+
+def _run(variant: str, tmp_path: Path, *extra: str, payments: int = 2, duplicates: int = 3,
+         variables: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, **claim_then_generate_variables(variant, tmp_path), **(variables or {})}
+    return subprocess.run([sys.executable, "-m", "harness", "run", "--profile", str(CLAIM_THEN_GENERATE),
+                           "--payments", str(payments), "--duplicates", str(duplicates), "--targets", "exactly-once",
+                           "--report-dir", str(tmp_path / "report"), "--label", variant, "--quiet", *extra],
+                          env=env, capture_output=True, text=True, timeout=240)
+
+
+def _service_processes(marker: str) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            if any(marker in part for part in process.info["cmdline"] or []):
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return found
+
+
+@pytest.mark.slow
+def test_the_design_documents_fix_loses_a_receipt_when_killed_while_it_renders(tmp_path):
+    result = _run("claim", tmp_path, "--nemesis", CRASH_WHILE_RENDERING)
+    assert result.returncode == EXIT_INVALID, result.stdout + result.stderr
+    assert "lost receipt" in result.stdout
+    assert not _service_processes(str(tmp_path))  # the service the run started was ended with it
+
+
+@pytest.mark.slow
+def test_its_lease_twin_makes_every_receipt_exactly_once_after_the_same_kill(tmp_path):
+    result = _run("lease", tmp_path, "--nemesis", CRASH_WHILE_RENDERING)
+    assert result.returncode == EXIT_OK, result.stdout + result.stderr
+    report = (tmp_path / "report" / "lease.md").read_text()
+    assert "kill" in report and "fault-injected" in report
+
+
+@pytest.mark.slow
+def test_its_check_then_act_twin_duplicates_under_the_same_schedule(tmp_path):
+    result = _run("check-then-act", tmp_path, "--nemesis", CRASH_WHILE_RENDERING)
+    assert result.returncode == EXIT_INVALID, result.stdout + result.stderr
+    assert "duplicate receipts" in result.stdout
+
+
+@pytest.mark.slow
+def test_the_pytest_fixture_races_a_profile_under_the_same_nemesis(race_profile, tmp_path):
+    variables = claim_then_generate_variables("claim", tmp_path)
+    report = race_profile(CLAIM_THEN_GENERATE, variables, payments=2, duplicates=3, nemesis=CRASH_WHILE_RENDERING)
+    assert not report.valid
+    assert any(v.kind == LOST for c in report.checks for v in c.violations)
+
+
+@pytest.mark.slow
+def test_a_start_command_that_fails_is_one_line_and_exit_4(tmp_path):
+    result = _run("claim", tmp_path, variables={"CTG_PYTHON": str(tmp_path / "no-such-python")})
+    assert result.returncode == EXIT_USAGE, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line
+    assert "could not start the service" in result.stderr and "no-such-python" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_service_that_never_comes_back_is_inconclusive_and_says_so(tmp_path):
+    # The service starts once; the "restart" after the kill runs a database URI that refuses it.
+    broken = tmp_path / "restart-fails.sh"
+    variables = claim_then_generate_variables("lease", tmp_path)
+    broken.write_text("#!/bin/sh\nif [ -e \"$0.started\" ]; then exit 3; fi\ntouch \"$0.started\"\n"
+                      f"exec {sys.executable} \"$@\"\n")
+    broken.chmod(0o755)
+    result = _run("lease", tmp_path, "--nemesis", CRASH_WHILE_RENDERING, variables={**variables, "CTG_PYTHON": str(broken)})
+    assert result.returncode == EXIT_INCONCLUSIVE, result.stdout + result.stderr
+    assert "did not come back" in result.stdout
+    assert not _service_processes(str(tmp_path))
+
+
+def test_a_nemesis_needs_a_profile_that_says_how_the_service_runs(tmp_path):
+    from harness.cli.main import main
+
+    code = main(["run", "--profile", "reference", "--target", "http://127.0.0.1:9", "--nemesis", CRASH_WHILE_RENDERING,
+                 "--quiet"])
+    assert code == EXIT_USAGE
+
+
+def test_a_profile_says_how_its_service_runs_and_never_shows_its_secrets():
+    variables = {"CTG_PYTHON": "python", "CTG_PORT": "8140", "CTG_RECEIPTS_DIR": "/r", "CTG_MONGO_URI": "mongodb://m",
+                 "CTG_DATABASE": "d", "CTG_VARIANT": "claim", "CTG_SECRET": "s3cret-value"}
+    profile = load_profile(CLAIM_THEN_GENERATE, variables)
+    assert profile.spec.service.command[1] == "claim_then_generate.py"
+    assert "s3cret-value" not in str(profile.to_dict())  # the report carries the profile: never its secrets
+
+
+@pytest.mark.parametrize("service, says", [
+    ({}, "a command (argv the harness starts) or hooks"),
+    ({"command": ["x"], "hooks": {"kill": "k", "start": "s"}, "ready_path": "/h"}, "not both"),
+    ({"command": []}, "at least the program"),
+    ({"hooks": {"kill": "k", "start": "s"}}, "needs ready_path"),
+    ({"command": ["x"], "ready_log": "("}, "not a regular expression"),
+    ({"command": ["x"], "restart": 1}, "unknown field")])
+def test_a_service_section_that_cannot_work_is_refused_naming_the_field(service, says):
+    from harness.profile import ProfileError, parse_profile
+
+    data = {"version": 1, "base_url": "http://127.0.0.1:9", "payments": {"source": "http", "path": "/p", "id": "id"},
+            "deliveries": {"callback": {"path": "/cb", "body": {"a": "{transaction}"}}}, "service": service}
+    with pytest.raises(ProfileError, match=says.replace("(", r"\(").replace(")", r"\)")):
+        parse_profile(data, "p")
