@@ -216,3 +216,39 @@ def test_a_service_section_that_cannot_work_is_refused_naming_the_field(service,
             "deliveries": {"callback": {"path": "/cb", "body": {"a": "{transaction}"}}}, "service": service}
     with pytest.raises(ProfileError, match=says.replace("(", r"\(").replace(")", r"\)")):
         parse_profile(data, "p")
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_nemesis_waits_to_restart_the_service_leaves_no_process_behind(tmp_path):
+    import signal
+
+    env = {**os.environ, **claim_then_generate_variables("claim", tmp_path)}
+    harness = subprocess.Popen([sys.executable, "-m", "harness", "run", "--profile", str(CLAIM_THEN_GENERATE),
+                                "--payments", "1", "--duplicates", "2", "--nemesis", CRASH_WHILE_RENDERING,
+                                "--restart-after", "30", "--report-dir", str(tmp_path / "report"), "--quiet"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "report" / "run.service.log"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "Generating receipt" not in (log.read_text() if log.exists() else ""):
+        time.sleep(0.05)
+    time.sleep(0.5)  # the kill is done; the restart is 30 s away
+    assert harness.poll() is None, harness.communicate()
+    harness.send_signal(signal.SIGINT)
+    _, stderr = harness.communicate(timeout=60)
+    assert harness.returncode == 130, stderr
+    time.sleep(0.5)
+    assert not _service_processes(str(tmp_path))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant, expected, says", [("claim", EXIT_INVALID, "lost receipt"),
+                                                     ("lease", EXIT_OK, "VALID")])
+def test_a_locust_swarm_races_the_profile_under_the_same_nemesis(tmp_path, variant, expected, says):
+    from _locust import locust
+
+    result = locust("webhook_storm", tmp_path, "--target-profile", str(CLAIM_THEN_GENERATE), "--payments", "2",
+                    "--duplicates", "3", "--targets", "exactly-once", "--nemesis", CRASH_WHILE_RENDERING,
+                    env=claim_then_generate_variables(variant, tmp_path))
+    assert result.returncode == expected, result.stdout[-4000:]
+    assert says in result.stdout
+    assert not _service_processes(str(tmp_path))

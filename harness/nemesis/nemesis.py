@@ -229,6 +229,15 @@ class Nemesis:
             self._unwatch()
             self._unwatch = None
 
+    def cancel(self) -> None:
+        """Call off what is still to come (the run is ending): no trigger waited for, no restart made."""
+        self._cancel.set()
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
+        if self._thread is not None:
+            self._thread.join(5.0)
+
     def describe(self) -> dict[str, Any]:
         """The schedule and what became of it, for the history."""
         return {**self.spec.describe(), "fired": self.fired.is_set(), "came_back": self.came_back,

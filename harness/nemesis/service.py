@@ -182,6 +182,7 @@ class CommandService(ManagedService):
         self.starts = 0
         self._log_file: Any = None
         self._lock = threading.Lock()
+        self._stopped = False  # once stopped, never started again (a nemesis restarting late must not leave one)
 
     @property
     def pid(self) -> int | None:
@@ -202,6 +203,8 @@ class CommandService(ManagedService):
     def start(self) -> None:
         """Start the command and wait until it is ready; ServiceStartError (it exited, or never got ready)."""
         with self._lock:
+            if self._stopped:
+                raise ServiceStartError("the run has ended: the service is not started again")
             if self.process is not None and self.process.poll() is None:
                 return
             cwd = Path(self.section.cwd) if self.section.cwd else self.base_dir
@@ -260,6 +263,7 @@ class CommandService(ManagedService):
     def stop(self) -> None:
         """End the process group: SIGCONT (a paused group cannot act on SIGTERM), SIGTERM, then SIGKILL."""
         with self._lock:
+            self._stopped = True
             process, pid = self.process, self.pid
             if process is not None:
                 self._signal_group(signal.SIGCONT)

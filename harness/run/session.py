@@ -173,6 +173,7 @@ class RunSession:
             raise HarnessError("--nemesis needs to know how the service runs: give the profile a [service] section "
                                "(a command the harness starts, or hooks that kill and start it)")
         self.service: ManagedService | None = None
+        self.nemesis: Nemesis | None = None
         self.requests: list[PreparedRequest] = []
 
     def __enter__(self) -> "RunSession":
@@ -182,6 +183,8 @@ class RunSession:
         self.close()
 
     def close(self) -> None:
+        if self.nemesis is not None:  # a fault still under way (a restart pending) is called off first
+            self.nemesis.cancel()
         if self.service is not None:  # whatever the session started ends with it, on every path
             self.service.stop()
             self.service = None
@@ -245,7 +248,7 @@ class RunSession:
         trust = self.profile.tls_trust
         sync = resolve_sync(self.config.sync, self.profile.url(self.profile.health_path), verify_tls=trust)
         history = History(sync=sync)
-        nemesis = self._arm_nemesis(history)
+        nemesis = self.arm_nemesis(history)
         for round_ in range(self.config.plan.rounds):
             if round_:
                 self._before_retry()
@@ -254,16 +257,22 @@ class RunSession:
             send([replace(r, meta={**r.meta, "round": round_}) for r in requests], sync=sync,
                  timeout=self.config.timeout, history=history, progress=self.progress,
                  warmup_path=self.profile.health_path, verify_tls=trust)
-        if nemesis is not None:
-            self._settle_nemesis(nemesis, history)
-        if self.redelivery is not None and (nemesis is None or nemesis.came_back is not False):
-            redeliver(self.profile, self.payments, self.requests or requests, history, self.redelivery,
+        self.after_faults(history, self.requests or requests)
+        return history
+
+    def after_faults(self, history: History, requests: list[PreparedRequest]) -> None:
+        """After the burst: wait until the nemesis's fault is done and the service back, then redeliver what was
+        not acknowledged, like the gateway (a swarm calls this too, on the master)."""
+        if self.nemesis is not None:
+            self.settle_nemesis(self.nemesis, history)
+        if self.redelivery is not None and (self.nemesis is None or self.nemesis.came_back is not False):
+            trust = self.profile.tls_trust
+            redeliver(self.profile, self.payments, requests, history, self.redelivery,
                       lambda batch: send(batch, sync="last-byte", timeout=self.config.timeout, history=history,
                                          warmup_path=None, verify_tls=trust),
                       first_round=self.config.plan.rounds, progress=self.progress)
-        return history
 
-    def _arm_nemesis(self, history: History) -> Nemesis | None:
+    def arm_nemesis(self, history: History) -> Nemesis | None:
         """The scheduled fault, watching for its trigger from now on (just before the burst is released)."""
         if self.fault is None:
             return None
@@ -271,10 +280,11 @@ class RunSession:
         dirs = [Path(str(e.dir)) for e in self.profile.spec.effects if e.source == "files" and e.dir]
         nemesis = Nemesis(self.fault, self.service, effect_dirs=dirs, sink=self.sink, seed=self.config.plan.seed)
         history.nemesis = nemesis.describe()
+        self.nemesis = nemesis
         nemesis.arm()
         return nemesis
 
-    def _settle_nemesis(self, nemesis: Nemesis, history: History) -> None:
+    def settle_nemesis(self, nemesis: Nemesis, history: History) -> None:
         """Wait (bounded) until the fault is done and the service is back; its steps go into the history."""
         section = self.profile.spec.service
         ready = section.ready_timeout if section is not None else 30.0

@@ -41,7 +41,7 @@ from harness.history import Event
 from harness.prepare.plan import parse_channel_mix
 from harness.profile import Profile, Target, load_profile
 from harness.reference import MODES, SERVICE, start_service, start_simulator
-from harness.run.options import OUTPUT, PLAN, SENDING, TARGET, TLS, by_name
+from harness.run.options import FAULTS, OUTPUT, PLAN, SENDING, TARGET, TLS, by_name
 from harness.swarm import DONE, HELLO, READY, VERDICT_PREFIX, Coordinator, Handler, Lane, SwarmRun, SwarmSettings
 from harness.tls import trust_of
 from harness.verdict.result import EXIT_INCONCLUSIVE, EXIT_USAGE
@@ -56,7 +56,7 @@ __all__ = ["Scenario", "SwarmUser", "install"]
 
 # The options the CLI and the pytest fixtures also take: one definition each (harness.run.options,
 # harness.reference), so a flag means the same and defaults the same everywhere.
-SHARED = by_name(PLAN + SENDING + OUTPUT + SERVICE + TARGET + TLS)
+SHARED = by_name(PLAN + SENDING + OUTPUT + SERVICE + TARGET + TLS + FAULTS)
 # What a lane can send with: the burst senders made for a gevent-patched worker, or "auto" (single-packet
 # when the target speaks HTTP/2, else last-byte; the master asks once). The naive sender runs asyncio,
 # which does not mix with gevent; "sequential" is the CLI's one-by-one run, not a swarm's.
@@ -87,7 +87,7 @@ def add_options(parser: Any, scenario: Scenario) -> None:
     """
     add = parser.add_argument  # Locust's own: a plain argparse group knows no include_in_web_ui / is_secret
     for name in ("payments", "duplicates", "unpaid", "seed", "label", "store", "workers", "generation_delay_ms",
-                 "insecure", "ca_file", "http2", "tls"):
+                 "insecure", "ca_file", "http2", "tls", "nemesis", "restart_after", "pause_for", "redeliver"):
         SHARED[name].add_to(parser)
     replace(SHARED["sync"], choices=SWARM_SYNCS).add_to(parser)
     # Locust has a --profile of its own (a name grouping test runs): the harness's is --target-profile here.
@@ -178,7 +178,9 @@ def read_settings(environment: Any, scenario: Scenario) -> SwarmSettings:
         release_lead=_opt(o, "release_lead_ms", float, _default_lead_ms(environment)) / 1000.0,
         burst_timeout=_opt(o, "burst_timeout", float, 30.0), headless=bool(getattr(o, "headless", False)),
         profile=profile, sync=sync, verify_tls=verify_tls, http2=bool(getattr(o, "http2", False)),
-        tls=bool(getattr(o, "tls", False)),
+        tls=bool(getattr(o, "tls", False)), nemesis=_opt(o, "nemesis", str),
+        restart_after=_opt(o, "restart_after", float, DEFAULT["restart_after"]),
+        pause_for=_opt(o, "pause_for", float, DEFAULT["pause_for"]), redeliver=_opt(o, "redeliver", str),
     )
     try:
         settings.plan.validate()
@@ -197,6 +199,13 @@ def read_settings(environment: Any, scenario: Scenario) -> SwarmSettings:
         settings.verify_tls = False  # the embedded service's certificate is the throw-away one it made
     if settings.burst_timeout <= 0 or settings.release_lead < 0:
         raise HarnessError("--burst-timeout must be positive and --release-lead-ms not negative")
+    if settings.nemesis:
+        from harness.nemesis import parse_fault
+
+        parse_fault(settings.nemesis, restart_after=settings.restart_after, pause_for=settings.pause_for)
+        if not profile:
+            raise HarnessError("--nemesis acts on a service whose profile says how it runs ([service]): give "
+                               "--target-profile FILE")
     if settings.plan.uses_verify() and not embedded and not settings.gateway_url and not profile:
         raise HarnessError("verify calls need --gateway-url: the PhonePe status API (simulator) the service asks")
     return settings

@@ -68,6 +68,10 @@ class SwarmSettings:
     verify_tls: bool | str | None = None  # --insecure (False) / --ca-file (a path); None: as the profile says
     http2: bool = False  # the embedded service over HTTP/2 (h2c)
     tls: bool = False  # the embedded service over https (ALPN h2) under a throw-away certificate
+    nemesis: str | None = None  # a fault during the waves (harness.nemesis), for a profile with [service]
+    restart_after: float = 1.0
+    pause_for: float = 2.0
+    redeliver: str | None = None  # the gateway's redeliveries after the waves (default: the profile's, or phonepe)
 
     @property
     def plan(self) -> Plan:
@@ -134,7 +138,10 @@ class SwarmRun:
         if target.receipts_dir is None:
             log.warning("no --receipts-dir: receipt files cannot be read, so the verdict will be INCONCLUSIVE")
         self.session = RunSession(RunConfig(plan=s.plan, profile=target, targets_file=s.targets, label=s.label,
-                                            service_pid=self.service_pid, sync=s.sync, verify_tls=s.verify_tls))
+                                            service_pid=self.service_pid, sync=s.sync, verify_tls=s.verify_tls,
+                                            report_dir=s.report_dir, nemesis=s.nemesis,
+                                            restart_after=s.restart_after, pause_for=s.pause_for,
+                                            redeliver=s.redeliver))
         requests = self.session.prepare()
         self.work = Work(self.session.profile, s.plan, self.session.payments, requests)
 
@@ -146,9 +153,13 @@ class SwarmRun:
                  s.plan.payments, s.plan.duplicates, target.base_url)
 
     def drive(self) -> None:
-        """The waves (blocking until every delivery is done, or the run stops)."""
-        assert self.work is not None
+        """The waves (blocking until every delivery is done, or the run stops); with a nemesis, its fault during
+        them, and the gateway's redeliveries of what was not acknowledged after it (sent from the master)."""
+        assert self.work is not None and self.session is not None
+        history = self.coordinator.history
+        self.session.arm_nemesis(history)
         self.coordinator.run(self.work, self.settings.waves(), heal=self.heal)
+        self.session.after_faults(history, self.work.requests)
 
     def heal(self) -> None:
         """Set the service's failure rate to 0 for the rounds after ``--heal-after``."""
