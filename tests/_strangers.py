@@ -126,4 +126,4 @@ def claim_then_generate_variables(variant: str, workdir: Path) -> dict[str, str]
 
     return {"CTG_PYTHON": sys.executable, "CTG_PORT": str(free_port()), "CTG_RECEIPTS_DIR": str(workdir / "receipts"),
             "CTG_MONGO_URI": wire_server().uri, "CTG_DATABASE": fresh_database(), "CTG_VARIANT": variant,
-            "CTG_SECRET": CTG_SECRET}
+            "CTG_SECRET": CTG_SECRET, "CTG_LEASE_SECONDS": "2"}

@@ -196,7 +196,7 @@ def test_a_nemesis_needs_a_profile_that_says_how_the_service_runs(tmp_path):
 
 def test_a_profile_says_how_its_service_runs_and_never_shows_its_secrets():
     variables = {"CTG_PYTHON": "python", "CTG_PORT": "8140", "CTG_RECEIPTS_DIR": "/r", "CTG_MONGO_URI": "mongodb://m",
-                 "CTG_DATABASE": "d", "CTG_VARIANT": "claim", "CTG_SECRET": "s3cret-value"}
+                 "CTG_DATABASE": "d", "CTG_VARIANT": "claim", "CTG_SECRET": "s3cret-value", "CTG_LEASE_SECONDS": "2"}
     profile = load_profile(CLAIM_THEN_GENERATE, variables)
     assert profile.spec.service.command[1] == "claim_then_generate.py"
     assert "s3cret-value" not in str(profile.to_dict())  # the report carries the profile: never its secrets
@@ -252,3 +252,23 @@ def test_a_locust_swarm_races_the_profile_under_the_same_nemesis(tmp_path, varia
     assert result.returncode == expected, result.stdout[-4000:]
     assert says in result.stdout
     assert not _service_processes(str(tmp_path))
+
+
+# A pause longer than the lease (2 s): the owner sleeps in the middle of its receipt, the gateway gives up
+# waiting for it (--timeout 3) and redelivers while it still sleeps; on waking, that redelivery has taken
+# the expired lease over. Fencing makes the sleeper's completion void; without it, two receipts.
+PAUSE_PAST_THE_LEASE = ("--nemesis", "pause@log:Generating receipt", "--pause-for", "5", "--timeout", "3")
+
+
+@pytest.mark.slow
+def test_a_lease_with_fencing_stays_exactly_once_when_its_owner_is_paused_past_the_lease(tmp_path):
+    result = _run("lease", tmp_path, *PAUSE_PAST_THE_LEASE, payments=1)
+    assert result.returncode == EXIT_OK, result.stdout + result.stderr
+    assert "pause" in (tmp_path / "report" / "lease.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_lease_without_fencing_is_caught_duplicating_when_its_owner_is_paused_past_the_lease(tmp_path):
+    result = _run("lease-unfenced", tmp_path, *PAUSE_PAST_THE_LEASE, payments=1)
+    assert result.returncode == EXIT_INVALID, result.stdout + result.stderr
+    assert "duplicate receipts" in result.stdout

@@ -186,7 +186,7 @@ def test_every_stranger_profile_in_the_suite_loads(path):
                               "DONATIONS_MONGO_URI", "DONATIONS_DATABASE", "DONATIONS_WEBHOOK_SECRET",
                               "MAILER_BASE_URL", "MAILER_WEBHOOK_SECRET", "MAILER_RECEIPTS_DIR", "MAILER_SMTP_PORT",
                               "MAILER_PROXY_PORT", "MAILER_CA_DIR", "CTG_PYTHON", "CTG_PORT", "CTG_RECEIPTS_DIR",
-                              "CTG_MONGO_URI", "CTG_DATABASE", "CTG_VARIANT", "CTG_SECRET")}
+                              "CTG_MONGO_URI", "CTG_DATABASE", "CTG_VARIANT", "CTG_SECRET", "CTG_LEASE_SECONDS")}
     assert load_profile(path, variables).channels
 
 

@@ -47,8 +47,8 @@ def no_errors(ev: Evidence) -> CheckResult:
         details["injected_server_errors"] = len(injected)
         server = [e for e in server if not e.meta.get("injected_fault")]
     if ev.faulted and (window := _fault_window(ev)) is not None:
-        # Requests the nemesis cut (in flight at the kill, or sent before the service was back) failed
-        # because of the fault the run did on purpose: counted apart, as injected server errors are.
+        # Requests the nemesis cut (in flight at the kill or the pause, or sent before the service was
+        # back) failed because of the fault the run did on purpose: counted apart, as injected 5xx are.
         cut = [e for e in transport if e.t_release is None or e.t_release <= window]
         details["cut_by_fault"] = len(cut)
         transport = [e for e in transport if e not in cut]
@@ -61,10 +61,10 @@ def no_errors(ev: Evidence) -> CheckResult:
 
 
 def _fault_window(ev: Evidence) -> float | None:
-    """When (history clock) the service was back after the first kill; None when nothing was killed."""
+    """When (history clock) the service was back after the first kill or pause; None when there was none."""
     faults = ev.history.faults
-    kill = next((i for i, f in enumerate(faults) if f.get("kind") == "kill"), None)
-    if kill is None:
+    harm = next((i for i, f in enumerate(faults) if f.get("kind") in ("kill", "pause")), None)
+    if harm is None:
         return None
-    back = next((f for f in faults[kill:] if f.get("kind") == "ready"), None)
+    back = next((f for f in faults[harm:] if f.get("kind") in ("ready", "resume")), None)
     return ev.history.fault_time(back) if back is not None else float("inf")

@@ -261,16 +261,17 @@ class RunSession:
         return history
 
     def after_faults(self, history: History, requests: list[PreparedRequest]) -> None:
-        """After the burst: wait until the nemesis's fault is done and the service back, then redeliver what was
-        not acknowledged, like the gateway (a swarm calls this too, on the master)."""
-        if self.nemesis is not None:
-            self.settle_nemesis(self.nemesis, history)
-        if self.redelivery is not None and (self.nemesis is None or self.nemesis.came_back is not False):
+        """After the burst: redeliver what was not acknowledged, like the gateway — on the gateway's own clock,
+        while the fault may still be under way (a paused owner's lease runs out while the next delivery
+        waits) — then wait until the nemesis is done and the service back (a swarm calls this too)."""
+        if self.redelivery is not None:
             trust = self.profile.tls_trust
             redeliver(self.profile, self.payments, requests, history, self.redelivery,
                       lambda batch: send(batch, sync="last-byte", timeout=self.config.timeout, history=history,
                                          warmup_path=None, verify_tls=trust),
                       first_round=self.config.plan.rounds, progress=self.progress)
+        if self.nemesis is not None:
+            self.settle_nemesis(self.nemesis, history)
 
     def arm_nemesis(self, history: History) -> Nemesis | None:
         """The scheduled fault, watching for its trigger from now on (just before the burst is released)."""

@@ -26,6 +26,9 @@ Variants (``--variant``):
            holds the lease (fencing: ``update_one({_id, leaseToken})``), and a delivery that meets a
            live lease answers 409 (retry later) instead of 200. A killed owner's lease runs out and
            the gateway's next redelivery makes the receipt.
+``lease-unfenced``  the lease without the fencing: the completion saves the path whoever holds the lease
+           now. An owner paused past its lease (a GC pause, a frozen VM) wakes up and completes after
+           another delivery took the lease over: two receipts.
 ``check-then-act``  the vulnerable original: read the flag, generate, then set it; duplicates that
            race all pass the check and make a receipt each.
 
@@ -54,7 +57,7 @@ from fpdf import FPDF
 from pymongo import ReturnDocument
 from starlette.concurrency import run_in_threadpool
 
-VARIANTS = ("claim", "lease", "check-then-act")
+VARIANTS = ("claim", "lease", "lease-unfenced", "check-then-act")
 
 
 def build_app(args: argparse.Namespace) -> FastAPI:
@@ -67,7 +70,8 @@ def build_app(args: argparse.Namespace) -> FastAPI:
     def render(charge: dict[str, Any], suffix: str) -> Path:
         """The receipt in a temporary file (the browser's slow part), not yet in place."""
         print(f"Generating receipt for {charge['orderId']}", flush=True)
-        time.sleep(args.generation_ms / 1000)
+        for _ in range(20):  # a browser's steps (load, lay out, print): work done, not a deadline waited for
+            time.sleep(args.generation_ms / 20000)
         pdf = FPDF()
         pdf.set_subject(charge["orderId"])
         pdf.set_title(f"Receipt {charge['orderId']}")
@@ -95,7 +99,8 @@ def build_app(args: argparse.Namespace) -> FastAPI:
         """lease: render, then complete only while the lease is still ours (fencing), then put in place."""
         temporary = render(charge, token[:8])
         name = f"receipt-{charge['orderId']}-{int(time.time() * 1000)}.pdf"
-        done = charges.update_one({"_id": charge["_id"], "leaseToken": token},
+        fence = {"leaseToken": token} if args.variant == "lease" else {}
+        done = charges.update_one({"_id": charge["_id"], **fence},
                                   {"$set": {"receiptGenerated": True, "receiptPath": name},
                                    "$unset": {"leaseUntil": "", "leaseToken": ""}})
         if done.modified_count != 1:  # the lease ran out and another delivery took it: ours is void
@@ -191,7 +196,7 @@ def main() -> None:
     parser.add_argument("--secret", default=os.environ.get("WEBHOOK_SECRET"),
                         help="the webhook secret (default: $WEBHOOK_SECRET, so that it is in no process list)")
     parser.add_argument("--generation-ms", type=float, default=1000.0)
-    parser.add_argument("--lease-seconds", type=float, default=2.0)
+    parser.add_argument("--lease-seconds", type=float, default=float(os.environ.get("LEASE_SECONDS", "2")))
     args = parser.parse_args()
     if not args.secret:
         parser.error("the webhook secret: --secret or $WEBHOOK_SECRET")
