@@ -272,3 +272,16 @@ def test_a_lease_without_fencing_is_caught_duplicating_when_its_owner_is_paused_
     result = _run("lease-unfenced", tmp_path, *PAUSE_PAST_THE_LEASE, payments=1)
     assert result.returncode == EXIT_INVALID, result.stdout + result.stderr
     assert "duplicate receipts" in result.stdout
+
+
+@pytest.mark.slow
+def test_the_matrix_runs_the_reference_service_under_the_nemesis(tmp_path):
+    from harness.studies.matrix import run_matrix, to_markdown
+
+    cells = run_matrix(("vulnerable", "atomic"), ("process killed mid-generation",), payments=2, duplicates=3,
+                       report_dir=tmp_path)
+    vulnerable, atomic = cells
+    assert vulnerable.exit_code == EXIT_INVALID and vulnerable.duplicated == 2  # redelivered duplicates race again
+    assert atomic.exit_code == EXIT_INVALID and atomic.lost == 2  # claimed, killed, acknowledged: lost for good
+    assert "| atomic | process killed mid-generation | 0 | 2 | 2 |" in to_markdown(cells, payments=2, duplicates=3,
+                                                                                   lease_seconds=1.0)

@@ -73,14 +73,15 @@ def _cmd_burst(args: argparse.Namespace) -> int:
 
 
 def _cmd_matrix(args: argparse.Namespace) -> int:
-    from harness.studies.matrix import FAULTS, MODES, run_matrix, to_dicts, to_markdown
+    from harness.studies.matrix import FAULTS, MODES, NEMESIS_FAULTS, run_matrix, to_dicts, to_markdown
 
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
     faults = tuple(f.strip() for f in args.faults.split(",") if f.strip())
-    bad = [m for m in modes if m not in MODES] + [f for f in faults if f not in FAULTS]
+    known = (*FAULTS, *NEMESIS_FAULTS)
+    bad = [m for m in modes if m not in MODES] + [f for f in faults if f not in known]
     if bad or not modes or not faults:
         return fail(f"unknown mode or fault {', '.join(bad) or '(none given)'}; modes: {', '.join(MODES)}; "
-                     f"faults: {', '.join(FAULTS)}")
+                     f"faults: {', '.join(known)}")
     from harness.errors import HarnessError
 
     try:
@@ -153,7 +154,10 @@ def register(sub: Any) -> None:
 
     matrix = sub.add_parser("matrix", help="every mode under every fault: receipts, missing receipts, verdicts")
     matrix.add_argument("--modes", default="vulnerable,atomic,lease")
-    matrix.add_argument("--faults", default="none,generation failure,crash after claim,slow store")
+    matrix.add_argument("--faults", default="none,generation failure,crash after claim,slow store,"
+                                            "process killed mid-generation,paused past the lease",
+                        help="the service's own injected faults and the nemesis's (process killed mid-generation, "
+                             "paused past the lease: the service's process, on a wire store; default: %(default)s)")
     matrix.add_argument("--payments", type=int, default=5)
     matrix.add_argument("--duplicates", type=int, default=5)
     matrix.add_argument("--lease-seconds", type=float, default=1.0)

@@ -169,6 +169,26 @@ def profile_of(service: ServiceProcess, **changes: Any) -> Profile:
     return target.to_profile({"from": "reference service", "base_url": target.base_url})
 
 
+def service_profile(mode: str, *, port: int, receipts_dir: Path, mongo_uri: str, database: str,
+                    generation_delay_ms: float = 200.0, lease_seconds: float | None = None) -> Profile:
+    """The reference service as a profile whose ``[service]`` the harness starts, kills and starts again (the
+    nemesis): its own process on ``port``, its state in ``database`` on a MongoDB that outlives it (a
+    restart finds its charges where they were)."""
+    import sys
+
+    from harness.profile.schema import ServiceSection
+
+    command = [sys.executable, "-m", "reference_service", "--mode", mode, "--host", "127.0.0.1", "--port", str(port),
+               "--receipts-dir", str(receipts_dir), "--mongo-uri", mongo_uri, "--database", database,
+               "--generation-delay-ms", f"{generation_delay_ms:g}"]
+    if lease_seconds is not None:
+        command += ["--lease-seconds", f"{lease_seconds:g}"]
+    target = Target(base_url=f"http://127.0.0.1:{port}", receipts_dir=str(receipts_dir))
+    profile = target.to_profile({"from": "reference service", "mode": mode, "base_url": target.base_url})
+    service = ServiceSection(command=command, ready_path="/healthz", ready_timeout=60.0)
+    return Profile(profile.spec.model_copy(update={"service": service}), profile.origin)
+
+
 def named_profile_of(profile: str, service: ServiceProcess, gateway_url: str | None = None) -> Profile:
     """A profile (file or built-in name) of a running reference service: its URL, receipts and simulator filled in."""
     import os
@@ -229,4 +249,4 @@ def serve(args: argparse.Namespace) -> int:
 
 
 __all__ = ["INSTALL_HINT", "MODES", "ReferenceUnavailable", "require", "SERVICE", "STORES", "FaultFlags", "Provided", "ReferenceOptions", "add_serve_arguments", "race",
-           "resolve_store", "serve", "start_service", "start_simulator", "started", "target_of", "profile_of", "named_profile_of"]
+           "resolve_store", "serve", "start_service", "start_simulator", "started", "target_of", "profile_of", "named_profile_of", "service_profile"]
