@@ -124,6 +124,8 @@ def claim_then_generate_variables(variant: str, workdir: Path) -> dict[str, str]
     the run starts the service (its [service] section) on a free port and stops it."""
     from _wire import fresh_database, wire_server
 
+    wire = wire_server()
     return {"CTG_PYTHON": sys.executable, "CTG_PORT": str(free_port()), "CTG_RECEIPTS_DIR": str(workdir / "receipts"),
-            "CTG_MONGO_URI": wire_server().uri, "CTG_DATABASE": fresh_database(), "CTG_VARIANT": variant,
+            "CTG_DB_UPSTREAM": f"{wire.host}:{wire.port}", "CTG_DB_PORT": str(free_port()),
+            "CTG_DATABASE": fresh_database(), "CTG_VARIANT": variant,
             "CTG_SECRET": CTG_SECRET, "CTG_LEASE_SECONDS": "2"}

@@ -195,7 +195,8 @@ def test_a_nemesis_needs_a_profile_that_says_how_the_service_runs(tmp_path):
 
 
 def test_a_profile_says_how_its_service_runs_and_never_shows_its_secrets():
-    variables = {"CTG_PYTHON": "python", "CTG_PORT": "8140", "CTG_RECEIPTS_DIR": "/r", "CTG_MONGO_URI": "mongodb://m",
+    variables = {"CTG_PYTHON": "python", "CTG_PORT": "8140", "CTG_RECEIPTS_DIR": "/r", "CTG_DB_UPSTREAM": "m:27017",
+                 "CTG_DB_PORT": "27118",
                  "CTG_DATABASE": "d", "CTG_VARIANT": "claim", "CTG_SECRET": "s3cret-value", "CTG_LEASE_SECONDS": "2"}
     profile = load_profile(CLAIM_THEN_GENERATE, variables)
     assert profile.spec.service.command[1] == "claim_then_generate.py"
@@ -285,3 +286,47 @@ def test_the_matrix_runs_the_reference_service_under_the_nemesis(tmp_path):
     assert atomic.exit_code == EXIT_INVALID and atomic.lost == 2  # claimed, killed, acknowledged: lost for good
     assert "| atomic | process killed mid-generation | 0 | 2 | 2 |" in to_markdown(cells, payments=2, duplicates=3,
                                                                                    lease_seconds=1.0)
+
+
+@pytest.mark.slow
+def test_a_database_link_cut_mid_receipt_ends_with_exactly_one_receipt_after_redelivery_for_the_lease_twin(tmp_path):
+    # The relay in front of its MongoDB ([service.links]) resets every connection when the receipt starts
+    # rendering and refuses new ones for 2 s; the gateway redelivers what was not acknowledged.
+    result = _run("lease", tmp_path, "--nemesis", "cut@log:Generating receipt", "--pause-for", "2")
+    assert result.returncode == EXIT_OK, result.stdout + result.stderr
+    report = (tmp_path / "report" / "lease.md").read_text()
+    assert "| cut |" in report and "| heal |" in report
+
+
+def test_a_cut_link_resets_its_connections_and_refuses_new_ones_until_it_heals():
+    import socket
+    import threading
+
+    from harness.local.relay import Relay
+
+    upstream = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(upstream.accept()[0]), daemon=True).start()
+    with Relay(upstream.getsockname()[1]) as relay:
+        client = socket.create_connection(("127.0.0.1", relay.port), timeout=5)
+        client.sendall(b"ping")
+        deadline = time.monotonic() + 5
+        while not accepted and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert relay.cut(0.5) == 1
+        try:  # reset in the middle: the connection ends (a reset, or an end of stream), nothing more comes
+            ended = client.recv(1) == b""
+        except ConnectionResetError:
+            ended = True
+        assert ended
+        refused = socket.create_connection(("127.0.0.1", relay.port), timeout=5)
+        assert refused.recv(1) == b""  # accepted and closed at once while cut
+        time.sleep(0.6)
+        threading.Thread(target=lambda: accepted.append(upstream.accept()[0]), daemon=True).start()
+        healed = socket.create_connection(("127.0.0.1", relay.port), timeout=5)
+        healed.sendall(b"again")
+        deadline = time.monotonic() + 5
+        while len(accepted) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(accepted) == 2  # healed: relayed to the upstream again
+    upstream.close()

@@ -180,13 +180,13 @@ def test_every_built_in_profile_loads(name):
 @pytest.mark.parametrize("path", sorted(STRANGERS.glob("*.toml")), ids=lambda p: p.stem)
 def test_every_stranger_profile_in_the_suite_loads(path):
     variables = {name: "http://127.0.0.1:9" if name.endswith("URL") else WHSEC if "SECRET" in name
-                 else "2525" if name.endswith("PORT") else "x"
+                 else "2525" if name.endswith("PORT") else "127.0.0.1:9" if name.endswith("UPSTREAM") else "x"
                  for name in ("V2SHOP_BASE_URL", "V2SHOP_RECEIPTS_DIR", "V2SHOP_MONGO_URI", "V2SHOP_DATABASE",
                               "V2SHOP_WEBHOOK_USERNAME", "V2SHOP_WEBHOOK_PASSWORD", "DONATIONS_BASE_URL",
                               "DONATIONS_MONGO_URI", "DONATIONS_DATABASE", "DONATIONS_WEBHOOK_SECRET",
                               "MAILER_BASE_URL", "MAILER_WEBHOOK_SECRET", "MAILER_RECEIPTS_DIR", "MAILER_SMTP_PORT",
                               "MAILER_PROXY_PORT", "MAILER_CA_DIR", "CTG_PYTHON", "CTG_PORT", "CTG_RECEIPTS_DIR",
-                              "CTG_MONGO_URI", "CTG_DATABASE", "CTG_VARIANT", "CTG_SECRET", "CTG_LEASE_SECONDS")}
+                              "CTG_DB_UPSTREAM", "CTG_DB_PORT", "CTG_DATABASE", "CTG_VARIANT", "CTG_SECRET", "CTG_LEASE_SECONDS")}
     assert load_profile(path, variables).channels
 
 

@@ -42,7 +42,7 @@ class Relay:
 
     def __init__(self, upstream_port: int, *, upstream_host: str = "127.0.0.1", up_delay: Delay = _no_delay,
                  down_delay: Delay = _no_delay, jitter: float = 0.0, seed: int = 0,
-                 refuse: Callable[[int], bool] = _never, max_connections: int = 10_000) -> None:
+                 refuse: Callable[[int], bool] = _never, max_connections: int = 10_000, listen_port: int = 0) -> None:
         """``up_delay``/``down_delay``: each connection's base latency per direction; ``jitter``: the standard
         deviation (s) of a further delay drawn per chunk, independently per connection (``seed`` + its number),
         as on real paths; order within a connection is kept, so a chunk never overtakes the one before."""
@@ -50,7 +50,10 @@ class Relay:
         self.up_delay, self.down_delay, self.refuse = up_delay, down_delay, refuse
         self.jitter, self.seed = jitter, seed
         self.max_connections = max_connections
+        self.listen_port = listen_port
         self.stats = RelayStats()
+        self._open: set[asyncio.StreamWriter] = set()  # both ends of every relayed connection, for cut()
+        self._refuse_until = 0.0  # wall clock: a cut link refuses new connections until then
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._server: asyncio.base_events.Server | None = None
@@ -67,13 +70,13 @@ class Relay:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
-        self._server = self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
+        self._server = self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", self.listen_port))
         self._ready.set()
         self._loop.run_forever()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         number = self.stats.accepted + self.stats.refused
-        if number >= self.max_connections or self.refuse(number):
+        if number >= self.max_connections or self.refuse(number) or time.time() < self._refuse_until:
             self.stats.refused += 1
             writer.transport.abort()  # closed at once: a reset, or a bare close if no byte has come in yet
             return
@@ -83,9 +86,25 @@ class Relay:
         except OSError:
             writer.transport.abort()
             return
-        await asyncio.gather(self._pipe(number, "up", reader, up_writer, self.up_delay(number)),
-                             self._pipe(number, "down", up_reader, writer, self.down_delay(number)),
-                             return_exceptions=True)
+        self._open.update((writer, up_writer))
+        try:
+            await asyncio.gather(self._pipe(number, "up", reader, up_writer, self.up_delay(number)),
+                                 self._pipe(number, "down", up_reader, writer, self.down_delay(number)),
+                                 return_exceptions=True)
+        finally:
+            self._open.difference_update((writer, up_writer))
+
+    def cut(self, seconds: float) -> int:
+        """Reset every relayed connection now (both sides, in the middle of whatever they were doing) and refuse
+        new ones for ``seconds``: a database link cut, then a partition that heals. Returns how many were cut."""
+        async def cut_now() -> int:
+            self._refuse_until = time.time() + seconds
+            cut = list(self._open)
+            for writer in cut:
+                writer.transport.abort()
+            return len(cut) // 2
+
+        return asyncio.run_coroutine_threadsafe(cut_now(), self._loop).result(10)
 
     async def _pipe(self, number: int, direction: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     delay: float) -> None:

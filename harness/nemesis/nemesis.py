@@ -14,8 +14,11 @@ the Locust scenarios::
     crash@sink                      ... when the first call reaches the sink
     pause@log:Generating receipt    SIGSTOP instead, and SIGCONT --pause-for seconds later (a GC pause,
                                     a frozen VM: a lease expires while its owner sleeps)
+    cut@log:Generating receipt      reset every connection of the service's relayed links (its database,
+                                    in the middle of an operation; ``[service.links]``) and refuse new
+                                    ones for --pause-for seconds: a partition that heals
 
-Each fault is recorded as it happens (``kill``, ``restart``, ``ready``, ``pause``, ``resume``; or
+Each fault is recorded as it happens (``kill``, ``restart``, ``ready``, ``pause``, ``resume``, ``cut``, ``heal``; or
 ``never-ready`` when the service did not come back), with the wall-clock time and what triggered it.
 """
 
@@ -32,7 +35,7 @@ from typing import Any, Callable
 from harness.errors import HarnessError, ServiceStartError
 from harness.nemesis.service import ManagedService
 
-KINDS = ("crash", "pause")
+KINDS = ("crash", "pause", "cut")
 TRIGGERS = ("log", "after", "random", "file", "sink")
 RANDOM_WINDOW = 1.0  # seconds after the release in which crash@random strikes, unless it names its own
 POLL = 0.005  # seconds between looks at an effect directory or the sink's records
@@ -47,7 +50,7 @@ class FaultSpec:
     pattern: str | None = None  # log: the regular expression
     at: float | None = None  # after: seconds after the release; random: the window
     restart_after: float = 1.0  # crash: seconds from the kill to the start
-    pause_for: float = 2.0  # pause: seconds from SIGSTOP to SIGCONT
+    pause_for: float = 2.0  # pause: seconds from SIGSTOP to SIGCONT; cut: seconds the link refuses connections
 
     @property
     def text(self) -> str:
@@ -111,8 +114,9 @@ class Nemesis:
     """
 
     def __init__(self, spec: FaultSpec, service: ManagedService, *, effect_dirs: list[Path] | None = None,
-                 sink: Any = None, seed: int | None = None) -> None:
+                 sink: Any = None, seed: int | None = None, links: dict[str, Any] | None = None) -> None:
         self.spec, self.service = spec, service
+        self.links = links or {}
         self.effect_dirs = effect_dirs or []
         self.sink = sink
         self.faults: list[dict[str, Any]] = []
@@ -129,6 +133,9 @@ class Nemesis:
         self._released = 0.0
         if spec.trigger == "file" and not self.effect_dirs:
             raise HarnessError(f"--nemesis {spec.text}: the profile reads no effects from files to watch")
+        if spec.kind == "cut" and not self.links:
+            raise HarnessError(f"--nemesis {spec.text}: the service has no link to cut: give its profile "
+                               "[service.links.<name>] (listen, upstream) and point the service at the relay")
         if spec.trigger == "sink" and sink is None:
             raise HarnessError(f"--nemesis {spec.text}: the profile has no sink to watch")
         if spec.trigger == "log" and service.logs is None:
@@ -206,6 +213,13 @@ class Nemesis:
                     return
                 self.came_back = True
                 self.record("ready", "the service answers again")
+            elif self.spec.kind == "cut":
+                cut = sum(relay.cut(self.spec.pause_for) for relay in self.links.values())
+                self.record("cut", f"reset {cut} connection(s) of link(s) {', '.join(sorted(self.links))} and refused "
+                                   f"new ones for {self.spec.pause_for:g} s (trigger: {self._why})")
+                self._cancel.wait(self.spec.pause_for)
+                self.record("heal", f"link(s) {', '.join(sorted(self.links))} accept connections again")
+                self.came_back = True
             else:
                 self.record("pause", f"{self.service.pause()} (trigger: {self._why})")
                 self._cancel.wait(self.spec.pause_for)

@@ -47,11 +47,14 @@ def no_errors(ev: Evidence) -> CheckResult:
         details["injected_server_errors"] = len(injected)
         server = [e for e in server if not e.meta.get("injected_fault")]
     if ev.faulted and (window := _fault_window(ev)) is not None:
-        # Requests the nemesis cut (in flight at the kill or the pause, or sent before the service was
-        # back) failed because of the fault the run did on purpose: counted apart, as injected 5xx are.
-        cut = [e for e in transport if e.t_release is None or e.t_release <= window]
+        # Requests the nemesis cut (in flight at the kill, the pause or the cut, or sent before the service
+        # was whole again) failed because of the fault the run did on purpose — a transport error, or a 5xx
+        # from a service whose database was out of reach: counted apart, as injected 5xx are. A 5xx to a
+        # request sent after the fault ended is still a finding.
+        cut = [e for e in transport + server if e.t_release is None or e.t_release <= window]
         details["cut_by_fault"] = len(cut)
         transport = [e for e in transport if e not in cut]
+        server = [e for e in server if e not in cut]
     violations = [Violation(name, e.error or f"HTTP {e.status}: {str(e.body)[:200]}", e.payment, events=[e.index],
                             kind=TRANSPORT_ERROR if e.error else SERVER_ERROR_KIND)
                   for e in sorted(server + transport, key=lambda e: e.index)]
@@ -61,10 +64,10 @@ def no_errors(ev: Evidence) -> CheckResult:
 
 
 def _fault_window(ev: Evidence) -> float | None:
-    """When (history clock) the service was back after the first kill or pause; None when there was none."""
+    """When (history clock) the service was back after the first kill, pause or cut; None when there was none."""
     faults = ev.history.faults
-    harm = next((i for i, f in enumerate(faults) if f.get("kind") in ("kill", "pause")), None)
+    harm = next((i for i, f in enumerate(faults) if f.get("kind") in ("kill", "pause", "cut")), None)
     if harm is None:
         return None
-    back = next((f for f in faults[harm:] if f.get("kind") in ("ready", "resume")), None)
+    back = next((f for f in faults[harm:] if f.get("kind") in ("ready", "resume", "heal")), None)
     return ev.history.fault_time(back) if back is not None else float("inf")

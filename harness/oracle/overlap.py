@@ -26,8 +26,8 @@ def race_exercised(ev: Evidence) -> CheckResult:
             continue
         events = [e for e in ev.delivered_events_of(planned.payment) if e.t_release is not None
                   and "redelivery" not in e.meta and "manual_verify" not in e.meta]
-        if ev.faulted and any(e.status is None for e in events):
-            cut.append(planned.payment.id)  # the fault ended requests of its burst before they were answered
+        if ev.faulted and _touched_by_the_fault(ev, events):
+            cut.append(planned.payment.id)  # the fault struck while its burst was under way: its answers show the fault
             continue
         if max(Counter(e.meta.get("round", 0) for e in events).values(), default=0) < 2:
             unjudgeable.append((planned.payment.id, "fewer than two requests reached the service: nothing raced"))
@@ -59,6 +59,15 @@ def race_exercised(ev: Evidence) -> CheckResult:
         details["reason"] = "; ".join(reasons)
         return CheckResult(name, description, None, details=details)
     return CheckResult(name, description, True, details=details)
+
+
+def _touched_by_the_fault(ev: Evidence, events: list[Event]) -> bool:
+    """Whether the nemesis struck while these requests were under way: one failed, or was answered after the harm."""
+    harm = next((f for f in ev.history.faults if f.get("kind") in ("kill", "pause", "cut")), None)
+    if harm is None:
+        return any(e.status is None or e.status >= 500 for e in events)
+    struck = ev.history.fault_time(harm)
+    return any(e.status is None or e.status >= 500 or e.t_response is None or e.t_response >= struck for e in events)
 
 
 def overlap(events: list[Event]) -> tuple[bool | None, str]:

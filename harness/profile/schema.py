@@ -19,7 +19,7 @@ from harness.signing import SCHEMES, scheme
 PROFILE_VERSION = 1
 STATES = ("COMPLETED", "FAILED", "PENDING")
 __all__ = ["AnswersSection", "DeliverySection", "EffectSection", "FieldRule", "FileRule", "PROFILE_VERSION",
-           "HooksSection", "PaidSection", "PaymentsSection", "ProfileFile", "REDELIVERY_SCHEDULES",
+           "HooksSection", "LinkSection", "PaidSection", "PaymentsSection", "ProfileFile", "REDELIVERY_SCHEDULES",
            "RedeliverySection", "ServiceSection", "RuleSection", "STATES", "SettleSection",
            "SigningSection", "SinkRule", "SinkSection", "StateSection"]
 
@@ -350,6 +350,22 @@ class HooksSection(Strict):
     timeout: float = Field(60.0, gt=0)  # seconds one hook may take
 
 
+class LinkSection(Strict):
+    """A link of the service's (to its database, say) that goes through the harness's relay, so the nemesis can
+    cut it: the relay listens on 127.0.0.1:``listen`` (point the service there) and forwards to ``upstream``."""
+
+    listen: int = Field(gt=0, lt=65536)
+    upstream: str
+
+    @field_validator("upstream")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError("upstream is host:port")
+        return value
+
+
 class ServiceSection(Strict):
     """How the service runs, so the harness can start it, kill it and start it again (the nemesis).
 
@@ -368,6 +384,7 @@ class ServiceSection(Strict):
     ready_log: str | None = None
     ready_timeout: float = Field(30.0, gt=0)
     stop_timeout: float = Field(10.0, gt=0)
+    links: dict[str, LinkSection] = Field(default_factory=dict)  # relayed links the nemesis can cut
 
     @field_validator("ready_log")
     @classmethod

@@ -74,9 +74,10 @@ OUTPUT = (
 FAULTS = (
     Option("nemesis", str, None, "a fault during the burst: crash@log:PATTERN (when a line of the service's output "
                                  "matches), crash@after:SECONDS, crash@random[:WINDOW], crash@file (the first new "
-                                 "effect file), crash@sink (the first call out); pause@... the same with SIGSTOP"),
+                                 "effect file), crash@sink (the first call out); pause@... the same with SIGSTOP; "
+                                 "cut@... resets the service's relayed links ([service.links]) for --pause-for"),
     Option("restart_after", float, 1.0, "seconds from a crash to the service's start again"),
-    Option("pause_for", float, 2.0, "seconds a paused service stays paused"),
+    Option("pause_for", float, 2.0, "seconds a paused service stays paused (or a cut link refuses connections)"),
     Option("redeliver", str, None, "redeliver deliveries not acknowledged with a 2xx, like a gateway: phonepe, "
                                    "razorpay, stripe (compressed into seconds), delays such as 0.5,1,2, or none "
                                    "(default: the profile's [redelivery]; phonepe with --nemesis)"),

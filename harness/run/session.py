@@ -5,6 +5,7 @@ The CLI, the Locust scenarios and the pytest plugin all call ``run_race``.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
@@ -13,6 +14,7 @@ from typing import Any, Callable
 
 from harness.errors import HarnessError, PlanError, ServiceStartError, SinkError
 from harness.history import History
+from harness.local.relay import Relay
 from harness.nemesis import ManagedService, Nemesis, managed_service, parse_fault, redeliver, redelivery_plan
 from harness.observe.observer import mark_baseline
 from harness.observe.sink import start_sink
@@ -174,6 +176,8 @@ class RunSession:
                                "(a command the harness starts, or hooks that kill and start it)")
         self.service: ManagedService | None = None
         self.nemesis: Nemesis | None = None
+        self._scratch: Path | None = None
+        self.links: dict[str, Relay] = {}  # the relays of the service's links ([service.links]), for the nemesis
         self.requests: list[PreparedRequest] = []
 
     def __enter__(self) -> "RunSession":
@@ -188,6 +192,12 @@ class RunSession:
         if self.service is not None:  # whatever the session started ends with it, on every path
             self.service.stop()
             self.service = None
+        for relay in self.links.values():
+            relay.close()
+        self.links.clear()
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
         if self.sink is not None:
             self.sink.stop()
         if self._sampler is not None:
@@ -211,10 +221,19 @@ class RunSession:
             return
         if self.sink is not None:  # the service's outbound calls go to the sink the session started
             self.profile = self.profile.with_service_env(self.sink.env())
-        directory = Path(self.config.report_dir) if self.config.report_dir else Path(tempfile.mkdtemp(
-            prefix="race-harness-service-"))
+        if self.config.report_dir:
+            directory = Path(self.config.report_dir)
+        else:  # no report to keep the service's output beside: a directory of the session's own, removed with it
+            directory = self._scratch = Path(tempfile.mkdtemp(prefix="race-harness-service-"))
         self.service = managed_service(self.profile, directory / f"{self.config.label or 'run'}.service.log")
         try:
+            for name, link in section.links.items():  # the relays the service's links go through, before it starts
+                host, _, port = link.upstream.rpartition(":")
+                try:
+                    self.links[name] = Relay(int(port), upstream_host=host, listen_port=link.listen)
+                except (OSError, RuntimeError) as exc:
+                    raise ServiceStartError(f"service.links.{name}: cannot listen on 127.0.0.1:{link.listen}: "
+                                            f"{exc}") from None
             self.service.start()
         except ServiceStartError as exc:
             self.close()
@@ -279,7 +298,8 @@ class RunSession:
             return None
         assert self.service is not None, "prepare() starts the service a nemesis acts on"
         dirs = [Path(str(e.dir)) for e in self.profile.spec.effects if e.source == "files" and e.dir]
-        nemesis = Nemesis(self.fault, self.service, effect_dirs=dirs, sink=self.sink, seed=self.config.plan.seed)
+        nemesis = Nemesis(self.fault, self.service, effect_dirs=dirs, sink=self.sink, seed=self.config.plan.seed,
+                          links=self.links)
         history.nemesis = nemesis.describe()
         self.nemesis = nemesis
         nemesis.arm()

@@ -100,9 +100,13 @@ def build_app(args: argparse.Namespace) -> FastAPI:
         temporary = render(charge, token[:8])
         name = f"receipt-{charge['orderId']}-{int(time.time() * 1000)}.pdf"
         fence = {"leaseToken": token} if args.variant == "lease" else {}
-        done = charges.update_one({"_id": charge["_id"], **fence},
-                                  {"$set": {"receiptGenerated": True, "receiptPath": name},
-                                   "$unset": {"leaseUntil": "", "leaseToken": ""}})
+        try:
+            done = charges.update_one({"_id": charge["_id"], **fence},
+                                      {"$set": {"receiptGenerated": True, "receiptPath": name},
+                                       "$unset": {"leaseUntil": "", "leaseToken": ""}})
+        except Exception:  # the database is out of reach: nothing was completed, so nothing may appear
+            temporary.unlink(missing_ok=True)
+            raise
         if done.modified_count != 1:  # the lease ran out and another delivery took it: ours is void
             temporary.unlink(missing_ok=True)
             return None
@@ -177,7 +181,11 @@ def build_app(args: argparse.Namespace) -> FastAPI:
         try:
             name = generate_leased(charge, token)
         except Exception:
-            charges.update_one({"_id": charge_id, "leaseToken": token}, {"$unset": {"leaseUntil": "", "leaseToken": ""}})
+            try:  # give the lease back; if the database is out of reach, it runs out by itself
+                charges.update_one({"_id": charge_id, "leaseToken": token},
+                                   {"$unset": {"leaseUntil": "", "leaseToken": ""}})
+            except Exception:
+                pass
             return JSONResponse({"receipt": "failed"}, status_code=500)
         if name is None:
             return JSONResponse({"receipt": "superseded"}, status_code=409)
