@@ -9,6 +9,7 @@ the receipt for good; its lease twin makes it on a redelivery; its check-then-ac
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -330,3 +331,12 @@ def test_a_cut_link_resets_its_connections_and_refuses_new_ones_until_it_heals()
             time.sleep(0.01)
         assert len(accepted) == 2  # healed: relayed to the upstream again
     upstream.close()
+
+
+@pytest.mark.slow
+def test_a_kill_triggered_by_the_first_receipt_file_strikes_and_the_lease_twin_stays_exactly_once(tmp_path):
+    result = _run("lease", tmp_path, "--nemesis", "crash@file")
+    assert result.returncode == EXIT_OK, result.stdout + result.stderr
+    report = (tmp_path / "report" / "lease.md").read_text()
+    # the kill came as its first receipt was written (the temporary file, or the receipt renamed into place)
+    assert re.search(r"trigger: new file '\.?receipt-order_", report)

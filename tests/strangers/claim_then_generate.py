@@ -10,8 +10,8 @@ Written only for the tests, as a team's own Razorpay backend would be:
   makes its receipt; 2xx means "done, do not send again", anything else asks the gateway to retry;
 - the receipt is a PDF (``receipt-<orderId>-<unix ms>.pdf``, Subject the order id, the amount on its
   page), rendered slowly — ``--generation-ms`` (1000), as a headless browser would — in a worker
-  thread, written to a temporary file and renamed into place; ``Generating receipt for <orderId>``
-  is printed when it starts;
+  thread, written to a temporary file and renamed into place (temporary files a killed process left
+  are removed when it starts again); ``Generating receipt for <orderId>`` is printed when it starts;
 - ``GET /api/charges/{id}`` -> the charge, ``GET /healthz``.
 
 Variants (``--variant``):
@@ -67,7 +67,19 @@ def build_app(args: argparse.Namespace) -> FastAPI:
     receipts = Path(args.receipts)
     receipts.mkdir(parents=True, exist_ok=True)
 
-    def render(charge: dict[str, Any], suffix: str) -> Path:
+    def recover() -> None:
+        """At start: a receipt a killed process completed (its name saved) but never renamed into place is
+        renamed now; one it never completed is removed (its claim or lease gives the payment back)."""
+        for stale in receipts.glob(".receipt-*.pdf.tmp"):
+            final = stale.name[1:].removesuffix(".tmp")
+            if charges.find_one({"receiptPath": final}, {"_id": 1}) is not None:
+                os.rename(stale, receipts / final)
+            else:
+                stale.unlink(missing_ok=True)
+
+    recover()
+
+    def render(charge: dict[str, Any], temporary: Path) -> Path:
         """The receipt in a temporary file (the browser's slow part), not yet in place."""
         print(f"Generating receipt for {charge['orderId']}", flush=True)
         for _ in range(20):  # a browser's steps (load, lay out, print): work done, not a deadline waited for
@@ -80,7 +92,6 @@ def build_app(args: argparse.Namespace) -> FastAPI:
         pdf.cell(0, 10, f"Order: {charge['orderId']}")
         pdf.ln()
         pdf.cell(0, 10, f"Amount: {charge['amountPaise']} paise")
-        temporary = receipts / f".receipt-{charge['orderId']}-{suffix}.pdf.tmp"
         pdf.output(str(temporary))
         return temporary
 
@@ -91,14 +102,14 @@ def build_app(args: argparse.Namespace) -> FastAPI:
 
     def generate_claimed(charge: dict[str, Any]) -> str:
         """claim / check-then-act: render, put in place, save the path (rollback on error is the caller's)."""
-        name = place(render(charge, uuid.uuid4().hex[:8]), charge)
+        name = place(render(charge, receipts / f".receipt-{charge['orderId']}-{uuid.uuid4().hex[:8]}.pdf.tmp"), charge)
         charges.update_one({"_id": charge["_id"]}, {"$set": {"receiptGenerated": True, "receiptPath": name}})
         return name
 
     def generate_leased(charge: dict[str, Any], token: str) -> str | None:
         """lease: render, then complete only while the lease is still ours (fencing), then put in place."""
-        temporary = render(charge, token[:8])
-        name = f"receipt-{charge['orderId']}-{int(time.time() * 1000)}.pdf"
+        name = f"receipt-{charge['orderId']}-{token[:12]}.pdf"
+        temporary = render(charge, receipts / f".{name}.tmp")  # its final name saved first: see recover()
         fence = {"leaseToken": token} if args.variant == "lease" else {}
         try:
             done = charges.update_one({"_id": charge["_id"], **fence},
