@@ -129,3 +129,23 @@ def claim_then_generate_variables(variant: str, workdir: Path) -> dict[str, str]
             "CTG_DB_UPSTREAM": f"{wire.host}:{wire.port}", "CTG_DB_PORT": str(free_port()),
             "CTG_DATABASE": fresh_database(), "CTG_VARIANT": variant,
             "CTG_SECRET": CTG_SECRET, "CTG_LEASE_SECONDS": "2"}
+
+
+# The same stranger with the CRM it announces receipts to: the run's sink, and a side effect read from it.
+CRM_NOTICE = """
+[[effects]]
+kind = "crm notice"
+source = "sink"
+channel = "http"
+path = "/crm/receipts"
+key = { from = "body", field = "orderId" }
+"""
+
+
+def claim_then_generate_with_crm(workdir: Path) -> Path:
+    """claim_then_generate.toml with the CRM notice as a second side effect (the sink answers or fails it)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    profile = workdir / "claim_then_generate_crm.toml"
+    text = CLAIM_THEN_GENERATE.read_text().replace("[state]", CRM_NOTICE + "\n[state]", 1)
+    profile.write_text(text.replace("[service]\n", f"[service]\ncwd = {str(STRANGERS)!r}\n", 1))  # where the script is
+    return profile

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from _strangers import CLAIM_THEN_GENERATE, claim_then_generate_variables
+from _strangers import CLAIM_THEN_GENERATE, claim_then_generate_variables, claim_then_generate_with_crm
 
 from harness.errors import HarnessError
 from harness.history import Event, History
@@ -37,9 +37,10 @@ CRASH_WHILE_RENDERING = "crash@log:Generating receipt"
     ("crash@random", "crash", "random"), ("crash@random:2.5", "crash", "random"), ("crash@file", "crash", "file"),
     ("crash@sink", "crash", "sink"), ("pause@after:0.2s", "pause", "after")])
 def test_a_fault_schedule_names_what_and_when(text, kind, trigger):
-    spec = parse_fault(text)
+    spec = parse_fault(text, restart_after=3.5, pause_for=4.5)
     assert (spec.kind, spec.trigger) == (kind, trigger)
-    assert parse_fault(spec.text) == spec  # the report's words read back as the same schedule
+    assert (spec.restart_after, spec.pause_for) == (3.5, 4.5)
+    assert parse_fault(spec.text, restart_after=3.5, pause_for=4.5) == spec  # the report's words read back
 
 
 @pytest.mark.parametrize("text, says", [
@@ -115,9 +116,9 @@ def test_the_history_keeps_what_the_nemesis_did_across_a_round_trip():
 # -- the real thing: a service started, killed while its receipt renders, started again ---------------------
 
 def _run(variant: str, tmp_path: Path, *extra: str, payments: int = 2, duplicates: int = 3,
-         variables: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+         variables: dict[str, str] | None = None, profile: Path = CLAIM_THEN_GENERATE) -> subprocess.CompletedProcess:
     env = {**os.environ, **claim_then_generate_variables(variant, tmp_path), **(variables or {})}
-    return subprocess.run([sys.executable, "-m", "harness", "run", "--profile", str(CLAIM_THEN_GENERATE),
+    return subprocess.run([sys.executable, "-m", "harness", "run", "--profile", str(profile),
                            "--payments", str(payments), "--duplicates", str(duplicates), "--targets", "exactly-once",
                            "--report-dir", str(tmp_path / "report"), "--label", variant, "--quiet", *extra],
                           env=env, capture_output=True, text=True, timeout=240)
@@ -340,3 +341,61 @@ def test_a_kill_triggered_by_the_first_receipt_file_strikes_and_the_lease_twin_s
     report = (tmp_path / "report" / "lease.md").read_text()
     # the kill came as its first receipt was written (the temporary file, or the receipt renamed into place)
     assert re.search(r"trigger: new file '\.?receipt-order_", report)
+
+
+@pytest.mark.slow
+def test_a_downstream_outage_then_recovery_ends_with_one_receipt_and_one_notice_for_the_outbox_twin(tmp_path):
+    # The CRM (the sink) fails its first 3 calls with 503: the lease twin answers 503 until its notice went
+    # out, the gateway redelivers, and the notice is sent once the CRM is back, the receipt never again.
+    result = _run("lease", tmp_path, "--nemesis", "downstream@first:3",
+                  profile=claim_then_generate_with_crm(tmp_path))
+    assert result.returncode == EXIT_OK, result.stdout + result.stderr
+    report = (tmp_path / "report" / "lease.md").read_text()
+    assert "downstream-fail" in report and "| recover |" in report
+
+
+@pytest.mark.slow
+def test_a_downstream_outage_loses_the_claims_notice_once_its_duplicates_were_acknowledged(tmp_path):
+    # The owner's CRM call fails and the design document's rollback gives the claim back (500), but its
+    # duplicates were already answered 200 "already": nothing is redelivered, the notice is never sent,
+    # and the receipt is left with its flag down.
+    result = _run("claim", tmp_path, "--nemesis", "downstream@first:1", payments=1,
+                  profile=claim_then_generate_with_crm(tmp_path))
+    assert result.returncode == EXIT_INVALID, result.stdout + result.stderr
+    assert "lost 'crm notice' side effect" in result.stdout
+
+
+@pytest.mark.parametrize("text, count, fail_as", [("downstream@first:3", 3, "503"),
+                                                  ("downstream@first:2:reset", 2, "reset"),
+                                                  ("downstream@first:1:timeout", 1, "timeout"),
+                                                  ("downstream@first:4:502", 4, "502")])
+def test_a_downstream_outage_names_how_many_calls_fail_and_how(text, count, fail_as):
+    spec = parse_fault(text)
+    assert (spec.kind, spec.count, spec.fail_as) == ("downstream", count, fail_as)
+    assert parse_fault(spec.text) == spec
+
+
+@pytest.mark.parametrize("text", ["downstream@first:0", "downstream@first:x", "downstream@first:2:418",
+                                  "downstream@after:1", "crash@first:2"])
+def test_a_bad_downstream_outage_is_one_clear_line(text):
+    with pytest.raises(HarnessError):
+        parse_fault(text)
+
+
+def test_the_sink_fails_its_first_calls_records_them_as_attempts_and_then_recovers(tmp_path):
+    import httpx
+
+    from harness.observe.sink import read_sink_effects
+    from harness.profile.schema import EffectSection
+    from harness.sink import Sink, SinkSettings
+
+    with Sink(SinkSettings(http=0, fail_first=2, fail_as="503"), tmp_path / "sink.jsonl") as sink:
+        url = f"http://127.0.0.1:{sink.ports['http']}/crm/receipts"
+        statuses = [httpx.post(url, json={"orderId": f"o{i}"}, timeout=10).status_code for i in range(3)]
+        assert statuses == [503, 503, 200]
+        records = sink.records()
+        assert [r.get("failed") for r in records] == ["503", "503", None]
+        section = EffectSection.model_validate({"kind": "crm notice", "source": "sink", "channel": "http",
+                                                "key": {"from": "body", "field": "orderId"}})
+        effects, problems = read_sink_effects(section, sink)
+        assert [e.key for e in effects] == ["o2"] and not problems  # a failed call is an attempt, not an effect

@@ -7,8 +7,8 @@ acknowledged payment ends with one side effect of each kind; one never acknowled
 """
 
 from harness.nemesis.gateway import RedeliveryPlan, acknowledged, redeliver, redelivery_plan, unacknowledged
-from harness.nemesis.nemesis import FaultSpec, Nemesis, parse_fault
+from harness.nemesis.nemesis import DownstreamOutage, FaultSpec, Nemesis, parse_fault
 from harness.nemesis.service import CommandService, HookedService, ManagedService, managed_service
 
-__all__ = ["CommandService", "FaultSpec", "HookedService", "ManagedService", "Nemesis", "RedeliveryPlan",
+__all__ = ["CommandService", "DownstreamOutage", "FaultSpec", "HookedService", "ManagedService", "Nemesis", "RedeliveryPlan",
            "acknowledged", "managed_service", "parse_fault", "redeliver", "redelivery_plan", "unacknowledged"]

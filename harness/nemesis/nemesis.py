@@ -17,6 +17,8 @@ the Locust scenarios::
     cut@log:Generating receipt      reset every connection of the service's relayed links (its database,
                                     in the middle of an operation; ``[service.links]``) and refuse new
                                     ones for --pause-for seconds: a partition that heals
+    downstream@first:3              the sink (what the service calls out to) fails its first 3 HTTP calls
+    downstream@first:3:reset        with 503 (default), a reset, or no answer (``timeout``), then recovers
 
 Each fault is recorded as it happens (``kill``, ``restart``, ``ready``, ``pause``, ``resume``, ``cut``, ``heal``; or
 ``never-ready`` when the service did not come back), with the wall-clock time and what triggered it.
@@ -35,8 +37,9 @@ from typing import Any, Callable
 from harness.errors import HarnessError, ServiceStartError
 from harness.nemesis.service import ManagedService
 
-KINDS = ("crash", "pause", "cut")
-TRIGGERS = ("log", "after", "random", "file", "sink")
+KINDS = ("crash", "pause", "cut", "downstream")
+TRIGGERS = ("log", "after", "random", "file", "sink", "first")
+DOWNSTREAM_FAILURES = ("reset", "timeout")  # or a status code, 500-599
 RANDOM_WINDOW = 1.0  # seconds after the release in which crash@random strikes, unless it names its own
 POLL = 0.005  # seconds between looks at an effect directory or the sink's records
 
@@ -51,19 +54,23 @@ class FaultSpec:
     at: float | None = None  # after: seconds after the release; random: the window
     restart_after: float = 1.0  # crash: seconds from the kill to the start
     pause_for: float = 2.0  # pause: seconds from SIGSTOP to SIGCONT; cut: seconds the link refuses connections
+    count: int | None = None  # downstream: how many calls fail
+    fail_as: str | None = None  # downstream: "503" (a status), "reset" or "timeout"
 
     @property
     def text(self) -> str:
+        if self.kind == "downstream":
+            return f"downstream@first:{self.count}" + (f":{self.fail_as}" if self.fail_as != "503" else "")
         arg = {"log": self.pattern, "after": _g(self.at), "random": _g(self.at)}.get(self.trigger)
         return f"{self.kind}@{self.trigger}" + (f":{arg}" if arg is not None else "")
 
     def describe(self) -> dict[str, Any]:
         data = {k: v for k, v in asdict(self).items() if v is not None}
         data["schedule"] = self.text
-        if self.kind == "crash":
-            data.pop("pause_for", None)
-        else:
+        if self.kind != "crash":
             data.pop("restart_after", None)
+        if self.kind not in ("pause", "cut"):
+            data.pop("pause_for", None)
         return data
 
 
@@ -78,6 +85,8 @@ def parse_fault(text: str, *, restart_after: float = 1.0, pause_for: float = 2.0
         raise HarnessError(f"--nemesis {text!r}: write KIND@TRIGGER, KIND one of {', '.join(KINDS)} "
                            f"(e.g. crash@log:Generating receipt)")
     trigger, _, arg = rest.partition(":")
+    if kind == "downstream" or trigger == "first":
+        return _downstream(text, kind, trigger, arg)
     if trigger not in TRIGGERS:
         raise HarnessError(f"--nemesis {text!r}: the trigger is one of {', '.join(TRIGGERS)}, not {trigger!r}")
     if restart_after < 0 or pause_for <= 0:
@@ -102,7 +111,68 @@ def parse_fault(text: str, *, restart_after: float = 1.0, pause_for: float = 2.0
             raise HarnessError(f"--nemesis {text!r}: the seconds must be positive")
     elif arg:
         raise HarnessError(f"--nemesis {text!r}: {trigger} takes no argument")
-    return FaultSpec(kind, trigger, pattern, at, restart_after, pause_for)
+    return FaultSpec(kind, trigger, pattern=pattern, at=at, restart_after=restart_after, pause_for=pause_for)
+
+
+def _downstream(text: str, kind: str, trigger: str, arg: str) -> FaultSpec:
+    """``downstream@first:K[:503|reset|timeout]``."""
+    if kind != "downstream" or trigger != "first":
+        raise HarnessError(f"--nemesis {text!r}: a downstream outage is downstream@first:COUNT[:503|reset|timeout]")
+    count, _, fail_as = arg.partition(":")
+    if not count.isdigit() or int(count) < 1:
+        raise HarnessError(f"--nemesis {text!r}: how many calls fail is a whole number, at least 1")
+    fail_as = fail_as or "503"
+    if fail_as not in DOWNSTREAM_FAILURES and not (fail_as.isdigit() and 500 <= int(fail_as) <= 599):
+        raise HarnessError(f"--nemesis {text!r}: the calls fail with a 5xx status, reset or timeout, not {fail_as!r}")
+    return FaultSpec(kind, trigger, count=int(count), fail_as=fail_as)
+
+
+class DownstreamOutage:
+    """The downstream (the sink the service calls out to) fails its first calls, then recovers.
+
+    The sink is started failing (``outage``); what it failed and when it recovered is read back from
+    its records, as the nemesis's steps (``downstream-fail``, ``recover``).
+    """
+
+    def __init__(self, spec: FaultSpec, sink: Any) -> None:
+        if sink is None:
+            raise HarnessError(f"--nemesis {spec.text}: the profile has no sink ([sink], or an effect read from it) to "
+                               "fail")
+        self.spec, self.sink = spec, sink
+        self.faults: list[dict[str, Any]] = []
+        self.fired = threading.Event()
+        self.came_back: bool | None = None
+        self.error: str | None = None
+
+    @property
+    def outage(self) -> dict[str, Any]:
+        """The sink's settings for the outage."""
+        return {"fail_first": self.spec.count, "fail_as": self.spec.fail_as}
+
+    def arm(self) -> None:
+        """Nothing to wait for: the sink fails the first calls whenever they come."""
+
+    def wait(self, timeout: float) -> None:
+        """The outage's steps, from the sink's records (its own receipt times)."""
+        records = self.sink.records()
+        failed = [r for r in records if r.get("failed") and r.get("channel") == "http"]
+        self.faults = [{"kind": "downstream-fail", "wall": r["t"], "detail": f"the sink failed {r.get('method')} "
+                        f"{r.get('host', '')}{r.get('path', '')} ({r['failed']})"} for r in failed]
+        if failed:
+            self.fired.set()
+            after = [r for r in records if not r.get("failed") and r.get("t", 0) >= failed[-1]["t"]]
+            self.came_back = len(failed) >= int(self.spec.count or 0) or bool(after)
+            if after:
+                self.faults.append({"kind": "recover", "wall": after[0]["t"], "detail": "the sink answered a call "
+                                    "again"})
+        for fault in self.faults:
+            fault["schedule"] = self.spec.text
+
+    def cancel(self) -> None:
+        """Nothing runs in the background."""
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.spec.describe(), "fired": self.fired.is_set(), "came_back": self.came_back}
 
 
 class Nemesis:

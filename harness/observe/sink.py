@@ -9,6 +9,7 @@ text or an attachment's text. Which payment it belongs to is the oracle's job, a
 from __future__ import annotations
 
 import fnmatch
+from dataclasses import replace
 import json
 import re
 from pathlib import Path
@@ -54,7 +55,8 @@ def sink_quiet(spec: ProfileFile, sink: Sink | RecordedSink | None) -> bool:
     return sink is None or sink.quiet_for() >= sink_section(spec).quiet
 
 
-def start_sink(spec: ProfileFile, report_dir: Path | str | None, label: str | None) -> Sink | None:
+def start_sink(spec: ProfileFile, report_dir: Path | str | None, label: str | None,
+               outage: dict[str, Any] | None = None) -> Sink | None:
     """The profile's sink, started (SinkError when it cannot be); None when the profile has none.
 
     Its records go to ``[sink] records``, else beside the run's report (``<label>.sink.jsonl``), else a
@@ -67,7 +69,10 @@ def start_sink(spec: ProfileFile, report_dir: Path | str | None, label: str | No
     if records is None and report_dir is not None:
         stem = re.sub(r"[^A-Za-z0-9._-]+", "-", label or "run").strip(".-") or "run"
         records = Path(report_dir) / f"{stem}.sink.jsonl"
-    return Sink(sink_settings(spec), records).start()
+    settings = sink_settings(spec)
+    if outage:  # a downstream outage the nemesis asks for (fail_first, fail_as)
+        settings = replace(settings, **outage)
+    return Sink(settings, records).start()
 
 
 def describe_sink(section: EffectSection) -> str:
@@ -104,7 +109,7 @@ def read_sink_effects(section: EffectSection,
     key, amount = section.rule("key"), section.rule("amount")
     out = []
     for record in records:
-        if "blocked" in record or not _passes(section, record):
+        if "blocked" in record or "failed" in record or not _passes(section, record):  # failed: an attempt only
             continue
         effect = _as_effect(section, record)
         if isinstance(record.get("t"), (int, float)):

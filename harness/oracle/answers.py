@@ -66,8 +66,8 @@ def no_errors(ev: Evidence) -> CheckResult:
 def _fault_window(ev: Evidence) -> float | None:
     """When (history clock) the service was back after the first kill, pause or cut; None when there was none."""
     faults = ev.history.faults
-    harm = next((i for i, f in enumerate(faults) if f.get("kind") in ("kill", "pause", "cut")), None)
+    harm = next((i for i, f in enumerate(faults) if f.get("kind") in ("kill", "pause", "cut", "downstream-fail")), None)
     if harm is None:
         return None
-    back = next((f for f in faults[harm:] if f.get("kind") in ("ready", "resume", "heal")), None)
+    back = next((f for f in faults[harm:] if f.get("kind") in ("ready", "resume", "heal", "recover")), None)
     return ev.history.fault_time(back) if back is not None else float("inf")

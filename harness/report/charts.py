@@ -421,7 +421,8 @@ def _draw_timeline(figure: Figure, report: RunReport, rows: list[tuple[str, list
 
 
 FAULT_COLORS = {"kill": "#b71c1c", "restart": "#1b5e20", "ready": "#2e7d32", "never-ready": "#000000",
-                "pause": "#e65100", "resume": "#f9a825", "cut": "#6a1b9a", "heal": "#00838f", "error": "#000000"}
+                "pause": "#e65100", "resume": "#f9a825", "cut": "#6a1b9a", "heal": "#00838f",
+                "downstream-fail": "#ad1457", "recover": "#00695c", "error": "#000000"}
 
 
 def _fault_times(report: RunReport, origin: Any) -> list[tuple[str, float, str]]:

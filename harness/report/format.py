@@ -36,7 +36,7 @@ METRIC_LABELS: dict[str, str] = {
     "payments_unjudged": "Unjudged payments (no delivery reached the service)",
     "payments_indeterminate": "Indeterminate payments (no delivery acknowledged after the fault)",
     "lost_effects": "Lost side effects (acknowledged, claimed, none made)",
-    "faults": "Faults the nemesis did (kills, pauses, cuts)",
+    "faults": "Faults the nemesis did (kills, pauses, cuts, failed downstream calls)",
     "redeliveries": "Redelivered requests",
     "requests": "Requests",
     "receipt_files": "Receipt files",

@@ -15,7 +15,9 @@ from typing import Any, Callable
 from harness.errors import HarnessError, PlanError, ServiceStartError, SinkError
 from harness.history import History
 from harness.local.relay import Relay
-from harness.nemesis import ManagedService, Nemesis, managed_service, parse_fault, redeliver, redelivery_plan
+from harness.nemesis import (
+    DownstreamOutage, ManagedService, Nemesis, managed_service, parse_fault, redeliver, redelivery_plan,
+)
 from harness.observe.observer import mark_baseline
 from harness.observe.sink import start_sink
 from harness.prepare.deliveries import build_requests, prepare_payments, sent_payments
@@ -171,7 +173,7 @@ class RunSession:
         self.fault = parse_fault(config.nemesis, restart_after=config.restart_after,
                                  pause_for=config.pause_for) if config.nemesis else None
         self.redelivery = redelivery_plan(config.redeliver, self.profile, faulted=self.fault is not None)
-        if self.fault is not None and self.profile.spec.service is None:
+        if self.fault is not None and self.fault.kind != "downstream" and self.profile.spec.service is None:
             raise HarnessError("--nemesis needs to know how the service runs: give the profile a [service] section "
                                "(a command the harness starts, or hooks that kill and start it)")
         self.service: ManagedService | None = None
@@ -243,8 +245,11 @@ class RunSession:
         """Start the profile's recording sink (once), before any payment exists; HarnessError when it cannot."""
         if self.sink is not None:
             return
+        outage = {"fail_first": self.fault.count, "fail_as": self.fault.fail_as} if (
+            self.fault is not None and self.fault.kind == "downstream") else None
         try:
-            self.sink = self.profile.sink = start_sink(self.profile.spec, self.config.report_dir, self.config.label)
+            self.sink = self.profile.sink = start_sink(self.profile.spec, self.config.report_dir, self.config.label,
+                                                       outage)
         except SinkError as exc:
             raise HarnessError(f"sink: {exc}") from None
 
@@ -296,6 +301,11 @@ class RunSession:
         """The scheduled fault, watching for its trigger from now on (just before the burst is released)."""
         if self.fault is None:
             return None
+        if self.fault.kind == "downstream":  # the sink was started failing: its records say what happened
+            outage = DownstreamOutage(self.fault, self.sink)
+            history.nemesis = outage.describe()
+            self.nemesis = outage  # type: ignore[assignment]
+            return outage  # type: ignore[return-value]
         assert self.service is not None, "prepare() starts the service a nemesis acts on"
         dirs = [Path(str(e.dir)) for e in self.profile.spec.effects if e.source == "files" and e.dir]
         nemesis = Nemesis(self.fault, self.service, effect_dirs=dirs, sink=self.sink, seed=self.config.plan.seed,

@@ -11,6 +11,7 @@ import argparse
 import json
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -39,6 +40,12 @@ class SinkSettings:
     latency_ms: float = 0.0
     ca_dir: str | None = None
     mitmdump: str | None = None
+    # A downstream outage (the nemesis's downstream@first:K): the first ``fail_first`` HTTP calls fail —
+    # answered with the status in ``fail_as`` ("503"), reset ("reset") or left unanswered ("timeout", for
+    # ``fail_hold_s``) — and are recorded with ``"failed"``: an attempt, not a side effect. Then it recovers.
+    fail_first: int = 0
+    fail_as: str = "503"
+    fail_hold_s: float = 10.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,6 +73,8 @@ def _check_port(channel: str, port: int) -> int:
 class _HTTPChannel:
     def __init__(self, port: int, record: Callable[[dict[str, Any]], Any], settings: SinkSettings) -> None:
         answer = settings
+        calls = {"n": 0}
+        lock = threading.Lock()
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -74,9 +83,18 @@ class _HTTPChannel:
                 arrived = time.time()
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                record({"t": arrived, "channel": "http", "method": self.command,
+                with lock:
+                    number = calls["n"]
+                    calls["n"] += 1
+                failing = number < answer.fail_first
+                call = {"t": arrived, "channel": "http", "method": self.command,
                         "host": self.headers.get("Host", ""), "path": self.path, "headers": dict(self.headers.items()),
-                        "body": body.decode("utf-8", "replace"), "status": answer.status})
+                        "body": body.decode("utf-8", "replace"), "status": answer.status}
+                if failing:
+                    record({**call, "failed": answer.fail_as})
+                    self._fail()
+                    return
+                record(call)
                 if answer.latency_ms:
                     time.sleep(answer.latency_ms / 1000)
                 payload = answer.body.encode()
@@ -86,6 +104,23 @@ class _HTTPChannel:
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(payload)
+
+            def _fail(self) -> None:
+                """The downstream is out: a 5xx, a reset, or no answer until the caller gives up."""
+                if answer.fail_as == "reset":
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.close_connection = True
+                    return
+                if answer.fail_as == "timeout":
+                    time.sleep(answer.fail_hold_s)
+                    self.close_connection = True
+                    return
+                payload = b'{"error": "downstream unavailable"}'
+                self.send_response(int(answer.fail_as))
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

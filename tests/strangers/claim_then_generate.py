@@ -12,6 +12,8 @@ Written only for the tests, as a team's own Razorpay backend would be:
   page), rendered slowly — ``--generation-ms`` (1000), as a headless browser would — in a worker
   thread, written to a temporary file and renamed into place (temporary files a killed process left
   are removed when it starts again); ``Generating receipt for <orderId>`` is printed when it starts;
+- after its receipt, a charge is announced to the CRM: ``POST $NOTIFY_URL`` ``{"orderId", "receipt"}``
+  (``--notify-url``, else ``$SINK_URL/crm/receipts`` when a run's sink points it there; none when unset);
 - ``GET /api/charges/{id}`` -> the charge, ``GET /healthz``.
 
 Variants (``--variant``):
@@ -21,11 +23,15 @@ Variants (``--variant``):
            throws gives the claim back. A delivery that finds the flag set answers 200 "already".
            Duplicates are safe — but a process killed between the claim and the saved path leaves the
            flag set and no receipt, and every redelivery is answered 200 "already": the receipt is lost.
+           A CRM notice that fails is an error like any other: the claim is rolled back, and the
+           redelivery makes a second receipt.
 ``lease``  its twin that survives a crash: the claim is a lease (``leaseUntil``, ``leaseToken``; a
            claim finds no live lease), the receipt is renamed into place only if the completion still
            holds the lease (fencing: ``update_one({_id, leaseToken})``), and a delivery that meets a
            live lease answers 409 (retry later) instead of 200. A killed owner's lease runs out and
-           the gateway's next redelivery makes the receipt.
+           the gateway's next redelivery makes the receipt. The CRM notice is an outbox step: a
+           delivery is acknowledged only once it was sent (``notified``); a failed one is answered
+           503, and the redelivery sends it without making the receipt again.
 ``lease-unfenced``  the lease without the fencing: the completion saves the path whoever holds the lease
            now. An owner paused past its lease (a GC pause, a frozen VM) wakes up and completes after
            another delivery took the lease over: two receipts.
@@ -44,6 +50,7 @@ import hmac
 import json
 import os
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -100,10 +107,44 @@ def build_app(args: argparse.Namespace) -> FastAPI:
         os.rename(temporary, final)
         return final.name
 
+    def notify(charge: dict[str, Any], name: str) -> None:
+        """The CRM notice (raises when the CRM does not take it: a 5xx, a reset, or no answer in 5 s)."""
+        if not args.notify_url:
+            return
+        body = json.dumps({"orderId": charge["orderId"], "receipt": name}).encode()
+        request = urllib.request.Request(args.notify_url, data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=5) as answer:  # HTTPError (an exception) on 4xx/5xx
+            answer.read()
+
+    def notified(charge_id: ObjectId) -> Any:
+        """lease: the outbox step — the notice is claimed like the receipt (a lease of its own), sent, and
+        only then marked sent; until it is, deliveries are answered 503 (or 409 while another sends it)."""
+        if not args.notify_url:
+            return {"receipt": "already"}
+        token, now = uuid.uuid4().hex, time.time()
+        charge = charges.find_one_and_update(
+            {"_id": charge_id, "notified": {"$ne": True},
+             "$or": [{"noticeUntil": None}, {"noticeUntil": {"$lt": now}}]},
+            {"$set": {"noticeUntil": now + 10, "noticeToken": token}}, return_document=ReturnDocument.AFTER)
+        if charge is None:
+            done = charges.find_one({"_id": charge_id}, {"notified": 1})
+            if done and done.get("notified"):
+                return {"receipt": "already"}
+            return JSONResponse({"receipt": "pending", "notice": "in progress"}, status_code=409)
+        try:
+            notify(charge, charge["receiptPath"])
+        except Exception:
+            charges.update_one({"_id": charge_id, "noticeToken": token}, {"$unset": {"noticeUntil": "", "noticeToken": ""}})
+            return JSONResponse({"receipt": "pending", "notice": "failed"}, status_code=503)
+        charges.update_one({"_id": charge_id}, {"$set": {"notified": True}, "$unset": {"noticeUntil": "", "noticeToken": ""}})
+        return {"receipt": "already", "notice": "sent"}
+
     def generate_claimed(charge: dict[str, Any]) -> str:
         """claim / check-then-act: render, put in place, save the path (rollback on error is the caller's)."""
         name = place(render(charge, receipts / f".receipt-{charge['orderId']}-{uuid.uuid4().hex[:8]}.pdf.tmp"), charge)
         charges.update_one({"_id": charge["_id"]}, {"$set": {"receiptGenerated": True, "receiptPath": name}})
+        notify(charge, name)
         return name
 
     def generate_leased(charge: dict[str, Any], token: str) -> str | None:
@@ -166,7 +207,10 @@ def build_app(args: argparse.Namespace) -> FastAPI:
             charge = charges.find_one({"_id": charge_id})
             if charge.get("receiptGenerated"):
                 return {"receipt": "already"}
-            return {"receipt": "generated", "file": generate_claimed(charge)}
+            try:
+                return {"receipt": "generated", "file": generate_claimed(charge)}
+            except Exception:
+                return JSONResponse({"receipt": "failed"}, status_code=500)
         if args.variant == "claim":
             charge = charges.find_one_and_update({"_id": charge_id, "receiptGenerated": {"$ne": True}},
                                                  {"$set": {"receiptGenerated": True}},
@@ -187,7 +231,7 @@ def build_app(args: argparse.Namespace) -> FastAPI:
         if charge is None:
             done = charges.find_one({"_id": charge_id}, {"receiptGenerated": 1})
             if done and done.get("receiptGenerated"):
-                return {"receipt": "already"}
+                return notified(charge_id)
             return JSONResponse({"receipt": "in progress"}, status_code=409)  # the gateway retries later
         try:
             name = generate_leased(charge, token)
@@ -200,6 +244,9 @@ def build_app(args: argparse.Namespace) -> FastAPI:
             return JSONResponse({"receipt": "failed"}, status_code=500)
         if name is None:
             return JSONResponse({"receipt": "superseded"}, status_code=409)
+        sent = notified(charge_id)
+        if isinstance(sent, JSONResponse):
+            return sent
         return {"receipt": "generated", "file": name}
 
     return app
@@ -215,6 +262,10 @@ def main() -> None:
     parser.add_argument("--secret", default=os.environ.get("WEBHOOK_SECRET"),
                         help="the webhook secret (default: $WEBHOOK_SECRET, so that it is in no process list)")
     parser.add_argument("--generation-ms", type=float, default=1000.0)
+    sink = os.environ.get("SINK_URL")
+    parser.add_argument("--notify-url", default=os.environ.get("NOTIFY_URL") or (sink and f"{sink}/crm/receipts"),
+                        help="the CRM's receipt notices (default: $NOTIFY_URL, else $SINK_URL/crm/receipts; none "
+                             "when unset)")
     parser.add_argument("--lease-seconds", type=float, default=float(os.environ.get("LEASE_SECONDS", "2")))
     args = parser.parse_args()
     if not args.secret:
