@@ -399,3 +399,13 @@ def test_the_sink_fails_its_first_calls_records_them_as_attempts_and_then_recove
                                                 "key": {"from": "body", "field": "orderId"}})
         effects, problems = read_sink_effects(section, sink)
         assert [e.key for e in effects] == ["o2"] and not problems  # a failed call is an attempt, not an effect
+
+
+@pytest.mark.slow
+def test_a_kill_when_the_first_call_reaches_the_sink_strikes_and_the_run_is_judged(tmp_path):
+    result = _run("lease", tmp_path, "--nemesis", "crash@sink", payments=1,
+                  profile=claim_then_generate_with_crm(tmp_path))
+    assert result.returncode in (EXIT_OK, EXIT_INVALID), result.stdout + result.stderr  # judged, not inconclusive
+    report = (tmp_path / "report" / "lease.md").read_text()
+    assert "trigger: a call reached the sink (http)" in report
+    assert "| ✅ pass | fault-injected |" in report  # it struck, and the service came back

@@ -155,9 +155,10 @@ def register(sub: Any) -> None:
     matrix = sub.add_parser("matrix", help="every mode under every fault: receipts, missing receipts, verdicts")
     matrix.add_argument("--modes", default="vulnerable,atomic,lease")
     matrix.add_argument("--faults", default="none,generation failure,crash after claim,slow store,"
-                                            "process killed mid-generation,paused past the lease",
+                                            "process killed mid-generation,paused past the lease,database link cut",
                         help="the service's own injected faults and the nemesis's (process killed mid-generation, "
-                             "paused past the lease: the service's process, on a wire store; default: %(default)s)")
+                             "paused past the lease, database link cut: the service's process, on a wire store; "
+                             "default: %(default)s)")
     matrix.add_argument("--payments", type=int, default=5)
     matrix.add_argument("--duplicates", type=int, default=5)
     matrix.add_argument("--lease-seconds", type=float, default=1.0)

@@ -170,14 +170,22 @@ def profile_of(service: ServiceProcess, **changes: Any) -> Profile:
 
 
 def service_profile(mode: str, *, port: int, receipts_dir: Path, mongo_uri: str, database: str,
-                    generation_delay_ms: float = 200.0, lease_seconds: float | None = None) -> Profile:
+                    generation_delay_ms: float = 200.0, lease_seconds: float | None = None,
+                    database_link: int | None = None) -> Profile:
     """The reference service as a profile whose ``[service]`` the harness starts, kills and starts again (the
     nemesis): its own process on ``port``, its state in ``database`` on a MongoDB that outlives it (a
-    restart finds its charges where they were)."""
+    restart finds its charges where they were). ``database_link``: a port for the harness's relay in front
+    of that MongoDB, which the service then connects through (``[service.links.database]``, cut by ``cut@``)."""
     import sys
+    from urllib.parse import urlsplit
 
-    from harness.profile.schema import ServiceSection
+    from harness.profile.schema import LinkSection, ServiceSection
 
+    links = {}
+    if database_link is not None:
+        upstream = urlsplit(mongo_uri)
+        links["database"] = LinkSection(listen=database_link, upstream=f"{upstream.hostname}:{upstream.port}")
+        mongo_uri = f"mongodb://127.0.0.1:{database_link}/"
     command = [sys.executable, "-m", "reference_service", "--mode", mode, "--host", "127.0.0.1", "--port", str(port),
                "--receipts-dir", str(receipts_dir), "--mongo-uri", mongo_uri, "--database", database,
                "--generation-delay-ms", f"{generation_delay_ms:g}"]
@@ -185,7 +193,7 @@ def service_profile(mode: str, *, port: int, receipts_dir: Path, mongo_uri: str,
         command += ["--lease-seconds", f"{lease_seconds:g}"]
     target = Target(base_url=f"http://127.0.0.1:{port}", receipts_dir=str(receipts_dir))
     profile = target.to_profile({"from": "reference service", "mode": mode, "base_url": target.base_url})
-    service = ServiceSection(command=command, ready_path="/healthz", ready_timeout=60.0)
+    service = ServiceSection(command=command, ready_path="/healthz", ready_timeout=60.0, links=links)
     return Profile(profile.spec.model_copy(update={"service": service}), profile.origin)
 
 

@@ -36,6 +36,7 @@ FAULTS: dict[str, FaultFlags] = {
 NEMESIS_FAULTS: dict[str, dict[str, Any]] = {
     "process killed mid-generation": {"nemesis": "crash@after:0.2"},
     "paused past the lease": {"nemesis": "pause@after:0.2", "pause_for": 3.0, "timeout": 2.0},
+    "database link cut": {"nemesis": "cut@after:0.2", "pause_for": 2.0},
 }
 NEMESIS_GENERATION_MS = 600.0  # every mode is mid-generation 0.2 s after the release
 
@@ -85,7 +86,8 @@ def run_nemesis_cell(mode: str, fault: str, *, payments: int, duplicates: int, l
     label = f"{mode}-{fault.split()[0]}"
     profile = service_profile(mode, port=free_port(), receipts_dir=workdir / label / "receipts", mongo_uri=wire.uri,
                               database=f"matrix_{uuid.uuid4().hex[:10]}", generation_delay_ms=NEMESIS_GENERATION_MS,
-                              lease_seconds=lease_seconds)
+                              lease_seconds=lease_seconds,
+                              database_link=free_port() if str(settings["nemesis"]).startswith("cut@") else None)
     config = RunConfig(plan=Plan(payments=payments, duplicates=duplicates), profile=profile,
                        targets_file=Path("exactly-once"), label=label, report_dir=report_dir or workdir / label,
                        **settings)
@@ -139,7 +141,8 @@ def to_markdown(cells: list[Cell], *, payments: int, duplicates: int, lease_seco
         *([f"Nemesis rows ({', '.join(f for f in NEMESIS_FAULTS if any(c.fault == f for c in cells))}): the service "
            "started by the harness from its profile's [service] on a wire store, no retry round; its process "
            f"killed 0.2 s after the release and started again 1 s later, or paused 0.2 s after it for 3 s while the "
-           f"gateway waits 2 s for an answer; then the gateway's redeliveries (PhonePe's schedule) of what was not "
+           f"gateway waits 2 s for an answer, or its database link (through the harness's relay) cut 0.2 s after it "
+           f"for 2 s; then the gateway's redeliveries (PhonePe's schedule) of what was not "
            f"acknowledged; generation {NEMESIS_GENERATION_MS:g} ms; judged for eventual exactly-once.", ""]
           if any(c.fault in NEMESIS_FAULTS for c in cells) else []),
         "| mode | fault | receipts per payment | missing receipts | lost receipts | payments with duplicates | "
