@@ -409,3 +409,37 @@ def test_a_kill_when_the_first_call_reaches_the_sink_strikes_and_the_run_is_judg
     report = (tmp_path / "report" / "lease.md").read_text()
     assert "trigger: a call reached the sink (http)" in report
     assert "| ✅ pass | fault-injected |" in report  # it struck, and the service came back
+
+
+@pytest.mark.slow
+def test_hooks_kill_and_start_a_service_the_harness_did_not_start(tmp_path):
+    # The user runs the service (here: a shell script that starts it in the background, as docker or systemd
+    # would); the profile's hooks are how the nemesis kills it and starts it again.
+    import signal
+
+    from _wire import fresh_database, wire_server
+
+    variables = claim_then_generate_variables("lease", tmp_path)
+    pidfile, log = tmp_path / "service.pid", tmp_path / "service.out"
+    start = tmp_path / "start.sh"
+    start.write_text(f"cd {CLAIM_THEN_GENERATE.parent}\n"
+                     f"WEBHOOK_SECRET={variables['CTG_SECRET']} LEASE_SECONDS=2 setsid {sys.executable} "
+                     f"claim_then_generate.py --port {variables['CTG_PORT']} --receipts {variables['CTG_RECEIPTS_DIR']} "
+                     f"--mongo-uri {wire_server().uri} --database {fresh_database()} --variant lease "
+                     f">> {log} 2>&1 < /dev/null &\necho $! > {pidfile}\n")
+    text = CLAIM_THEN_GENERATE.read_text()
+    service = text[text.index("\n[service]\n") + 1:text.index("\n[redelivery]\n") + 1]
+    hooked = tmp_path / "hooked.toml"
+    hooked.write_text(text.replace(service, f'[service]\nhooks = {{ kill = "kill -9 $(cat {pidfile})", '
+                                            f'start = "sh {start}" }}\nready_path = "/healthz"\n\n'))
+    subprocess.run(["sh", str(start)], check=True, timeout=30)
+    try:
+        result = _run("lease", tmp_path, "--nemesis", "crash@after:0.3", profile=hooked, variables=variables)
+        assert result.returncode == EXIT_OK, result.stdout + result.stderr + log.read_text()
+        report = (tmp_path / "report" / "lease.md").read_text()
+        assert f"hook kill: kill -9 $(cat {pidfile})" in report and "| ready |" in report
+    finally:
+        try:
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)  # the user's service is the user's to stop
+        except (OSError, ValueError):
+            pass
