@@ -41,7 +41,6 @@ class LogWatch:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.lines_seen = 0
 
     def start(self, offset: int = 0) -> "LogWatch":
         self._stop.clear()
@@ -80,7 +79,6 @@ class LogWatch:
                 *lines, pending = pending.split(b"\n")
                 now = time.time()
                 for raw in lines:
-                    self.lines_seen += 1
                     line = raw.decode("utf-8", errors="replace")
                     with self._lock:
                         watchers = list(self._watchers)
@@ -140,7 +138,7 @@ def _env_file(path: Path) -> dict[str, str]:
 
 
 def _ready(url: str | None, verify: bool | str, process: subprocess.Popen | None, pattern: str | None,
-           logs: LogWatch | None, timeout: float, since_line: int) -> None:
+           logs: LogWatch | None, timeout: float) -> None:
     """Wait (bounded) until the health path answers or a log line matches; ServiceStartError otherwise."""
     matched = threading.Event()
     unwatch = None
@@ -227,7 +225,7 @@ class CommandService(ManagedService):
         ready_url = self.profile.url(self.section.ready_path) if self.section.ready_path else (
             self.profile.url(self.profile.health_path) if not self.section.ready_log else None)
         _ready(ready_url, self.profile.tls_trust, self.process, self.section.ready_log, self.logs,
-               self.section.ready_timeout, 0)
+               self.section.ready_timeout)
 
     def _signal_group(self, sig: int) -> bool:
         process = self.process
@@ -331,7 +329,7 @@ class HookedService(ManagedService):
     def start(self) -> None:
         """The service is expected to be running already; wait until it answers (bounded)."""
         _ready(self.profile.url(self.section.ready_path or "/"), self.profile.tls_trust, None, None, None,
-               self.section.ready_timeout, 0)
+               self.section.ready_timeout)
 
     def restart(self) -> None:
         self._run("start")
