@@ -159,6 +159,13 @@ class RunSession:
         self.profile = config.profile
         if config.verify_tls is not None:  # --insecure / --ca-file: the run's own say over the profile's
             self.profile = self.profile.with_tls_trust(config.verify_tls)
+        # A fault for the service whose profile says how it runs ([service]), checked before anything opens.
+        self.fault = parse_fault(config.nemesis, restart_after=config.restart_after,
+                                 pause_for=config.pause_for) if config.nemesis else None
+        self.redelivery = redelivery_plan(config.redeliver, self.profile, faulted=self.fault is not None)
+        if self.fault is not None and self.fault.kind != "downstream" and self.profile.spec.service is None:
+            raise HarnessError("--nemesis needs to know how the service runs: give the profile a [service] section "
+                               "(a command the harness starts, or hooks that kill and start it)")
         self.payments: list[Payment] = []
         self.started = time.time()
         try:
@@ -169,13 +176,6 @@ class RunSession:
         self._before: dict[str, float] = {}
         self._sampler: MemorySampler | None = None
         self.sink: Any = None  # the recording sink the profile asks for (harness.sink), from prepare() to close()
-        # The service's process when the profile says how it runs ([service]); the nemesis acts on it.
-        self.fault = parse_fault(config.nemesis, restart_after=config.restart_after,
-                                 pause_for=config.pause_for) if config.nemesis else None
-        self.redelivery = redelivery_plan(config.redeliver, self.profile, faulted=self.fault is not None)
-        if self.fault is not None and self.fault.kind != "downstream" and self.profile.spec.service is None:
-            raise HarnessError("--nemesis needs to know how the service runs: give the profile a [service] section "
-                               "(a command the harness starts, or hooks that kill and start it)")
         self.service: ManagedService | None = None
         self.nemesis: Nemesis | None = None
         self._scratch: Path | None = None
