@@ -8,6 +8,10 @@ from typing import Any, Iterable, Iterator
 
 HISTORY_VERSION = 1
 
+# The nemesis's steps (History.faults) that do harm, and those after which the service is whole again.
+HARMS = frozenset({"kill", "pause", "cut", "downstream-fail"})
+RECOVERIES = frozenset({"ready", "resume", "heal", "recover"})
+
 # The phases a sender names in ``Event.error`` ("connect: ...", see harness.senders.burst); those before the
 # request was complete prove it never reached the service.
 _PHASES = frozenset({"connect", "warm-up", "send", "release", "read", "timeout"})
@@ -118,6 +122,19 @@ class History:
     def fault_time(self, fault: dict[str, Any]) -> float:
         """A fault's time on this history's clock (seconds since its origin)."""
         return float(fault["wall"]) - self.origin_wall
+
+    def first_harm(self) -> dict[str, Any] | None:
+        """The first step of the nemesis that did harm (a kill, a pause, a cut, a failed downstream call)."""
+        return next((f for f in self.faults if f.get("kind") in HARMS), None)
+
+    def whole_again(self) -> float | None:
+        """When (this history's clock) the service was whole again after the first harm: infinity if it never
+        was, None if nothing harmed it."""
+        harm = next((i for i, f in enumerate(self.faults) if f.get("kind") in HARMS), None)
+        if harm is None:
+            return None
+        back = next((f for f in self.faults[harm:] if f.get("kind") in RECOVERIES), None)
+        return self.fault_time(back) if back is not None else float("inf")
 
     def __iter__(self) -> Iterator[Event]:
         return iter(self.events)

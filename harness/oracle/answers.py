@@ -46,7 +46,7 @@ def no_errors(ev: Evidence) -> CheckResult:
         injected = [e for e in server if e.meta.get("injected_fault")]
         details["injected_server_errors"] = len(injected)
         server = [e for e in server if not e.meta.get("injected_fault")]
-    if ev.faulted and (window := _fault_window(ev)) is not None:
+    if ev.faulted and (window := ev.history.whole_again()) is not None:
         # Requests the nemesis cut (in flight at the kill, the pause or the cut, or sent before the service
         # was whole again) failed because of the fault the run did on purpose — a transport error, or a 5xx
         # from a service whose database was out of reach: counted apart, as injected 5xx are. A 5xx to a
@@ -61,13 +61,3 @@ def no_errors(ev: Evidence) -> CheckResult:
     if transport:
         details["undelivered_requests"] = sum(1 for e in transport if e.delivered is False)
     return CheckResult(name, description, not violations, violations, details)
-
-
-def _fault_window(ev: Evidence) -> float | None:
-    """When (history clock) the service was back after the first kill, pause or cut; None when there was none."""
-    faults = ev.history.faults
-    harm = next((i for i, f in enumerate(faults) if f.get("kind") in ("kill", "pause", "cut", "downstream-fail")), None)
-    if harm is None:
-        return None
-    back = next((f for f in faults[harm:] if f.get("kind") in ("ready", "resume", "heal", "recover")), None)
-    return ev.history.fault_time(back) if back is not None else float("inf")

@@ -83,7 +83,7 @@ class Evidence:
 
     def fault_before(self) -> str:
         """The first harm the nemesis did, in words with its time, for a violation that followed it."""
-        harm = next((f for f in self.history.faults if f.get("kind") in ("kill", "pause", "cut", "downstream-fail")), None)
+        harm = self.history.first_harm()
         if harm is None:
             return "no fault was recorded"
         return f"after the {harm['kind']} at {self.history.fault_time(harm):.3f} s: {harm.get('detail', '')}"

@@ -63,7 +63,7 @@ def race_exercised(ev: Evidence) -> CheckResult:
 
 def _touched_by_the_fault(ev: Evidence, events: list[Event]) -> bool:
     """Whether the nemesis struck while these requests were under way: one failed, or was answered after the harm."""
-    harm = next((f for f in ev.history.faults if f.get("kind") in ("kill", "pause", "cut", "downstream-fail")), None)
+    harm = ev.history.first_harm()
     if harm is None:
         return any(e.status is None or e.status >= 500 for e in events)
     struck = ev.history.fault_time(harm)

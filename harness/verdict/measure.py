@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from harness.history import Event
+from harness.history import HARMS, Event
 from harness.oracle import Evidence, payment_overlapped
 from harness.oracle.evidence import FILE_CONFLICT, LOST, effect_kinds, receipts_unreadable
 from harness.oracle.result import CheckResult
@@ -157,7 +157,7 @@ def compute_metrics(ev: Evidence, rows: list[dict[str, Any]], checks: list[Check
     if ev.faulted:  # eventual exactly-once: what the faults cost, counted apart
         metrics["payments_indeterminate"] = len(ev.unjudged)
         metrics["lost_effects"] = sum(1 for c in checks for v in c.violations if v.kind == LOST)
-        metrics["faults"] = sum(1 for f in ev.history.faults if f.get("kind") in ("kill", "pause", "cut", "downstream-fail"))
+        metrics["faults"] = sum(1 for f in ev.history.faults if f.get("kind") in HARMS)
         metrics["redeliveries"] = sum(1 for e in events if "redelivery" in e.meta)
     gaps = first_arrival_gaps(events)
     metrics["catchable_window_ms"] = _ms(catchable_window(gaps))  # at CATCH_PROBABILITY
