@@ -65,6 +65,10 @@ from pymongo import ReturnDocument
 from starlette.concurrency import run_in_threadpool
 
 VARIANTS = ("claim", "lease", "lease-unfenced", "check-then-act")
+# The CRM call gives up after NOTIFY_TIMEOUT; the notice's lease outlives that call by the receipt's lease, so a
+# live sender is never overtaken, and a killed sender's notice is free again well inside a gateway's retries
+# (PhonePe's last retry comes ~6 s after the first delivery; a 10 s lease outlived all of them).
+NOTIFY_TIMEOUT = 1.0
 
 
 def build_app(args: argparse.Namespace) -> FastAPI:
@@ -73,6 +77,7 @@ def build_app(args: argparse.Namespace) -> FastAPI:
     charges = client[args.database]["charges"]
     receipts = Path(args.receipts)
     receipts.mkdir(parents=True, exist_ok=True)
+    notice_lease = NOTIFY_TIMEOUT + args.lease_seconds
 
     def recover() -> None:
         """At start: a receipt a killed process completed (its name saved) but never renamed into place is
@@ -108,13 +113,13 @@ def build_app(args: argparse.Namespace) -> FastAPI:
         return final.name
 
     def notify(charge: dict[str, Any], name: str) -> None:
-        """The CRM notice (raises when the CRM does not take it: a 5xx, a reset, or no answer in 5 s)."""
+        """The CRM notice (raises when the CRM does not take it: a 5xx, a reset, or no answer in NOTIFY_TIMEOUT)."""
         if not args.notify_url:
             return
         body = json.dumps({"orderId": charge["orderId"], "receipt": name}).encode()
         request = urllib.request.Request(args.notify_url, data=body, method="POST",
                                          headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=5) as answer:  # HTTPError (an exception) on 4xx/5xx
+        with urllib.request.urlopen(request, timeout=NOTIFY_TIMEOUT) as answer:  # HTTPError (an exception) on 4xx/5xx
             answer.read()
 
     def notified(charge_id: ObjectId) -> Any:
@@ -126,7 +131,7 @@ def build_app(args: argparse.Namespace) -> FastAPI:
         charge = charges.find_one_and_update(
             {"_id": charge_id, "notified": {"$ne": True},
              "$or": [{"noticeUntil": None}, {"noticeUntil": {"$lt": now}}]},
-            {"$set": {"noticeUntil": now + 10, "noticeToken": token}}, return_document=ReturnDocument.AFTER)
+            {"$set": {"noticeUntil": now + notice_lease, "noticeToken": token}}, return_document=ReturnDocument.AFTER)
         if charge is None:
             done = charges.find_one({"_id": charge_id}, {"notified": 1})
             if done and done.get("notified"):
