@@ -186,3 +186,23 @@ def test_a_state_map_that_finds_no_record_is_a_profile_mistake():
     assert "no record found for any of the 2 payments" in state_miss(profile, missing)
     assert "'paymentStatus' is in none of the 2 records" in state_miss(profile, unpaid_field)
     assert state_miss(profile, Observation(state={"pa": {"paymentStatus": "paid"}})) is None
+
+
+def test_a_file_two_kinds_read_is_owned_by_each_kinds_own_key():
+    # The same file name; its name says RHA but the number its text prints belongs to B's state: the "receipt pdf"
+    # kind gives it to A and the "receipt number" kind to B — never one owner for both.
+    shared = "Donation_Receipt_9999.pdf"
+    receipts = [ReceiptFile(shared, 900, readable=True, text="R-2", keyed=True, key="RHA", joins="transaction",
+                            kind="receipt pdf"),
+                ReceiptFile(shared, 900, readable=True, text="R-2", keyed=True, key="R-2", joins="state.receiptNo",
+                            kind="receipt number")]
+    ev = evidence(receipts, {"pa": state("R-1"), "pb": state("R-2")})
+    assert [r.kind for r in ev.receipts_of(A)] == ["receipt pdf"]
+    assert [r.kind for r in ev.receipts_of(B)] == ["receipt number"]
+
+
+def test_an_unreadable_file_two_kinds_read_is_one_violation_not_two():
+    shared = dict(name="Donation_Receipt_1.pdf", size=10, readable=False, error="unreadable PDF: truncated")
+    receipts = [ReceiptFile(**shared, kind="receipt pdf"), ReceiptFile(**shared, kind="receipt number")]
+    ev = evidence(receipts, {"pa": state(None), "pb": state(None)})
+    assert [v.files for v in receipt_files(ev).violations] == [["Donation_Receipt_1.pdf"]]

@@ -83,8 +83,13 @@ def receipt_files(ev: Evidence) -> CheckResult:
         return CheckResult(name, description, None, details={"reason": reason})
     known = ev.by_transaction()
     violations, foreign, unchecked, unkeyed = [], [], [], []
+    damaged: set[str] = set()  # a file several kinds read is partial or unreadable once, not once per kind
     for receipt in ev.observation.receipts:
         effect = effect_id(receipt)
+        if (not receipt.is_final or not receipt.readable) and effect in damaged:
+            continue
+        if not receipt.is_final or not receipt.readable:
+            damaged.add(effect)
         if not receipt.is_final:
             violations.append(Violation(name, "file conflict: temporary or partial file left in the receipts directory",
                                         files=[effect], kind=FILE_CONFLICT))
@@ -93,7 +98,7 @@ def receipt_files(ev: Evidence) -> CheckResult:
             violations.append(Violation(name, f"unreadable receipt ({receipt.error})", files=[effect],
                                         kind=UNREADABLE))
             continue
-        owner = ev.receipt_owners.get(effect)
+        owner = ev.owner_of(receipt)
         if owner is None:
             if _orphan(ev, receipt):
                 violations.append(Violation(name, f"{receipt.kind} {receipt.key!r} appeared during the run but no "

@@ -104,8 +104,11 @@ class Evidence:
         return holders
 
     @cached_property
-    def receipt_owners(self) -> dict[str, str]:
-        """Side effect name -> the transaction id of the payment it belongs to.
+    def receipt_owners(self) -> dict[tuple[str, str], str]:
+        """(kind, side effect name) -> the transaction id of the payment it belongs to.
+
+        Ownership is decided per kind: two kinds may read the same file (a PDF keyed by its name for one,
+        by the number its text prints for another), and each joins by its own key.
 
         A side effect keyed by a profile's rule belongs to the payment its key names: a transaction
         id, a payment id, or a value the payment's state holds (a receipt number the service
@@ -132,22 +135,22 @@ class Evidence:
                 else:
                     owner = by_state.get((receipt.joins.removeprefix("state."), receipt.key))
                 if owner is not None:
-                    owners[effect_id(receipt)] = owner
+                    owners[owner_key(receipt)] = owner
                     continue
                 # A key the run cannot join (a receipt number no payment's state holds any more: the
                 # state kept another duplicate's) still belongs to the payment its content names.
                 if receipt.source != "files":
                     named = {str(v) for v in (receipt.data or {}).values() if isinstance(v, (str, int))} & known
                     if len(named) == 1:
-                        owners[effect_id(receipt)] = named.pop()
+                        owners[owner_key(receipt)] = named.pop()
                     continue
             if receipt.subject in known:
-                owners[effect_id(receipt)] = receipt.subject
+                owners[owner_key(receipt)] = receipt.subject
                 continue
             for source in (receipt.text, receipt.name):
                 named = transactions_named(source, known)
                 if len(named) == 1:
-                    owners[effect_id(receipt)] = named.pop()
+                    owners[owner_key(receipt)] = named.pop()
                     break
         return owners
 
@@ -155,9 +158,13 @@ class Evidence:
     def _receipts_by_transaction(self) -> dict[str, list[ReceiptFile]]:
         grouped: dict[str, list[ReceiptFile]] = {}
         for receipt in self.observation.receipts:
-            if owner := self.receipt_owners.get(effect_id(receipt)):
+            if owner := self.owner_of(receipt):
                 grouped.setdefault(owner, []).append(receipt)
         return grouped
+
+    def owner_of(self, receipt: ReceiptFile) -> str | None:
+        """The transaction id of the payment this side effect (of its kind) belongs to (None: not one of ours)."""
+        return self.receipt_owners.get(owner_key(receipt))
 
     def receipts_of(self, payment: Payment) -> list[ReceiptFile]:
         return self._receipts_by_transaction.get(payment.merchant_transaction_id, [])
@@ -171,6 +178,11 @@ def unset(value: object) -> bool:
 def effect_id(receipt: ReceiptFile) -> str:
     """A side effect's name, unique across sources (a file's name as it always was)."""
     return receipt.name if receipt.source == "files" else f"{receipt.source}:{receipt.kind}:{receipt.name}"
+
+
+def owner_key(receipt: ReceiptFile) -> tuple[str, str]:
+    """What ownership is decided for: a side effect as one kind reads it."""
+    return receipt.kind, effect_id(receipt)
 
 
 def receipts_unreadable(ev: Evidence) -> str | None:
