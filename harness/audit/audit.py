@@ -24,6 +24,7 @@ import httpx
 from harness.observe.content import amounts_printed
 from harness.observe.effects import describe, read_effects
 from harness.profile import Profile
+from harness.sink import RecordedSink
 from harness.observe.observation import ReceiptFile
 from harness.observe.files import read_receipts, scan_receipts
 from harness.verdict.result import EXIT_INVALID, EXIT_OK
@@ -251,29 +252,50 @@ def _report(root: Path, label: str | None, rules: Sequence[Rule], amount: Rule |
 # state holds it, with one query when the state is in MongoDB; a key no payment holds is reported
 # as an effect without a payment. The report has the shape of a directory audit's.
 
-def audit_profile(profile: Profile, *, label: str | None = None) -> dict[str, Any]:
-    """The audit of every side-effect source of ``profile`` (AuditError when a source cannot be read or keyed)."""
+def audit_profile(profile: Profile, *, label: str | None = None,
+                  sink_records: Path | str | None = None) -> dict[str, Any]:
+    """The audit of every side-effect source of ``profile`` (AuditError when a source cannot be read or keyed).
+
+    ``sink_records``: the JSON lines a sink recorded (a run's ``<label>.sink.jsonl``, or ``race-harness sink``'s
+    file), which its ``source = "sink"`` effects are read from; an audit starts no sink of its own.
+    """
     started = time.perf_counter()
     if not profile.spec.effects:
         raise AuditError(f"profile {profile.name}: it names no side-effect source ([[effects]]) to audit")
+    reads_sink = any(e.source == "sink" for e in profile.spec.effects)
+    if reads_sink and sink_records is None:
+        raise AuditError(f"profile {profile.name}: its source = \"sink\" effects are read from a sink's records: "
+                         f"give --sink-records FILE (the JSON lines a run kept beside its report, or `race-harness "
+                         f"sink` wrote)")
+    if sink_records is not None and not reads_sink:
+        raise AuditError(f"--sink-records {sink_records}: profile {profile.name} reads no side effects from a sink")
+    sink = RecordedSink(sink_records) if sink_records is not None else None
     by_name: dict[str, ReceiptFile] = {}
     keys: dict[str, str | None] = {}
     orphans: list[str] = []  # effects whose assigned key no payment's state holds
     problems: list = []
     with httpx.Client(timeout=30.0) as client:
         for i, effect in enumerate(profile.spec.effects):
-            records, read_problems = read_effects(effect, profile.base_url, client)
+            records, read_problems = read_effects(effect, profile.base_url, client, sink)
             if read_problems:
                 raise AuditError(f"effects.{i}: {read_problems[0].message}")
             rule = effect.rule("key")
             joined = _payments_of(profile, rule, records) if rule is not None and rule.joins.startswith("state.") else None
             default_rules = [parse_rule(r) for r in DEFAULT_KEY_RULES]
+            several = len(profile.spec.effects) > 1
             for record in records:
-                name = record.name if effect.source == "files" else f"{effect.source}:{effect.kind}:{record.name}"
+                # Each kind is audited on its own: one payment's receipt file and its CRM notice are one of each,
+                # not two of anything, and two kinds that read the same files each count them.
+                if effect.source != "files":
+                    name = f"{effect.source}:{effect.kind}:{record.name}"
+                else:
+                    name = f"{effect.kind}:{record.name}" if several else record.name
                 record.name = name
                 by_name[name] = record
                 key = record.key if record.keyed else _key_of(record, default_rules)
                 keys[name] = joined.get(key) if joined is not None and key is not None else key
+                if several and keys[name] is not None:
+                    keys[name] = f"{keys[name]} ({effect.kind})"
                 if joined is not None and key is not None and keys[name] is None and record.is_final:
                     orphans.append(name)
             usable = [r for r in records if r.readable and r.is_final]

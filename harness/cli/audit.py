@@ -24,6 +24,9 @@ def register(sub: Any) -> argparse.ArgumentParser:
                    help="the receipts directory (a copy of production's is fine); or give --profile")
     p.add_argument("--profile", help="audit every side-effect source of this profile (directories, MongoDB "
                                      "collections of rows, HTTP listings) by its own key rules")
+    p.add_argument("--sink-records", type=Path, metavar="FILE",
+                   help="with --profile: the sink's records (JSON lines a run kept, or `race-harness sink` wrote) its "
+                        "source = \"sink\" effects are read from")
     p.add_argument("--key", action="append", metavar="RULE",
                    help="how a receipt's payment key is found: subject, title, text:REGEX or name:REGEX (the named "
                         "group 'key', else group 1, else the match); repeat to try rules in order (default: subject, "
@@ -46,10 +49,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
             if args.directory or args.key:
                 raise AuditError("--profile names the sources and their key rules: give no directory or --key")
             try:
-                report = audit_profile(load_profile(args.profile), label=args.label)
+                report = audit_profile(load_profile(args.profile), label=args.label, sink_records=args.sink_records)
             except ProfileError as exc:
                 raise AuditError(str(exc)) from None
         else:
+            if args.sink_records:
+                raise AuditError("--sink-records goes with --profile (its source = \"sink\" effects read them)")
             if args.directory is None:
                 raise AuditError("give the receipts directory, or --profile FILE")
             rules = [parse_rule(spec) for spec in args.key] if args.key else None

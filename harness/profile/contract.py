@@ -34,12 +34,20 @@ class Profile:
         # Where this description came from (a profile file, a built-in, --target URL, a target file,
         # a report), as the report records it.
         self.origin: dict[str, Any] = origin or {"from": "profile", "name": spec.name}
-        self.name, self.base_url = spec.name, spec.base_url
+        self.name, self.base_url = spec.name, spec.base_url or ""  # "": an audit-only profile that reads no HTTP
         self.health_path, self.metrics_path, self.faults_path = spec.health_path, spec.metrics_path, spec.faults_path
         self.channels = {name: Channel(name, section, spec.base_url) for name, section in spec.deliveries.items()}
         self._baseline: set[str] | None = None  # side effects that existed before this run's deliveries
         # The recording sink a run started (harness.sink.Sink), or a finished run's kept records (RecordedSink).
         self.sink: Any = None
+
+    def cannot_run(self) -> str | None:
+        """Why this profile cannot drive a run (an audit-only profile: no [payments], no [deliveries]); None: it can."""
+        if self.spec.payments is None or not self.spec.deliveries:
+            return (f"profile {self.name!r} is audit-only: a run needs [payments] (how a payment is made) and "
+                    f"[deliveries.callback] (how the gateway tells the service); `race-harness audit --profile` "
+                    f"reads its [[effects]] and [state] as they are")
+        return None
 
     # -- what the run session asks -----------------------------------------------------------
     def url(self, path: str, payment: Payment | None = None) -> str:

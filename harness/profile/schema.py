@@ -20,8 +20,8 @@ PROFILE_VERSION = 1
 STATES = ("COMPLETED", "FAILED", "PENDING")
 __all__ = ["AnswersSection", "DeliverySection", "EffectSection", "FieldRule", "FileRule", "PROFILE_VERSION",
            "HooksSection", "LinkSection", "PaidSection", "PaymentsSection", "ProfileFile", "REDELIVERY_SCHEDULES",
-           "RedeliverySection", "ServiceSection", "RuleSection", "STATES", "SettleSection",
-           "SigningSection", "SinkRule", "SinkSection", "StateSection"]
+           "RedeliverySection", "RunSection", "ServiceSection", "RuleSection", "STATES", "SettleSection",
+           "SigningSection", "SinkRule", "SinkSection", "StateSection", "TargetEntry", "TargetsSection"]
 
 
 # -- what every section shares ------------------------------------------------------------
@@ -129,6 +129,9 @@ class SinkSection(Strict):
     ca_dir: str | None = None
     records: str | None = None
     mitmdump: str | None = None
+    # What a hostile or broken caller cannot make the sink do: wait for a body forever, or keep it whole.
+    read_timeout: float = Field(5.0, gt=0)  # seconds without a byte before a call is recorded as partial
+    max_body: int = Field(32 * 1024 * 1024, gt=0)  # bytes of a body kept (the rest counted and hashed)
 
 
 class EffectSection(Strict):
@@ -163,6 +166,18 @@ class EffectSection(Strict):
                 raise ValueError(f"effects from {self.source} need {name!r}")
         if self.source == "http" and not (self.path or self.url):
             raise ValueError("effects from http need path or url")
+        if self.source == "sink":
+            # A rule over a part the channel's records do not have would find nothing, silently: refused here.
+            cannot = {"smtp": ("body", "header", "path"), "http": ("recipient", "subject", "text"),
+                      "proxy": ("recipient", "subject", "text")}[str(self.channel)]
+            for which in ("key", "amount"):
+                data = getattr(self, which)
+                if isinstance(data, dict) and data.get("from") in cannot:
+                    has = {"smtp": "recipient, subject, text, attachment",
+                           "http": "body, header, path, attachment (a multipart part)"}.get(str(self.channel),
+                                                                                          "body, header, path, attachment (a multipart part)")
+                    raise ValueError(f"{which}: from = {data['from']!r} cannot apply to a {self.channel} record "
+                                     f"(it has {has})")
         return self
 
     def rule(self, which: str) -> RuleSection | None:
@@ -440,15 +455,56 @@ class RedeliverySection(Strict):
         return REDELIVERY_SCHEDULES[self.schedule] if isinstance(self.schedule, str) else tuple(self.schedule)
 
 
+class RunSection(Strict):
+    """What a run of this service may take (a command-line flag overrides each)."""
+
+    timeout: float | None = Field(None, gt=0)  # seconds one burst may take (default 60)
+
+
+class TargetEntry(Strict):
+    """One documented target, as a targets file writes it (docs/profiles.md)."""
+
+    name: str
+    metric: str
+    eq: float | None = None
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    unit: str = ""
+    description: str = ""
+    judged: bool = True  # false: shown as measured, never passes or fails a run
+
+    @model_validator(mode="after")
+    def _bounded(self) -> "TargetEntry":
+        if not any(getattr(self, op) is not None for op in ("eq", "gt", "ge", "lt", "le")):
+            raise ValueError(f"target {self.name!r} has no bound (one of eq, gt, ge, lt, le)")
+        return self
+
+
+class TargetsSection(Strict):
+    """The service's own targets: a targets file (relative to the profile), a built-in set, and/or targets here."""
+
+    file: str | None = None  # a path, or "seed" / "exactly-once"
+    target: list[TargetEntry] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _some(self) -> "TargetsSection":
+        if self.file is None and not self.target:
+            raise ValueError("give file (a targets file, or seed / exactly-once) or [[targets.target]] entries")
+        return self
+
+
 class ProfileFile(Strict):
     version: Literal[1]
     name: str = "service"
-    base_url: str
+    base_url: str | None = None  # required for a run; an audit of files, rows or kept sink records needs none
     health_path: str = "/"
     metrics_path: str | None = None
     faults_path: str | None = None
-    payments: PaymentsSection
-    deliveries: dict[str, DeliverySection]
+    # An audit-only profile has neither (its [[effects]] and [state] are enough for `audit`); a run needs both.
+    payments: PaymentsSection | None = None
+    deliveries: dict[str, DeliverySection] = Field(default_factory=dict)
     answers: AnswersSection | None = None
     effects: list[EffectSection] = Field(default_factory=list)
     state: StateSection | None = None
@@ -456,6 +512,8 @@ class ProfileFile(Strict):
     sink: SinkSection | None = None
     service: ServiceSection | None = None  # how the service runs: what the nemesis kills and starts again
     redelivery: RedeliverySection | None = None  # redeliver unacknowledged deliveries, like a gateway
+    run: RunSection = Field(default_factory=RunSection)
+    targets: TargetsSection | None = None  # the service's own targets (without: exactly-once, timings shown)
     # How an https base_url's certificate is trusted (harness.tls): the system's CAs by default, the CA
     # certificates in ``ca_file`` (PEM), or none at all with ``verify_tls = false`` (a throw-away certificate).
     verify_tls: bool = True
@@ -463,8 +521,8 @@ class ProfileFile(Strict):
 
     @field_validator("base_url")
     @classmethod
-    def _url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/]+", value):
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/]+", value):
             raise ValueError("base_url is an http:// or https:// URL")
         return value
 
@@ -479,14 +537,25 @@ class ProfileFile(Strict):
         unknown = sorted(set(value) - {"callback", "verify"})
         if unknown:
             raise ValueError(f"unknown channel {unknown[0]!r} (channels: callback, verify)")
-        if not value:
-            raise ValueError("a profile needs at least one delivery channel")
         return value
 
     @model_validator(mode="after")
     def _rules(self) -> "ProfileFile":
         if self.ca_file and not self.verify_tls:
             raise ValueError("ca_file trusts a CA but verify_tls = false verifies nothing: give one of them")
+        if (self.payments is None) != (not self.deliveries):
+            raise ValueError("deliveries: a profile needs at least one delivery channel beside [payments] (an "
+                             "audit-only profile has neither)" if self.payments is not None else
+                             "deliveries: without [payments] there is nothing to deliver (an audit-only profile "
+                             "has [[effects]] and [state] only)")
+        if self.base_url is None:
+            if self.payments is not None:
+                raise ValueError("base_url: missing (required): a run sends its deliveries there")
+            if (self.state is not None and self.state.source == "http") or any(
+                    e.source == "http" and not e.url for e in self.effects):
+                raise ValueError("base_url: missing (required): a path read over HTTP is read from the service")
+        if self.payments is None and not self.effects:
+            raise ValueError("effects: an audit-only profile (no [payments], no [deliveries]) needs [[effects]]")
         kinds: dict[str, int] = {}
         for i, effect in enumerate(self.effects):
             if effect.kind in kinds:  # one kind read from two sources would count every payment twice

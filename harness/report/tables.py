@@ -12,7 +12,7 @@ from harness.report.events import (
 from harness.report.format import (
     DASH, OUTCOMES, clip, format_metric, format_number, metric_keys, metric_label, ms_text,
 )
-from harness.verdict.result import MET, MISSED, NOT_MEASURED, RunReport, TargetResult
+from harness.verdict.result import MET, MISSED, NOT_MEASURED, SHOWN, RunReport, TargetResult
 from harness.oracle.result import CheckResult
 
 EXAMPLE_VIOLATIONS = 3
@@ -27,7 +27,8 @@ def _check_icon(check: CheckResult) -> str:
 
 def _target_icon(target: TargetResult) -> str:
     """Status of one target as an icon plus its word."""
-    return {MET: "✅ met", MISSED: "❌ missed", NOT_MEASURED: "➖ not measured"}.get(target.status, target.status)
+    return {MET: "✅ met", MISSED: "❌ missed", NOT_MEASURED: "➖ not measured",
+            SHOWN: "ℹ️ shown, not judged"}.get(target.status, target.status)
 
 
 @dataclass
@@ -75,7 +76,7 @@ def targets_table(report: RunReport) -> Table:
     table = Table(["Target", "Expected", "Measured", "Status", "Note"])
     for t in report.targets:
         measured = "not measured" if t.measured is None else f"{format_number(t.measured)} {t.unit}".strip()
-        css = {MET: "ok", MISSED: "bad"}.get(t.status, "warn")
+        css = {MET: "ok", MISSED: "bad", SHOWN: "muted"}.get(t.status, "warn")
         table.add([f"{t.name} — {t.description}" if t.description else t.name, t.expected, measured,
                    _target_icon(t), t.note or ""], css)
     if not report.targets:
@@ -236,6 +237,9 @@ def config_line(report: RunReport) -> str:
         parts.append(f"target {url}" + _origin_text(config.get("origin")))
     if "seed" in plan:
         parts.append(f"seed {plan['seed']}")
+    targets = config.get("targets")
+    if isinstance(targets, dict) and targets.get("source"):
+        parts.append(f"targets: {targets['source']}")
     return " · ".join(str(p) for p in parts) or "configuration not recorded"
 
 

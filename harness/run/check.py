@@ -18,12 +18,13 @@ from harness.observe.observation import Observation
 from harness.oracle import Evidence, PlannedPayment
 from harness.prepare.plan import Plan
 from harness.profile.payments import Payment
-from harness.errors import TargetError
+from harness.errors import HarnessError, TargetError
 from harness.tls import http_client
 from harness.profile import Profile
 from harness.observe.effects import describe
-from harness.observe.observer import observe, observe_settled
+from harness.observe.observer import mark_baseline, observe, observe_settled
 from harness.prepare.deliveries import make_planned_payments
+from harness.run.session import RunConfig, RunSession
 
 WAIT_FOR_EFFECT = 15.0  # seconds a profile without [settle] gets for its side effect to appear
 
@@ -59,28 +60,57 @@ class ProfileCheck:
 
 
 def check_profile(profile: Profile, *, amount: int = 49_900, say: Callable[[str], None] | None = None) -> ProfileCheck:
-    """Make one payment, deliver it once (COMPLETED), read back and report what each rule found."""
+    """Make one payment, deliver it once (COMPLETED), read back and report what each rule found.
+
+    What a run starts, the check starts too, and ends: the profile's recording sink (its [sink], or the
+    channels its ``source = "sink"`` effects read) and its service ([service]), told where the sink is.
+    """
     result = ProfileCheck(profile.name, profile.base_url)
+    if missing := profile.cannot_run():
+        result.add(False, "payments", missing)
+        return result
+    try:
+        session = RunSession(RunConfig(plan=Plan(payments=1, duplicates=1, min_amount=amount, max_amount=amount),
+                                       profile=profile, label="profile-check"))
+    except HarnessError as exc:
+        result.add(False, "profile", str(exc))
+        return result
+    with session:
+        try:
+            session.start()
+        except HarnessError as exc:
+            result.add(False, "sink" if str(exc).startswith("sink:") else "service", str(exc))
+            return result
+        if session.sink is not None:
+            ports = ", ".join(f"{channel} on 127.0.0.1:{port}" for channel, port in session.sink.ports.items())
+            result.add(True, "sink", f"started ({ports}); the service is told {', '.join(sorted(session.sink.env()))}")
+        if session.service is not None:
+            result.add(True, "service", "started ([service]) and ready")
+        _check(session.profile, amount, result)
+    return result
+
+
+def _check(profile: Profile, amount: int, result: ProfileCheck) -> None:
     with http_client(profile.tls_trust) as client:
         try:
             profile.check_reachable(client)
         except TargetError as exc:
             result.add(False, "health_path", str(exc))
-            return result
+            return
+        mark_baseline(profile)
         try:
             (payment,) = make_planned_payments(profile, Plan(payments=1, duplicates=1, min_amount=amount,
                                                                  max_amount=amount), client)
         except (TargetError, httpx.HTTPError, ValueError) as exc:
             result.add(False, f"payments ({profile.spec.payments.source})", str(exc))
-            return result
+            return
         result.add(True, f"payments ({profile.spec.payments.source})",
                    f"id {payment.id!r}, transaction {payment.merchant_transaction_id!r}, amount {payment.amount} paise")
         if not _deliver(profile, payment, client, result):
-            return result
+            return
         observation = _read_back(profile, payment, client)
     _effects(profile, payment, observation, result)
     _state(profile, payment, observation, result)
-    return result
 
 
 def _deliver(profile: Profile, payment: Payment, client: httpx.Client, result: ProfileCheck) -> bool:

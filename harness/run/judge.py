@@ -26,7 +26,7 @@ from harness.progress import Progress, no_progress
 from harness.tls import http_client
 from harness.verdict.measure import compute_metrics, payment_rows
 from harness.verdict.result import Coverage, RunReport, decide
-from harness.verdict.targets import evaluate, load_targets
+from harness.verdict.targets import evaluate, parse_targets, targets_as_data, targets_for
 from harness.version import __version__
 
 
@@ -72,18 +72,20 @@ def verify_history(profile: Profile, plan: Plan, payments: list[Payment], histor
     planned = [PlannedPayment(p, plan.is_paid(i)) for i, p in enumerate(payments)]
     config = {"plan": plan.to_dict(), **(config or {}), "server_errors_injected": server_errors_injected,
               **target_config(profile)}
-    return _observe_and_judge(profile, planned, history, targets_file, server_errors_injected, counters=counters or {},
+    try:
+        targets = targets_for(targets_file, profile)
+    except ValueError as exc:
+        raise HarnessError(str(exc)) from None
+    return _observe_and_judge(profile, planned, history, targets, server_errors_injected, counters=counters or {},
                               memory=memory or {}, label=label, config=config,
                               started=started or history.origin_wall or time.time(), progress=progress)
 
 
 def _observe_and_judge(profile: Profile, planned: list[PlannedPayment], history: History,
-                       targets_file: Path | str | None, server_errors_injected: bool, **report: Any) -> RunReport:
-    """Read the side effects and state (once they settle, if the profile waits), then judge the history."""
-    try:
-        targets = load_targets(targets_file)
-    except ValueError as exc:
-        raise HarnessError(str(exc)) from None
+                       targets: tuple[list, str], server_errors_injected: bool, **report: Any) -> RunReport:
+    """Read the side effects and state (once they settle, if the profile waits), then judge the history
+    against ``targets`` (the targets and where they came from, both kept in the report's config)."""
+    report["config"] = {**report["config"], "targets": {"source": targets[1], "targets": targets_as_data(targets[0])}}
     progress = report.pop("progress", no_progress)
     with http_client(profile.tls_trust) as client:
         observation = observe_settled(profile, [p.payment for p in planned], client, progress)
@@ -91,7 +93,7 @@ def _observe_and_judge(profile: Profile, planned: list[PlannedPayment], history:
         raise HarnessError(f"profile: {observation.rule_misses[0]}")
     if miss := state_miss(profile, observation):
         raise HarnessError(f"profile: {miss}")
-    return judge(Evidence(planned, history, observation, server_errors_injected), targets, **report)
+    return judge(Evidence(planned, history, observation, server_errors_injected), targets[0], **report)
 
 
 def state_miss(profile: Profile, observation: Any) -> str | None:
@@ -171,8 +173,16 @@ def reverify(previous: RunReport, target_changes: dict[str, Any] | None = None,
     if not profile.mongo_uri and _reads_service(profile):
         with http_client(profile.tls_trust) as client:
             check_reachable(profile, client)
-    return _observe_and_judge(profile, planned, History.from_dict(previous.history),
-                              targets_file or previous.config.get("targets_file"),
+    kept = previous.config.get("targets")
+    try:
+        if targets_file is None and isinstance(kept, dict) and "targets" in kept:  # what the run was judged by
+            targets = (parse_targets({"version": 1, "targets": kept["targets"]}, "the report's targets"),
+                       str(kept.get("source", "the report's targets")))
+        else:  # --targets, or a report from before reports kept their targets
+            targets = targets_for(targets_file or previous.config.get("targets_file"))
+    except ValueError as exc:
+        raise HarnessError(str(exc)) from None
+    return _observe_and_judge(profile, planned, History.from_dict(previous.history), targets,
                               bool(previous.config.get("server_errors_injected")), counters={}, memory={},
                               label=f"{previous.label}-reverified", config=config, started=time.time())
 

@@ -56,7 +56,7 @@ SENDING = (
     Option("sync", str, "last-byte", "how duplicates are sent: a sender (single-packet is HTTP/2), sequential "
                                      "(never overlaps), or auto (single-packet when the target speaks HTTP/2, else "
                                      "last-byte)", choices=_sync_choices()),
-    Option("timeout", float, 60.0, "seconds one burst may take"),
+    Option("timeout", float, None, "seconds one burst may take (default: the profile's [run] timeout, else 60)"),
 )
 # How an https:// target's certificate is trusted (harness.tls): the system's CAs unless one of these says otherwise.
 TLS = (

@@ -32,10 +32,11 @@ from harness.senders.base import PreparedRequest
 from harness.senders.burst import fire
 from harness.tls import http_client
 from harness.verdict.result import RunReport
-from harness.verdict.targets import load_targets
+from harness.verdict.targets import targets_for
 
 SYNC_CHOICES = (*SENDERS, "sequential", AUTO)  # every registered sender, one-by-one, or what the target speaks
 MAX_WAVE = 256  # connections open at once; larger plans go in waves of whole payments
+DEFAULT_TIMEOUT = 60.0  # seconds one burst may take when neither the run nor the profile ([run] timeout) says
 
 
 
@@ -51,7 +52,7 @@ class RunConfig:
     plan: Plan = field(default_factory=Plan)
     profile: Profile | None = None  # the service under test, however the user named it (made at the edge)
     sync: str = "last-byte"
-    timeout: float = 60.0
+    timeout: float | None = None  # seconds one burst may take; None: the profile's [run] timeout, else 60
     targets_file: Path | str | None = None
     label: str | None = None
     report_dir: Path | None = None
@@ -136,9 +137,11 @@ def run_race(config: RunConfig, progress: Progress = no_progress) -> RunReport:
         raise HarnessError(f"sync must be one of {', '.join(SYNC_CHOICES)}")
     if config.profile is None:
         raise HarnessError("a run needs a target: a service's URL (--target), or a provider that starts one")
+    if missing := config.profile.cannot_run():
+        raise HarnessError(missing)
     try:
         config.plan.validate()
-        load_targets(config.targets_file)  # a bad targets file is a usage error before anything starts
+        targets_for(config.targets_file, config.profile)  # a bad targets file is a usage error before anything starts
     except (PlanError, ValueError) as exc:
         raise HarnessError(str(exc)) from None
     return RunSession(config, progress).run()
@@ -155,6 +158,12 @@ class RunSession:
     def __init__(self, config: RunConfig, progress: Progress = no_progress) -> None:
         if config.profile is None:
             raise HarnessError("a run session needs a target")
+        if missing := config.profile.cannot_run():
+            raise HarnessError(missing)
+        if config.timeout is None:  # what this service's runs may take is the profile's to say
+            config = replace(config, timeout=config.profile.spec.run.timeout or DEFAULT_TIMEOUT)
+        if config.label is None and config.profile.origin.get("from") == "profile file":
+            config = replace(config, label=config.profile.name)  # its name is what reports show (docs/profiles.md)
         self.config, self.progress = config, progress
         self.profile = config.profile
         if config.verify_tls is not None:  # --insecure / --ca-file: the run's own say over the profile's
@@ -207,10 +216,15 @@ class RunSession:
             self._sampler = None
         self._client.close()
 
-    def prepare(self) -> list[PreparedRequest]:
-        """Create the plan's payments on the target; return every request of one delivery round."""
+    def start(self) -> None:
+        """Start what the profile says the harness runs, once: its recording sink, then its service (told where
+        the sink is). ``profile check`` starts them as a run does; ``close()`` ends them."""
         self._start_sink()
         self._start_service()
+
+    def prepare(self) -> list[PreparedRequest]:
+        """Create the plan's payments on the target; return every request of one delivery round."""
+        self.start()
         mark_baseline(self.profile)
         self.payments = prepare_payments(self.profile, self.config.plan, self._client, self.progress)
         self.requests = build_requests(self.config.plan, self.payments, self.profile)

@@ -14,6 +14,7 @@ REPORT_VERSION = 1
 EXIT_OK, EXIT_INVALID, EXIT_TARGET_MISSED, EXIT_INCONCLUSIVE, EXIT_USAGE = 0, 1, 2, 3, 4
 
 MET, MISSED, NOT_MEASURED = "met", "missed", "not measured"
+SHOWN = "shown"  # measured and shown beside its documented figure, never judged (a target the service did not set)
 
 
 @dataclass
@@ -21,7 +22,7 @@ class TargetResult:
     name: str
     description: str
     expected: str  # human form, e.g. "<= 300 ms"
-    status: str  # met | missed | not measured
+    status: str  # met | missed | not measured | shown
     measured: float | None = None
     unit: str = ""
     note: str = ""

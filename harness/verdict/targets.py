@@ -2,6 +2,12 @@
 
 A target is met, missed, or not measured (e.g. the memory of a remote service); only a missed
 target fails a run. Users pass their own file in the same format as ``default_targets.json``.
+
+Targets belong to the service: ``--targets`` names them for one run, a profile's ``[targets]`` for
+every run of its service, and the seed's figures are the reference service's own. A profile that
+names none is held to the exactly-once invariants alone, its timings shown as measured
+(``SHOWN``), never as pass or fail: a correct service that renders a receipt in a browser for a
+second is not a failure of anyone's documented figure.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict
 
-from harness.verdict.result import MET, MISSED, NOT_MEASURED, TargetResult
+from harness.verdict.result import MET, MISSED, NOT_MEASURED, SHOWN, TargetResult
 from harness.errors import TargetsError
 
 TARGETS_VERSION = 1
@@ -32,6 +38,7 @@ class MetricTarget:
     bounds: tuple[tuple[str, float], ...]  # (("ge", 200), ("le", 500))
     unit: str = ""
     description: str = ""
+    judged: bool = True  # False: shown as measured beside its figure, never met or missed
 
     @property
     def expected(self) -> str:
@@ -45,6 +52,9 @@ class MetricTarget:
             result.note = f"{self.metric} was not measured"
             return result
         result.measured = float(value)
+        if not self.judged:
+            result.status = SHOWN
+            return result
         ok = all(_BOUNDS[op][1](result.measured, bound) for op, bound in self.bounds)
         result.status = MET if ok else MISSED
         return result
@@ -68,6 +78,7 @@ class _Entry:
     le: float | None = None
     unit: str = ""
     description: str = ""
+    judged: bool = True
 
     def __post_init__(self) -> None:
         if not any(getattr(self, op) is not None for op in _BOUNDS):
@@ -92,8 +103,13 @@ def parse_targets(data: dict[str, Any], source: str = "targets file") -> list[Me
         parsed = validated(_File, data, source)
     except ConfigError as exc:
         raise TargetsError(str(exc)) from None
-    return [MetricTarget(e.name, e.metric, tuple((op, getattr(e, op)) for op in _BOUNDS if getattr(e, op) is not None),
-                         e.unit, e.description) for e in parsed.targets]
+    return [_target(e) for e in parsed.targets]
+
+
+def _target(entry: Any) -> MetricTarget:
+    return MetricTarget(entry.name, entry.metric,
+                        tuple((op, getattr(entry, op)) for op in _BOUNDS if getattr(entry, op) is not None),
+                        entry.unit, entry.description, entry.judged)
 
 
 def load_targets(path: str | Path | None = None) -> list[MetricTarget]:
@@ -103,6 +119,57 @@ def load_targets(path: str | Path | None = None) -> list[MetricTarget]:
         return parse_targets(json.loads(source.read_text()), f"targets file {source}")
     except (OSError, json.JSONDecodeError) as exc:
         raise TargetsError(f"cannot read targets file {source}: {exc}") from None
+
+
+# What a profile that names no targets is held to: one of each side effect per paid payment (judged), and
+# the seed's other figures shown beside what was measured.
+PROFILE_DEFAULT = "exactly-once, with the seed's other figures shown (the profile names no [targets])"
+
+
+def profile_default_targets() -> list[MetricTarget]:
+    """Exactly one side effect of each kind per paid payment, judged; every other seed figure shown, not judged."""
+    judged = [MetricTarget("effects-per-payment", "receipts_per_payment_max", (("eq", 1.0),), "side effects",
+                           "Side effects of each kind: at most 1 per paid payment"),
+              MetricTarget("missing-effects", "missing_receipts", (("eq", 0.0),), "payments",
+                           "Side effects of each kind: at least 1 per paid payment")]
+    names = {"receipt-files-per-payment", "missing-receipts"}
+    shown = [MetricTarget(t.name, t.metric, t.bounds, t.unit, t.description + " (the seed's figure, not this "
+                          "service's: shown, not judged)", judged=False) for t in load_targets("seed")
+             if t.name not in names]
+    return judged + shown
+
+
+def targets_for(given: str | Path | None, profile: Any = None) -> tuple[list[MetricTarget], str]:
+    """(the targets a run is judged by, where they came from): ``--targets``, else the profile's ``[targets]``,
+    else for a profile file the exactly-once default with timings shown, else (the reference service) the seed's.
+
+    ``profile``: a ``harness.profile.Profile`` (its ``spec.targets`` and ``origin``), or None."""
+    if given:
+        return load_targets(given), str(given)
+    section = getattr(getattr(profile, "spec", None), "targets", None)
+    origin = getattr(profile, "origin", None) or {}
+    if section is not None:
+        targets: list[MetricTarget] = []
+        where = []
+        if section.file:
+            path = section.file
+            if section.file not in BUILT_IN and origin.get("path") and not Path(section.file).is_absolute():
+                path = str(Path(origin["path"]).parent / section.file)  # relative to the profile file
+            targets += load_targets(path)
+            where.append(str(path))
+        targets += [_target(entry) for entry in section.target]
+        if section.target:
+            where.append(f"{len(section.target)} in [targets]")
+        return targets, "the profile's [targets]: " + ", ".join(where)
+    if origin.get("from") == "profile file":
+        return profile_default_targets(), PROFILE_DEFAULT
+    return load_targets(None), "seed"
+
+
+def targets_as_data(targets: list[MetricTarget]) -> list[dict[str, Any]]:
+    """The targets as a targets file's entries (a report keeps the ones it was judged by, for ``verify``)."""
+    return [{"name": t.name, "metric": t.metric, **{op: value for op, value in t.bounds}, "unit": t.unit,
+             "description": t.description, **({} if t.judged else {"judged": False})} for t in targets]
 
 
 def evaluate(targets: list[MetricTarget], metrics: dict[str, Any]) -> list[TargetResult]:
