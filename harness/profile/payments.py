@@ -13,7 +13,7 @@ import httpx
 
 from harness.errors import TargetError
 from harness.profile.schema import PaymentsSection
-from harness.profile.template import dig, render
+from harness.profile.template import dig, iso_time, render
 from harness.progress import Progress
 
 
@@ -35,7 +35,8 @@ def event_values(transaction: str, amount: int, **more: Any) -> dict[str, Any]:
     """The placeholder values of one payment (``{transaction}``, ``{amount}``, ...) at this moment."""
     now = time.time()
     return {"transaction": transaction, "amount": amount, "amount_rupees": f"{amount // 100}.{amount % 100:02d}",
-            "now_ms": int(now * 1000), "now_s": int(now), "event_id": f"evt_{secrets.token_hex(12)}",
+            "now": iso_time(int(now * 1000)), "now_ms": int(now * 1000), "now_s": int(now),
+            "event_id": f"evt_{secrets.token_hex(12)}",
             "random": secrets.token_hex(6), **more}
 
 
@@ -55,7 +56,7 @@ def _created(section: PaymentsSection, amounts: list[int], base_url: str, client
     out = []
     for i, amount in enumerate(amounts):
         values = event_values(new_transaction(), amount)
-        kwargs: dict[str, Any] = {"headers": render(section.headers, values)}
+        kwargs: dict[str, Any] = {"headers": {k: str(v) for k, v in render(section.headers, values).items()}}
         if section.form is not None:
             kwargs["data"] = {k: str(v) for k, v in render(section.form, values).items()}
         elif section.body is not None:
@@ -88,7 +89,7 @@ def _inserted(section: PaymentsSection, amounts: list[int], progress: Progress) 
     documents, transactions = [], []
     for amount in amounts:
         values = event_values(new_transaction(), amount)
-        document = render(section.document, values)
+        document = render(section.document, values, bson=True)  # typed values stay dates, ObjectIds
         document.setdefault("_id", ObjectId())
         documents.append(document)
         transactions.append(values["transaction"])
