@@ -206,3 +206,46 @@ def test_an_audit_of_sink_effects_without_their_records_is_one_clear_line(tmp_pa
     result = _cli("audit", "--profile", str(_audit_only(tmp_path, CRM)))
     assert result.returncode == EXIT_USAGE
     assert "give --sink-records FILE" in result.stdout + result.stderr
+
+
+# -- 7. reports speak of the service under test --------------------------------------------------------
+
+def test_a_profile_run_is_named_by_the_profiles_name_without_a_label(tmp_path):
+    with RunSession(RunConfig(profile=load_profile(_profile(tmp_path)))) as session:
+        assert session.config.label == "shop"
+    with RunSession(RunConfig(profile=load_profile(_profile(tmp_path)), label="before")) as session:
+        assert session.config.label == "before"
+
+
+def test_an_id_header_is_shown_in_reports_and_a_credential_header_masked(tmp_path):
+    extra = ('[deliveries.callback.headers]\n"X-Razorpay-Event-Id" = "evt_{random}"\n"X-Client-Key" = "ck_live_1"\n'
+             '"X-Session" = "s3cr3t"\n')
+    path = tmp_path / "h.toml"
+    path.write_text(MINIMAL.format(receipts=tmp_path, extra="").replace('signing = { scheme = "none" }\n',
+                                                                        'signing = { scheme = "none" }\n' + extra))
+    headers = load_profile(path).to_dict()["deliveries"]["callback"]["headers"]
+    assert headers == {"X-Razorpay-Event-Id": "evt_{random}", "X-Client-Key": "***", "X-Session": "***"}
+
+
+def test_a_violation_names_the_payments_transaction_beside_the_services_id():
+    from harness.history import Event, History
+    from harness.observe.observation import Observation, ReceiptFile
+    from harness.oracle import Evidence, PlannedPayment, check
+    from harness.profile import Payment
+
+    payment = Payment("6b1309307e672a1b2c3d4e5f", "order_Nq3x", 49_900)
+    copies = [ReceiptFile(f"r{i}.pdf", 10, readable=True, subject="order_Nq3x", text="order_Nq3x Rs. 499.00")
+              for i in (1, 2)]
+    evidence = Evidence([PlannedPayment(payment, True)],
+                        History(events=[Event(index=0, payment=payment.id, channel="callback", t_release=0.0,
+                                              t_response=0.01, status=200)]),
+                        Observation(receipts=copies, receipts_dir="/r"))
+    duplicate = next(v for r in check(evidence) for v in r.violations if v.kind == "duplicate-receipts")
+    assert str(duplicate).startswith("payment order_Nq3x (id 6b1309307e672a1b2c3d4e5f): duplicate")
+
+
+def test_the_payments_table_names_a_payment_by_its_transaction_first():
+    from harness.report.tables import payment_name
+
+    assert payment_name({"payment": "6b13093", "merchant_transaction_id": "order_Nq3x"}) == "order_Nq3x (id 6b13093)"
+    assert payment_name({"payment": "MT1", "merchant_transaction_id": "MT1"}) == "MT1"

@@ -70,12 +70,13 @@ def test_markdown_history_summary_counts_requests_and_spreads(vulnerable: RunRep
 
 def test_markdown_payment_table_caps_rows_and_says_how_many_more() -> None:
     md = render_markdown(make_report("big", [1] * 40, unpaid=0, duplicates=2))
-    assert md.count("| ✅ | pay-") == 30 and "… 10 more payment(s) not shown" in md
+    assert md.count("| ✅ | MT-pay-") == 30 and "… 10 more payment(s) not shown" in md
 
 
 def test_markdown_payment_table_lists_problem_payments_first(vulnerable: RunReport) -> None:
-    rows = [line for line in render_markdown(vulnerable).splitlines() if re.match(r"\| (✅|❌) \| pay-", line)]
-    assert [r.split("|")[2].strip() for r in rows][:3] == ["pay-001", "pay-003", "pay-004"]
+    rows = [line for line in render_markdown(vulnerable).splitlines() if re.match(r"\| (✅|❌) \| MT-pay-", line)]
+    assert [r.split("|")[2].strip() for r in rows][:3] == ["MT-pay-001 (id pay-001)", "MT-pay-003 (id pay-003)",
+                                                           "MT-pay-004 (id pay-004)"]
 
 
 def test_markdown_backslash_escapes_hostile_text() -> None:

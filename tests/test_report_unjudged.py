@@ -40,7 +40,7 @@ def test_receipts_chart_gives_unjudged_payments_their_own_bar_colour_and_legend_
 def test_markdown_says_how_many_payments_were_judged_and_marks_unjudged_rows() -> None:
     md = render_markdown(_service_died_midway())
     assert "**Judged:** 3 of 5 payments judged (2 unjudged: no delivery reached the service)" in md
-    rows = {m[1]: m[0] for m in re.findall(r"^\| (\S+) \| (pay-\d+) \|", md, flags=re.M)}
+    rows = {m[1]: m[0] for m in re.findall(r"^\| (\S+) \| MT-pay-\d+ \(id (pay-\d+)\) \|", md, flags=re.M)}
     assert rows == {"pay-001": "✅", "pay-002": "➖", "pay-003": "➖", "pay-004": "✅", "pay-005": "✅"}
     assert md.count("| no: unjudged, no delivery reached the service |") == 2
     assert "| Unjudged payments (no delivery reached the service) | 2 |" in md

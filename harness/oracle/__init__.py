@@ -44,4 +44,9 @@ def check(evidence: Evidence, checkers: tuple[Checker, ...] = CHECKERS) -> list[
             summary = ((checker.__doc__ or "").strip().splitlines() or [name])[0]
             results.append(CheckResult(name, summary, None,
                                        details={"reason": f"checker raised {exc.__class__.__name__}: {exc}"}))
+    transactions = {p.payment.id: p.payment.merchant_transaction_id for p in evidence.payments}
+    for result in results:  # every violation also names its payment the way people search for it
+        for violation in result.violations:
+            if violation.payment and violation.transaction is None:
+                violation.transaction = transactions.get(violation.payment)
     return results

@@ -14,9 +14,15 @@ class Violation:
     files: list[str] = field(default_factory=list)
     events: list[int] = field(default_factory=list)
     kind: str = ""  # what went wrong, for counting (e.g. "duplicate-receipts", "file-conflict")
+    # The payment's transaction (order) id: what a person searches the service's logs for; ``payment`` is the
+    # service's own id for it, which may be an internal one (a MongoDB ObjectId).
+    transaction: str | None = None
 
     def __str__(self) -> str:
-        where = f"payment {self.payment}: " if self.payment else ""
+        where = ""
+        if self.payment:
+            where = (f"payment {self.transaction} (id {self.payment}): " if self.transaction and
+                     self.transaction != self.payment else f"payment {self.payment}: ")
         files = f" [{', '.join(self.files)}]" if self.files else ""
         return f"{where}{self.message}{files}"
 

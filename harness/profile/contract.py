@@ -170,7 +170,15 @@ class Profile:
                                            for name, channel in data.get("deliveries", {}).items()}}
         return Profile(parse_profile(data, source), {"from": source})
 
-_PUBLIC_HEADERS = frozenset({"content-type", "accept", "user-agent", "accept-encoding", "content-encoding"})
+# Words in a header's name that say it carries a credential: a key, a signature, a session, a password.
+_CREDENTIAL_HEADER_PARTS = ("key", "auth", "sign", "session", "pass", "cookie", "secret", "token", "credential", "hmac")
+
+
+def credential_header(name: str) -> bool:
+    """Whether a header's name says it carries a credential (its value masked in reports); an id is not one."""
+    lowered = name.lower()
+    return is_secret_key(name) or any(part in lowered for part in _CREDENTIAL_HEADER_PARTS)
+
 _PUBLIC_SIGNING = frozenset({"scheme", "salt_index", "header", "hash", "encoding", "signed", "prefix",
                              "timestamp_header", "timestamp_unit"})
 
@@ -179,8 +187,8 @@ def _masked(value: Any, key: str = "") -> Any:
     if isinstance(value, dict):
         if key == "signing":  # every setting of a scheme is a credential unless known not to be
             return {k: v if k in _PUBLIC_SIGNING else MASK for k, v in value.items()}
-        if key == "headers":  # a header may carry any credential (X-Auth-Key, X-Client-Key, ...)
-            return {k: v if k.lower() in _PUBLIC_HEADERS else MASK for k, v in value.items()}
+        if key == "headers":  # credentials (X-Auth-Key, X-Client-Key, a session), not ids (X-Razorpay-Event-Id)
+            return {k: MASK if credential_header(k) and v not in (None, "") else v for k, v in value.items()}
         return {k: _masked(v, k) for k, v in value.items()}
     if isinstance(value, list):
         return [_masked(v, key) for v in value]

@@ -39,7 +39,7 @@ METRIC_LABELS: dict[str, str] = {
     "faults": "Faults the nemesis did (kills, pauses, cuts, failed downstream calls)",
     "redeliveries": "Redelivered requests",
     "requests": "Requests",
-    "receipt_files": "Receipt files",
+    "receipt_files": "Side effects read back (receipt files, rows, calls, messages)",
     "receipts_per_payment_min": "Receipts per payment (min)",
     "receipts_per_payment_max": "Receipts per payment (max)",
     "receipts_per_payment_mean": "Receipts per payment (mean)",

@@ -143,7 +143,7 @@ def payments_table(report: RunReport, limit: int) -> Table:
     css = {UNEXPECTED: "bad", UNJUDGED: "unjudged", AS_EXPECTED: ""}
     for row in rows[:limit]:
         standing = payment_standing(row)
-        table.add([icons[standing], row.get("payment", DASH),
+        table.add([icons[standing], payment_name(row),
                    "yes" if is_judged(row) else "no: unjudged, no delivery reached the service",
                    row.get("expected", DASH), _requests_cell(row),
                    counts_text(Counter({k: v for k, v in (row.get("outcomes") or {}).items() if v}), OUTCOMES),
@@ -155,6 +155,14 @@ def payments_table(report: RunReport, limit: int) -> Table:
     if len(rows) > limit:
         table.note = f"… {len(rows) - limit} more payment(s) not shown (see the JSON)."
     return table
+
+
+def payment_name(row: dict[str, Any]) -> str:
+    """A payment as people search their logs for it: its transaction (order) id, then the service's own id."""
+    pid, transaction = row.get("payment"), row.get("merchant_transaction_id")
+    if transaction and pid and transaction != pid:
+        return f"{transaction} (id {pid})"
+    return str(transaction or pid or DASH)
 
 
 def _requests_cell(row: dict[str, Any]) -> str:
