@@ -8,19 +8,30 @@ text or an attachment's text. Which payment it belongs to is the oracle's job, a
 
 from __future__ import annotations
 
+import base64
+import email.parser
+import email.policy
 import fnmatch
-from dataclasses import replace
 import json
 import re
+import urllib.parse
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from harness.errors import SinkError
 from harness.observe.content import to_paise
 from harness.observe.observation import RECEIPTS_DIR, Problem, ReceiptFile
-from harness.sink import RecordedSink, Sink, SinkSettings
-from harness.errors import SinkError
-from harness.profile.schema import EffectSection, ProfileFile, SettleSection, SinkRule, SinkSection
+from harness.profile.schema import (
+    EffectSection,
+    ProfileFile,
+    SettleSection,
+    SinkRule,
+    SinkSection,
+)
 from harness.profile.template import dig
+from harness.sink import RecordedSink, Sink, SinkSettings
+from harness.sink.smtp import pdf_text
 
 
 def uses_sink(spec: ProfileFile) -> bool:
@@ -111,6 +122,8 @@ def read_sink_effects(section: EffectSection,
     for record in records:
         if "blocked" in record or "failed" in record or not _passes(section, record):  # failed: an attempt only
             continue
+        if record.get("channel") in ("http", "proxy"):
+            record = {**record, **call_parts(record)}  # its body as JSON, form fields and files (multipart)
         effect = _as_effect(section, record)
         if isinstance(record.get("t"), (int, float)):
             effect.at = float(record["t"])  # when the call or message reached the sink (its own clock)
@@ -154,26 +167,85 @@ def _as_effect(section: EffectSection, record: dict[str, Any]) -> ReceiptFile:
             effect.error = f"message: {record['error']}"
         return effect
     body = record.get("body") or ""
+    data = record.get("fields")
+    size = int(record.get("body_size") or len(body.encode()))
+    files = record.get("attachments") or []
+    if files:  # a multipart upload: what it says is its fields and its files' text, never its raw bytes
+        text = "\n".join([*(f"{k}: {v}" for k, v in (data or {}).items()), *(f.get("text") or "" for f in files)])
+    else:
+        text = body
+    effect = ReceiptFile(name=name, size=size, readable=True, kind=section.kind, source="sink", text=text,
+                         data=data if isinstance(data, dict) else {"method": record.get("method"),
+                                                                    "host": record.get("host"),
+                                                                    "path": record.get("path"), "body": body[:200]})
+    if files:
+        effect.data = {**(effect.data or {}), "attachments": [f"{f.get('name')} ({f.get('size')} bytes)" for f in files]}
+    if record.get("partial"):  # cut short: the call reached the sink, but not whole (a side effect of its own)
+        effect.readable, effect.error = False, f"partial call: {record['partial']}"
+    elif unreadable := [f for f in files if not f.get("readable", True)]:
+        effect.readable, effect.error = False, f"attachment {unreadable[0].get('name')!r}: {unreadable[0].get('error')}"
+    return effect
+
+
+def body_bytes(record: dict[str, Any]) -> bytes:
+    """The exact bytes of a call's body as the sink kept them (``body_b64`` when they are not UTF-8 text)."""
+    if record.get("body_b64"):
+        return base64.b64decode(record["body_b64"])
+    return str(record.get("body") or "").encode("utf-8")
+
+
+def call_parts(record: dict[str, Any]) -> dict[str, Any]:
+    """A call's body as parts: ``fields`` (a JSON object, a form's fields, a multipart form's text fields) and
+    ``attachments`` (a multipart form's files: name, size, content type, a PDF's text), as an e-mail's are kept.
+
+    Parsed by the standard library's MIME parser (``email``), which reads multipart/form-data as the MIME
+    multipart it is; a body that is none of these keeps neither."""
+    headers = {str(k).lower(): str(v) for k, v in (record.get("headers") or {}).items()}
+    content_type = headers.get("content-type", "")
+    data = body_bytes(record)
+    if content_type.lower().startswith("multipart/"):
+        return _multipart(content_type, data)
+    if content_type.lower().startswith("application/x-www-form-urlencoded"):
+        fields = urllib.parse.parse_qs(data.decode("utf-8", "replace"), keep_blank_values=True)
+        return {"fields": {k: v[0] if len(v) == 1 else v for k, v in fields.items()}}
     try:
-        data = json.loads(body) if body else None
+        parsed = json.loads(data) if data.strip() else None
     except ValueError:
-        data = None
-    return ReceiptFile(name=name, size=len(body.encode()), readable=True, kind=section.kind, source="sink", text=body,
-                       data=data if isinstance(data, dict) else {"method": record.get("method"),
-                                                                  "host": record.get("host"),
-                                                                  "path": record.get("path"), "body": body[:200]})
+        return {}
+    return {"fields": parsed} if isinstance(parsed, dict) else {}
+
+
+def _multipart(content_type: str, data: bytes) -> dict[str, Any]:
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"MIME-Version: 1.0\r\nContent-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n" + data)
+    if not message.is_multipart():
+        return {}
+    fields: dict[str, Any] = {}
+    files = []
+    for part in message.iter_parts():
+        payload = part.get_payload(decode=True) or b""
+        field = part.get_param("name", header="content-disposition") or ""
+        filename = part.get_filename()
+        if filename is None and payload[:4] != b"%PDF":  # a form's text field (a file part names its file)
+            fields[str(field)] = payload.decode(part.get_content_charset() or "utf-8", "replace")
+            continue
+        item: dict[str, Any] = {"name": filename or str(field), "field": str(field), "size": len(payload),
+                                "content_type": part.get_content_type(), "readable": True, "text": "", "error": None}
+        if part.get_content_type() == "application/pdf" or (filename or "").lower().endswith(".pdf") or (
+                payload[:4] == b"%PDF"):
+            item["readable"], item["text"], item["error"] = pdf_text(payload)
+        elif part.get_content_maintype() == "text":
+            item["text"] = payload.decode(part.get_content_charset() or "utf-8", "replace")
+        files.append(item)
+    return {"fields": fields, "attachments": files}
 
 
 def _part(rule: SinkRule, record: dict[str, Any]) -> Any:
     """The part of a record a rule reads."""
     if rule.from_ == "body":
-        body = record.get("body") or ""
-        if rule.field:
-            try:
-                return dig(json.loads(body), rule.field)
-            except ValueError:
-                return None
-        return body
+        if rule.field:  # a JSON object's field, or a form's (urlencoded or multipart)
+            return dig(record.get("fields"), rule.field) if isinstance(record.get("fields"), dict) else None
+        return record.get("body") or ""
     if rule.from_ == "header":
         headers = {k.lower(): v for k, v in (record.get("headers") or {}).items()}
         return headers.get(str(rule.header).lower())

@@ -1,0 +1,103 @@
+"""Side effects that leave as uploads: a multipart form with a PDF attached, read back in parts (issue 22, item 4).
+
+A WhatsApp-style gateway is sent the receipt as ``multipart/form-data``: text fields (the phone, a caption)
+and the PDF. The sink keeps the exact bytes; the harness reads the form's fields and the PDF's text, so a
+key or an amount rule can point at them the way it points at an e-mail's attachment.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import httpx
+import pytest
+from fpdf import FPDF
+
+from harness.errors import ProfileError
+from harness.observe.sink import call_parts, read_sink_effects
+from harness.profile.schema import EffectSection
+from harness.sink import RecordedSink
+
+
+def _pdf(text: str) -> bytes:
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=12)
+    pdf.cell(0, 10, text)
+    return bytes(pdf.output())
+
+
+def _upload(order: str, amount_text: str, *, seq: int = 1) -> dict:
+    """A sink record of a multipart upload, as the proxy channel keeps it (the body's exact bytes in body_b64)."""
+    request = httpx.Request("POST", "https://graph.whatsapp-gateway.example/v1/messages",
+                            data={"phone": "+919800000001", "caption": f"Receipt for {order}"},
+                            files={"document": (f"Donation_Receipt_{order}.pdf",
+                                                _pdf(f"Order {order} - Amount: Rs. {amount_text}"), "application/pdf")})
+    body = request.read()
+    return {"seq": seq, "t": 1.0, "channel": "proxy", "method": "POST", "host": "graph.whatsapp-gateway.example",
+            "path": "/v1/messages", "headers": {"Content-Type": request.headers["content-type"]},
+            "body": body.decode("utf-8", "replace"), "body_b64": base64.b64encode(body).decode(),
+            "body_size": len(body)}
+
+
+def _sink(tmp_path, records: list[dict]) -> RecordedSink:
+    path = tmp_path / "sink.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return RecordedSink(path)
+
+
+WHATSAPP = {"kind": "whatsapp receipt", "source": "sink", "channel": "proxy", "host": "graph.whatsapp-gateway.example",
+            "key": {"from": "body", "field": "caption", "pattern": "Receipt for (\\S+)"},
+            "amount": {"from": "attachment", "attachment": "*.pdf", "pattern": "Amount: Rs\\. ([\\d,.]+)",
+                       "unit": "rupees"}}
+
+
+def test_a_multipart_upload_is_read_as_its_fields_and_its_pdfs_text():
+    parts = call_parts(_upload("order_1", "4,527.20"))
+    assert parts["fields"] == {"phone": "+919800000001", "caption": "Receipt for order_1"}
+    (pdf,) = parts["attachments"]
+    assert pdf["name"] == "Donation_Receipt_order_1.pdf" and pdf["content_type"] == "application/pdf"
+    assert "Amount: Rs. 4,527.20" in pdf["text"] and pdf["readable"]
+
+
+def test_an_attachment_amount_rule_reads_the_pdf_inside_an_upload(tmp_path):
+    section = EffectSection.model_validate(WHATSAPP)
+    effects, problems = read_sink_effects(section, _sink(tmp_path, [_upload("order_1", "4,527.20")]))
+    assert not problems
+    assert [(e.key, e.amount) for e in effects] == [("order_1", 452_720)]
+
+
+def test_an_attachment_amount_rule_catches_a_wrong_amount_in_the_uploaded_pdf(tmp_path):
+    section = EffectSection.model_validate(WHATSAPP)
+    effects, _ = read_sink_effects(section, _sink(tmp_path, [_upload("order_1", "4,528.20")]))
+    assert effects[0].amount == 452_820  # the oracle compares it with the payment's 452 720 paise
+
+
+def test_a_call_cut_short_is_a_partial_side_effect_not_a_whole_one(tmp_path):
+    cut = {**_upload("order_1", "1.00"), "partial": "the body ended after 900 of 1400 bytes"}
+    effects, _ = read_sink_effects(EffectSection.model_validate(WHATSAPP), _sink(tmp_path, [cut]))
+    assert not effects[0].readable and effects[0].error.startswith("partial call: the body ended")
+
+
+def test_a_form_field_key_rule_reads_an_urlencoded_body(tmp_path):
+    record = {"seq": 1, "t": 1.0, "channel": "http", "method": "POST", "path": "/donations",
+              "headers": {"Content-Type": "application/x-www-form-urlencoded"}, "body": "orderId=o7&amount=10"}
+    section = EffectSection.model_validate({"kind": "api", "source": "sink", "channel": "http",
+                                            "key": {"from": "body", "field": "orderId"}})
+    effects, _ = read_sink_effects(section, _sink(tmp_path, [record]))
+    assert [e.key for e in effects] == ["o7"]
+
+
+@pytest.mark.parametrize("channel, part", [("http", "recipient"), ("proxy", "subject"), ("smtp", "header")])
+def test_a_rule_over_a_part_its_channel_does_not_have_is_refused_naming_it(channel, part):
+    from harness.profile.schema import parse_profile
+
+    rule = {"from": part, "pattern": "x", **({"header": "X-A"} if part == "header" else {})}
+    data = {"version": 1, "name": "s", "base_url": "http://127.0.0.1:9",
+            "payments": {"source": "http", "path": "/p", "id": "id"},
+            "deliveries": {"callback": {"path": "/h", "body": {"id": "{id}"}, "signing": {"scheme": "none"}}},
+            "effects": [{"kind": "k", "source": "sink", "channel": channel, "key": {"from": "body", "pattern": "x"}
+                         if channel != "smtp" else {"from": "subject", "pattern": "x"}, "amount": rule}]}
+    with pytest.raises(ProfileError, match=rf"effects\.0: amount: from = '{part}' cannot apply to a {channel} record"):
+        parse_profile(data)
