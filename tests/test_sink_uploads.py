@@ -101,3 +101,16 @@ def test_a_rule_over_a_part_its_channel_does_not_have_is_refused_naming_it(chann
                          if channel != "smtp" else {"from": "subject", "pattern": "x"}, "amount": rule}]}
     with pytest.raises(ProfileError, match=rf"effects\.0: amount: from = '{part}' cannot apply to a {channel} record"):
         parse_profile(data)
+
+
+def test_the_sinks_variables_keep_a_services_loopback_calls_off_the_proxy():
+    # HTTP_PROXY is set for a hard-coded host; a client that reads the environment must still reach the sink's
+    # own http channel (SINK_URL, on loopback) directly, or its call is recorded on the wrong channel.
+    import urllib.request
+
+    from harness.sink.server import service_env
+
+    env = service_env({"http": 8025, "proxy": 8026}, "/ca.pem")
+    proxies = {k.lower().removesuffix("_proxy"): v for k, v in env.items() if k.lower().endswith("_proxy")}
+    assert urllib.request.proxy_bypass_environment("127.0.0.1", proxies)
+    assert not urllib.request.proxy_bypass_environment("graph.whatsapp-gateway.example", proxies)

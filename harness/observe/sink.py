@@ -50,7 +50,8 @@ def sink_settings(spec: ProfileFile) -> SinkSettings:
         if effect.source == "sink" and ports[str(effect.channel)] is None:
             ports[str(effect.channel)] = 0
     return SinkSettings(**ports, status=section.status, body=section.body, content_type=section.content_type,
-                        latency_ms=section.latency_ms, ca_dir=section.ca_dir, mitmdump=section.mitmdump)
+                        latency_ms=section.latency_ms, ca_dir=section.ca_dir, mitmdump=section.mitmdump,
+                        read_timeout=section.read_timeout, max_body=section.max_body)
 
 
 def settle_for_sink(spec: ProfileFile) -> SettleSection | None:

@@ -4,7 +4,9 @@ mitmproxy pins older h11/h2 than httpx needs, so it lives in its own environment
 mitmproxy``, or a venv with ``race-harness[proxy]``): the sink finds ``mitmdump`` through
 ``RACE_HARNESS_MITMDUMP``, beside this Python, or on PATH. The service is told
 ``HTTPS_PROXY=http://127.0.0.1:<port>`` and to trust a throw-away CA (``ca_cert``); every request
-is recorded and answered by the addon, and no connection to the real host is ever opened.
+is recorded and answered by the addon, and no connection to the real host is ever opened. A body is
+read under the same deadline and bound as the HTTP channel's (``read_timeout``, ``max_body``: the
+addon's ``sink_read_timeout`` and ``sink_max_body`` options).
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from typing import Any, Callable
 
 from harness.local.process import end_process
 from harness.errors import SinkError
+from .mitm_addon import MAX_BODY, READ_TIMEOUT
 
-ADDON = Path(__file__).with_name("_mitm_addon.py")
+ADDON = Path(__file__).with_name("mitm_addon.py")
 CA_CERT = "mitmproxy-ca-cert.pem"
 START_TIMEOUT = 30.0
 
@@ -73,7 +76,7 @@ class ProxyChannel:
 
     def __init__(self, port: int, record: Callable[[dict[str, Any]], Any], *, status: int, body: str,
                  content_type: str, latency_ms: float, ca_dir: Path | str | None = None,
-                 mitmdump: str | None = None) -> None:
+                 mitmdump: str | None = None, read_timeout: float = READ_TIMEOUT, max_body: int = MAX_BODY) -> None:
         self.port, self.record = port, record
         self._own_dir = tempfile.mkdtemp(prefix="race-harness-proxy-")
         self.ca_dir = Path(ca_dir) if ca_dir else Path(self._own_dir) / "ca"
@@ -81,6 +84,7 @@ class ProxyChannel:
         self._raw.touch()
         self._options = {"sink_records": str(self._raw), "sink_status": status, "sink_body": body,
                          "sink_content_type": content_type, "sink_latency_ms": int(latency_ms),
+                         "sink_read_timeout": repr(float(read_timeout)), "sink_max_body": int(max_body),
                          "connection_strategy": "lazy", "upstream_cert": "false", "confdir": str(self.ca_dir),
                          "termlog_verbosity": "error", "flow_detail": 0}
         self._mitmdump = mitmdump
