@@ -186,7 +186,9 @@ def test_every_stranger_profile_in_the_suite_loads(path):
                               "DONATIONS_MONGO_URI", "DONATIONS_DATABASE", "DONATIONS_WEBHOOK_SECRET",
                               "MAILER_BASE_URL", "MAILER_WEBHOOK_SECRET", "MAILER_RECEIPTS_DIR", "MAILER_SMTP_PORT",
                               "MAILER_PROXY_PORT", "MAILER_CA_DIR", "CTG_PYTHON", "CTG_PORT", "CTG_RECEIPTS_DIR",
-                              "CTG_DB_UPSTREAM", "CTG_DB_PORT", "CTG_DATABASE", "CTG_VARIANT", "CTG_SECRET", "CTG_LEASE_SECONDS")}
+                              "CTG_DB_UPSTREAM", "CTG_DB_PORT", "CTG_DATABASE", "CTG_VARIANT", "CTG_SECRET", "CTG_LEASE_SECONDS",
+                              "DS_PYTHON", "DS_PORT", "DS_RECEIPTS_DIR", "DS_MONGO_URI", "DS_DATABASE", "DS_VARIANT",
+                              "DS_SECRET")}
     assert load_profile(path, variables).channels
 
 

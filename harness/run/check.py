@@ -23,6 +23,7 @@ from harness.tls import http_client
 from harness.profile import Profile
 from harness.observe.effects import describe
 from harness.observe.observer import mark_baseline, observe, observe_settled
+from harness.observe.sink import settle_for_sink
 from harness.prepare.deliveries import make_planned_payments
 from harness.run.session import RunConfig, RunSession
 
@@ -136,13 +137,15 @@ def _deliver(profile: Profile, payment: Payment, client: httpx.Client, result: P
 
 
 def _read_back(profile: Profile, payment: Payment, client: httpx.Client) -> Observation:
-    """The side effects and state once they settled, or (without [settle]) once the effect appeared (bounded)."""
-    if profile.spec.settle is not None:
+    """The side effects and state once they settled (the profile's [settle], or a sink's quiet seconds), or else
+    once a side effect of every kind appeared (bounded)."""
+    if settle_for_sink(profile.spec) is not None:
         return observe_settled(profile, [payment], client)
+    kinds = {e.kind for e in profile.spec.effects}
     deadline = time.monotonic() + WAIT_FOR_EFFECT
     while True:
         observation = observe(profile, [payment], client)
-        if _owned(observation, payment) or time.monotonic() > deadline:
+        if kinds <= {r.kind for r in _owned(observation, payment)} or time.monotonic() > deadline:
             return observation
         time.sleep(0.2)
 
