@@ -128,4 +128,7 @@ def rule_miss(index: int, effect: Any, records: list) -> str:
 def _fingerprint(obs: Observation) -> tuple:
     effects = tuple(sorted((r.source, r.name, r.size, r.key or "", r.readable) for r in obs.receipts))
     state = tuple(sorted((pid, json.dumps(s, sort_keys=True, default=str)) for pid, s in obs.state.items()))
-    return effects, state, tuple(p.message for p in obs.problems)
+    # A problem counts by what it is about, not its wording: a source that keeps failing (refused credentials)
+    # words each failure differently (a driver's topology ids, timings), and must settle as failing, not as
+    # "still changed" after polling to the timeout.
+    return effects, state, tuple(sorted((p.kind, p.file or "", p.message.split(":", 1)[0]) for p in obs.problems))

@@ -20,8 +20,11 @@ def one_generation(ev: Evidence) -> CheckResult:
                            details={"reason": "the profile says nothing about answers ([answers]): judged from "
                                               "side effects and state alone"})
     if not any(e.outcome is not None for e in ev.history):
-        return CheckResult(name, description, None,
-                           details={"reason": "the service's answers name no outcome (Target.outcome_field)"})
+        answered = [e for e in ev.history if e.status is not None]
+        reason = (f"none of the {len(answered)} answers names an outcome in the words [answers] gives"
+                  if answered else f"no request got an answer to read an outcome from ({len(ev.history)} sent, "
+                                   f"{sum(1 for e in ev.history if e.error)} transport errors)")
+        return CheckResult(name, description, None, details={"reason": reason})
     violations = []
     for planned in ev.payments:
         generated = [e.index for e in ev.events_of(planned.payment) if e.outcome == "generated"]

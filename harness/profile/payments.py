@@ -119,11 +119,22 @@ def _from_file(section: PaymentsSection, amounts: list[int]) -> list[Payment]:
         text = path.read_text()
     except OSError as exc:
         raise TargetError(f"payments.file: cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        records = json.loads(text) if text.lstrip().startswith("[") else [
-            json.loads(line) for line in text.splitlines() if line.strip()]
-    except ValueError as exc:
-        raise TargetError(f"payments.file: {path} is neither a JSON array nor JSON lines: {exc}") from None
+    if text.lstrip().startswith("["):
+        try:
+            records = json.loads(text)
+        except ValueError as exc:
+            raise TargetError(f"payments.file: {path} is neither a JSON array nor JSON lines: {exc}") from None
+    else:
+        records = []
+        for number, line in enumerate(text.splitlines(), 1):  # a bad record is named by its own line, not line 1
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except ValueError as exc:
+                column = f" column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+                reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+                raise TargetError(f"payments.file: {path} line {number}{column}: not a JSON record ({reason})") from None
     if len(records) < len(amounts):
         raise TargetError(f"payments.file: the plan needs {len(amounts)} payments; {path} holds {len(records)}")
     out = []
