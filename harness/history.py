@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Iterable, Iterator
 
 HISTORY_VERSION = 1
@@ -49,6 +49,13 @@ class Event:
     # ``failed``, ``not_paid``), read from the body by the profile's description of its answers (``[answers]``).
     outcome: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    # The answer's body as it was read, whole (set whenever ``status`` is): bytes read in all, the SHA-256
+    # (hex) of all of them, and whether ``body`` holds only their first bytes (the sender's ``body_limit``,
+    # ``harness.senders.base.ANSWER_BODY_LIMIT``, 64 KiB), kept as text and never parsed.
+    # None/False in histories written before they were recorded.
+    body_size: int | None = None
+    body_sha256: str | None = None
+    body_truncated: bool = False
 
     @property
     def latency(self) -> float | None:
@@ -178,8 +185,9 @@ class History:
     def from_dict(cls, data: dict[str, Any]) -> "History":
         if data.get("version") != HISTORY_VERSION:
             raise ValueError(f"unsupported history version {data.get('version')!r}")
+        known = {f.name for f in fields(Event)}  # a field a later version adds is dropped, not fatal
         return cls(
-            events=[Event(**e) for e in data["events"]],
+            events=[Event(**{k: v for k, v in e.items() if k in known}) for e in data["events"]],
             origin_wall=data.get("origin_wall", 0.0),
             sync=data.get("sync", "last-byte"),
             faults=[{k: v for k, v in f.items() if k != "t"} for f in data.get("faults", [])],

@@ -50,9 +50,16 @@ def target_config(profile: Profile) -> dict[str, Any]:
 
 
 def read_answers(profile: Profile, history: History) -> None:
-    """What each answer says, by the profile: the outcome, and an injected-fault mark."""
+    """What each answer says, by the profile: the outcome, and an injected-fault mark.
+
+    An answer whose body was kept only in part (``Event.body_truncated``) or cut before it ended says
+    nothing through its body: with a profile that reads a field of the body its outcome is unknown
+    (None), never guessed from the status; a profile that reads only status codes still reads them.
+    """
+    reads_body = profile.spec.answers is not None and profile.spec.answers.field is not None
     for event in history:
-        event.outcome = profile.outcome_of(event.body, event.status)
+        partial = event.body_truncated or (event.status is not None and event.error is not None)
+        event.outcome = None if partial and reads_body else profile.outcome_of(event.body, event.status)
         fault = profile.injected_fault_of(event.body)
         if fault:
             event.meta["injected_fault"] = fault

@@ -11,7 +11,10 @@ Every failure of a single request (refused, reset, timeout, bad response) is rec
 http/https) raises. ``verify_tls`` is how an ``https://`` target's certificate is trusted
 (``harness.tls``): True, the system's CAs; a path, the CAs in that PEM file; False, none checked.
 A ``Server-Timing`` response header's durations land in
-``Event.meta["server_timing"]`` (``{name: ms}``).
+``Event.meta["server_timing"]`` (``{name: ms}``). Answer bodies are streamed and kept up to
+``body_limit`` bytes (``base.ANSWER_BODY_LIMIT``, 64 KiB), the rest counted and hashed
+(``Event.body_size``, ``body_sha256``, ``body_truncated``); an answer still streaming at the
+deadline, or past ``base.ANSWER_READ_CAP`` bytes (256 MiB), is cut with a ``read:`` error.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ def fire(
     history: History | None = None,
     clock_origin: float | None = None,
     settle: float = 0.0,
+    body_limit: int | None = None,
 ) -> BurstResult:
     """Send ``requests`` as one burst now and return one timed Event per request, in input order.
 
@@ -59,7 +63,8 @@ def fire(
     go to different hosts. ``warmup_path`` is the path of the ``GET`` that warms each connection
     first (its response is read and dropped); ``None`` skips warming. ``settle`` is an extra pause
     (seconds) between sending what goes ahead (the last-byte prefixes) and the release, for servers
-    that should have read the prefixes first.
+    that should have read the prefixes first. ``body_limit``: bytes of each answer's body kept in its
+    event (None: the sender's default, ``base.ANSWER_BODY_LIMIT``).
 
     Clock: event times are ``time.perf_counter()`` seconds minus the clock origin: ``clock_origin``
     when given; else, when ``history`` already has an ``origin_wall``, the perf time matching it (so
@@ -73,5 +78,7 @@ def fire(
     if timeout <= 0:
         raise ValueError("timeout must be positive")
     deadline = time.perf_counter() + timeout
-    armed = chosen.open(requests, timeout=timeout, warmup_path=warmup_path, verify_tls=verify_tls)
+    # Only when given: a sender written before bodies were bounded still opens without it.
+    limit = {} if body_limit is None else {"body_limit": body_limit}
+    armed = chosen.open(requests, timeout=timeout, warmup_path=warmup_path, verify_tls=verify_tls, **limit)
     return armed.release(None, history, clock_origin=clock_origin, deadline=deadline, settle=settle)

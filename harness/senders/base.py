@@ -7,12 +7,22 @@ lifecycle once (open, release once, wait, bound in time, close, turn outcomes in
 implementation only says how it connects (``_open``) and how its requests go out (``_send``).
 Times inside a sender are ``time.perf_counter`` seconds; they become history times when the
 events are built.
+
+Answer bodies come from a service the harness does not trust, so they are read as a stream
+(``AnswerBody``): the first ``body_limit`` bytes (``ANSWER_BODY_LIMIT``, 64 KiB, unless the sender
+is opened with another ``body_limit``) are kept, every byte is counted and hashed, and the event
+says so (``Event.body_size``, ``body_sha256``, ``body_truncated``). Reading one answer stops at the
+burst's deadline (the answer is cut: ``read: answer still streaming after N s: cut``) or past
+``ANSWER_READ_CAP`` bytes (256 MiB: ``read: answer larger than ... bytes: cut``), whichever comes
+first; an answer kept in part is never parsed as JSON.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import selectors
+import ssl
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -29,6 +39,14 @@ from .server_timing import parse_server_timing
 
 ARRIVAL_HEADER = "x-arrival-ns"  # the server's own arrival time, epoch nanoseconds
 SERVER_TIMING_HEADER = "server-timing"  # W3C Server-Timing; durations land in Event.meta["server_timing"]
+# Bytes of an answer's body kept in its Event (and so in the history and run.json); the rest is read,
+# counted and hashed, and the event is marked ``body_truncated``. A sender's ``open(body_limit=...)`` overrides it.
+ANSWER_BODY_LIMIT = 64 * 1024
+# Bytes read from one answer at most, kept or not: past them the answer is cut and its connection closed
+# (an endless, unthrottled answer otherwise ties the read loop up until the deadline).
+ANSWER_READ_CAP = 256 * 1024 * 1024
+# Bytes one connection's read may take before the read loop turns to the other connections.
+READ_TURN = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -124,11 +142,63 @@ class Outcome:
     content_type: str = ""
     arrival_ns: str | None = None
     server_timing: list[str] = field(default_factory=list)  # every Server-Timing header line, raw
-    body: bytes = b""
+    body: bytes = b""  # the answer's body, its first ``body_limit`` bytes when ``body_truncated``
+    body_size: int | None = None  # bytes of body read in all (None: not counted, e.g. an outcome made up in a test)
+    body_sha256: str | None = None  # of every byte of body read
+    body_truncated: bool = False
     error: str | None = None
     cold: bool = False  # the warm-up connection was not kept: this request paid for a fresh connect
     reused: bool = False  # the connection came warm from an earlier burst (a kept-alive pool), not opened for this one
     meta: dict[str, Any] | None = None  # what the sender adds to the event's meta (e.g. how HTTP/2 carried it)
+
+
+class AnswerTooLarge(ConnectionError):
+    """An answer went past ``ANSWER_READ_CAP`` bytes: it is cut and its connection closed."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(f"answer larger than {cap} bytes ({cap / 2**20:g} MiB): cut")
+
+
+def still_streaming(since: float | None, now: float | None = None) -> str:
+    """The error of an answer whose head came but whose body had not ended at the deadline."""
+    now = time.perf_counter() if now is None else now
+    return f"read: answer still streaming after {max(0.0, now - (since if since is not None else now)):.1f} s: cut"
+
+
+class AnswerBody:
+    """One answer's body as it streams in: its first ``limit`` bytes kept, every byte counted and hashed.
+
+    ``add`` raises ``AnswerTooLarge`` once more than ``cap`` bytes came (default ``ANSWER_READ_CAP``);
+    ``settle`` writes what was read into an Outcome.
+    """
+
+    __slots__ = ("_hash", "cap", "kept", "limit", "size")
+
+    def __init__(self, limit: int = ANSWER_BODY_LIMIT, cap: int | None = None) -> None:
+        self.limit = max(0, limit)
+        self.cap = ANSWER_READ_CAP if cap is None else cap
+        self.kept = bytearray()
+        self.size = 0
+        self._hash = hashlib.sha256()
+
+    def add(self, data: bytes) -> None:
+        self.size += len(data)
+        self._hash.update(data)
+        room = self.limit - len(self.kept)
+        if room > 0:
+            self.kept += data[:room]
+        if self.size > self.cap:
+            raise AnswerTooLarge(self.cap)
+
+    @property
+    def truncated(self) -> bool:
+        return self.size > len(self.kept)
+
+    def settle(self, outcome: Outcome) -> None:
+        outcome.body = bytes(self.kept)
+        outcome.body_size = self.size
+        outcome.body_sha256 = self._hash.hexdigest()
+        outcome.body_truncated = self.truncated
 
 
 @lru_cache(maxsize=4096)  # a swarm's waves send to a handful of URLs, again and again
@@ -159,9 +229,11 @@ class Sender(Protocol):
     """Opens armed bursts; one implementation per sync mode, registered in ``harness.senders.SENDERS``."""
 
     def open(self, requests: Sequence[PreparedRequest], *, timeout: float = 30.0,
-             warmup_path: str | None = "/healthz", verify_tls: bool | str = True) -> "ArmedBurst":
+             warmup_path: str | None = "/healthz", verify_tls: bool | str = True,
+             body_limit: int = ANSWER_BODY_LIMIT) -> "ArmedBurst":
         """Connect and warm for ``requests`` (bounded by ``timeout``); per-request failures are kept
-        for the events, misuse (a URL that is not absolute http/https) raises ValueError."""
+        for the events, misuse (a URL that is not absolute http/https) raises ValueError.
+        ``body_limit``: bytes of each answer's body kept in its event (``ANSWER_BODY_LIMIT``)."""
         ...
 
 
@@ -176,9 +248,13 @@ class ArmedBurst(ABC):
     sync: str = ""
 
     def __init__(self, requests: Sequence[PreparedRequest], *, timeout: float = 30.0,
-                 warmup_path: str | None = "/healthz", verify_tls: bool | str = True) -> None:
+                 warmup_path: str | None = "/healthz", verify_tls: bool | str = True,
+                 body_limit: int = ANSWER_BODY_LIMIT) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
+        if body_limit < 0:
+            raise ValueError("body_limit must not be negative")
+        self.body_limit = body_limit  # bytes of each answer's body kept in its event
         self.opened_at = time.perf_counter()  # the history's default time 0
         self.requests = list(requests)
         self.timeout = timeout
@@ -255,8 +331,10 @@ class StatelessSender:
         self.armed = armed
 
     def open(self, requests: Sequence[PreparedRequest], *, timeout: float = 30.0,
-             warmup_path: str | None = "/healthz", verify_tls: bool | str = True) -> ArmedBurst:
-        return self.armed(requests, timeout=timeout, warmup_path=warmup_path, verify_tls=verify_tls)
+             warmup_path: str | None = "/healthz", verify_tls: bool | str = True,
+             body_limit: int = ANSWER_BODY_LIMIT) -> ArmedBurst:
+        return self.armed(requests, timeout=timeout, warmup_path=warmup_path, verify_tls=verify_tls,
+                          body_limit=body_limit)
 
 
 def map_clock(history: History | None, clock_origin: float | None, opened: float, sync: str) -> tuple[History, float]:
@@ -297,11 +375,21 @@ def to_event(index: int, request: PreparedRequest, outcome: Outcome, origin: flo
         t_release=None if outcome.t_release is None else outcome.t_release - origin,
         t_response=None if outcome.t_response is None else outcome.t_response - origin,
         status=outcome.status,
-        body=_parse_body(outcome.content_type, outcome.body) if outcome.status is not None else None,
+        body=_answer_body(outcome) if outcome.status is not None else None,
+        body_size=outcome.body_size if outcome.status is not None else None,
+        body_sha256=outcome.body_sha256 if outcome.status is not None else None,
+        body_truncated=outcome.body_truncated,
         error=outcome.error,
         server_arrival=_parse_arrival(outcome.arrival_ns),
         meta=meta,
     )
+
+
+def _answer_body(outcome: Outcome) -> Any:
+    """An answer's body for its event: parsed when whole; text when kept in part or cut (never half-parsed JSON)."""
+    if outcome.body_truncated or outcome.error is not None:
+        return outcome.body.decode("utf-8", errors="replace")
+    return _parse_body(outcome.content_type, outcome.body)
 
 
 def _parse_body(content_type: str, raw: bytes) -> Any:
@@ -323,6 +411,11 @@ def _parse_arrival(value: str | None) -> float | None:
         return int(value.strip()) / 1e9
     except ValueError:
         return None
+
+
+def tls_pending(sock: Any) -> bool:
+    """Decrypted bytes a TLS socket holds that select() cannot see."""
+    return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
 
 
 def read_all(conns: Sequence[Any], deadline: float, drain: Callable[[Any], bool]) -> set[Any]:

@@ -27,9 +27,12 @@ class HeldBurst:
     """
 
     def __init__(self, requests: Sequence[PreparedRequest], *, timeout: float = 30.0,
-                 warmup_path: str | None = "/healthz", verify_tls: bool | str = True) -> None:
+                 warmup_path: str | None = "/healthz", verify_tls: bool | str = True,
+                 body_limit: int | None = None) -> None:
+        """``body_limit``: bytes of each answer's body kept (None: the sender's ``ANSWER_BODY_LIMIT``)."""
+        limit = {} if body_limit is None else {"body_limit": body_limit}
         self._armed = SENDERS["last-byte"].open(requests, timeout=timeout, warmup_path=warmup_path,
-                                                verify_tls=verify_tls)
+                                                verify_tls=verify_tls, **limit)
 
     @property
     def ready(self) -> int:

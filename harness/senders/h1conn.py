@@ -3,7 +3,8 @@
 Every request gets a connection of its own. ``open_all`` resolves each origin once and then
 connects and warms every connection in parallel on a bounded thread pool, all within the burst's
 deadline; a connection that fails carries its error (``connect:``, ``warm-up:``, ``timeout:``) in
-its Outcome and is closed. ``h11`` frames both directions.
+its Outcome and is closed. ``h11`` frames both directions. A body is read through ``AnswerBody``
+(kept up to the burst's ``body_limit``, counted, hashed, cut past ``ANSWER_READ_CAP``), the warm-up's too.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from concurrent.futures import wait as wait_futures
 import h11
 
 from ..tls import Trust, client_context
-from .base import ARRIVAL_HEADER, SERVER_TIMING_HEADER, Origin, Outcome, PreparedRequest, plain, remaining
+from .base import (ANSWER_BODY_LIMIT, ARRIVAL_HEADER, SERVER_TIMING_HEADER, AnswerBody, Origin, Outcome,
+                   PreparedRequest, plain, remaining)
 
 _MAX_CONNECT_THREADS = 64  # connect + TLS + warm-up run in parallel, bounded
 READ_CHUNK = 65536
@@ -31,8 +33,9 @@ class Conn:
     """One connection carrying one burst request, and the response coming back on it."""
 
     def __init__(self, position: int, origin: Origin, target: str, request: PreparedRequest,
-                 http: h11.Connection | None = None) -> None:
-        """``http``: the h11 state of a kept connection this one continues (default: a new connection's)."""
+                 http: h11.Connection | None = None, body_limit: int = ANSWER_BODY_LIMIT) -> None:
+        """``http``: the h11 state of a kept connection this one continues (default: a new connection's);
+        ``body_limit``: bytes of the answer's body kept (the rest is counted and hashed)."""
         self.origin = origin
         self.target = target
         self.request = request
@@ -41,7 +44,8 @@ class Conn:
         self.http = http if http is not None else h11.Connection(h11.CLIENT)
         self.sock: socket.socket | None = None
         self.final: bytes = b""  # the withheld last byte
-        self._chunks: list[bytes] = []
+        self.body_limit = body_limit
+        self.answer = AnswerBody(body_limit)
         self._lock = threading.Lock()  # adopt() runs on a worker thread, close() on the caller's
         self._closed = False
 
@@ -73,10 +77,16 @@ class Conn:
     def start_response(self) -> None:
         self.out.status, self.out.content_type, self.out.arrival_ns, self.out.body = None, "", None, b""
         self.out.server_timing = []
-        self._chunks = []
+        self.answer = AnswerBody(self.body_limit)
+
+    def keep_partial(self) -> None:
+        """Put what was read of an answer that did not end (cut, failed) into the outcome."""
+        self.answer.settle(self.out)
 
     def feed(self, data: bytes) -> bool:
-        """Hand received bytes (``b""`` = the peer closed) to h11; True once a whole response is in."""
+        """Hand received bytes (``b""`` = the peer closed) to h11; True once a whole response is in.
+
+        ``AnswerTooLarge`` once the body went past ``ANSWER_READ_CAP`` bytes."""
         self.http.receive_data(data)
         while True:
             event = self.http.next_event()
@@ -85,9 +95,9 @@ class Conn:
             if isinstance(event, h11.Response):
                 self._take_head(event)
             elif isinstance(event, h11.Data):
-                self._chunks.append(bytes(event.data))
+                self.answer.add(event.data)
             elif isinstance(event, h11.EndOfMessage):
-                self.out.body = b"".join(self._chunks)
+                self.answer.settle(self.out)
                 return True
             elif isinstance(event, h11.ConnectionClosed):
                 raise ConnectionError("the server closed the connection before responding")

@@ -3,7 +3,9 @@
 ``H2Conn`` wraps a socket and an ``h2`` client state machine. It opens cleartext h2c with prior
 knowledge for ``http://`` and TLS with ALPN ``h2`` for ``https://``, waits for the server's
 SETTINGS (which decide how a burst is split), warms the connection with one GET, and turns
-response frames into each stream's ``Outcome``. Everything here is bounded by a deadline.
+response frames into each stream's ``Outcome``. Everything here is bounded by a deadline. A stream's
+body is read through ``AnswerBody`` (kept up to ``body_limit`` bytes, counted and hashed); a stream
+past ``ANSWER_READ_CAP`` bytes is reset (CANCEL) and cut.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ from typing import Callable
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
 
 from ..tls import Trust, client_context
 from .h1conn import READ_CHUNK
-from .base import ARRIVAL_HEADER, SERVER_TIMING_HEADER, Origin, Outcome, remaining
+from .base import (ANSWER_BODY_LIMIT, ARRIVAL_HEADER, SERVER_TIMING_HEADER, AnswerBody, AnswerTooLarge, Origin,
+                   Outcome, remaining)
 
 # Big receive windows so that responses never wait for our WINDOW_UPDATEs (we send them anyway).
 _RECEIVE_WINDOW = 1 << 24
@@ -72,7 +76,8 @@ class H2Conn:
         self.pings_acked = 0
         self.terminated: str | None = None  # why the server ended the connection (GOAWAY, close)
         self.reused = False  # kept open by a pool after an earlier burst, handed to this one
-        self._chunks: dict[int, list[bytes]] = {}
+        self.body_limit = ANSWER_BODY_LIMIT  # bytes of each answer's body kept (the burst using it sets it)
+        self._bodies: dict[int, AnswerBody] = {}  # stream id -> its answer's body as it streams in
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -148,6 +153,7 @@ class H2Conn:
             if stream not in self.ended:
                 outcome.error = outcome.error or f"read: {why}"
                 self.ended.add(stream)
+                self._settle(stream, outcome)  # what came of its answer, if anything
 
     def reusable(self) -> bool:
         """Every stream of the last burst answered in full, none open, the server still there."""
@@ -165,7 +171,7 @@ class H2Conn:
         """Forget the last burst's streams: this connection carries the next burst's."""
         self.outcomes.clear()
         self.ended.clear()
-        self._chunks.clear()
+        self._bodies.clear()
         self.number = -1
         self.reused = True
 
@@ -203,8 +209,7 @@ class H2Conn:
         elif isinstance(event, h2.events.ResponseReceived):
             self._take_head(event.stream_id, event.headers)
         elif isinstance(event, h2.events.DataReceived):
-            self._chunks.setdefault(event.stream_id, []).append(event.data)
-            self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            self._data(event)
         elif isinstance(event, h2.events.StreamEnded):
             self._end(event.stream_id)
         elif isinstance(event, h2.events.StreamReset):
@@ -228,12 +233,44 @@ class H2Conn:
             elif name == _SERVER_TIMING:
                 outcome.server_timing.append(value.decode("latin-1"))
 
+    def _data(self, event: h2.events.DataReceived) -> None:
+        stream = event.stream_id
+        self.h2.acknowledge_received_data(event.flow_controlled_length, stream)
+        if stream in self.ended or stream not in self.outcomes:  # e.g. a stream already cut: dropped
+            return
+        body = self._bodies.get(stream)
+        if body is None:
+            body = self._bodies[stream] = AnswerBody(self.body_limit)
+        try:
+            body.add(event.data)
+        except AnswerTooLarge as exc:
+            self.cut(stream, f"read: {exc}")
+
+    def cut(self, stream: int, error: str) -> None:
+        """End a stream whose answer did not end (too large, still streaming at the deadline): reset it
+        (CANCEL), keep what came of it, and mark it with ``error`` (its status stays: the head came)."""
+        outcome = self.outcomes.get(stream)
+        if outcome is None or stream in self.ended:
+            return
+        self.ended.add(stream)
+        self._settle(stream, outcome)
+        outcome.error = error
+        try:
+            self.h2.reset_stream(stream, h2.errors.ErrorCodes.CANCEL)
+        except h2.exceptions.H2Error:
+            pass  # already closed on the server's side
+        # the RST_STREAM goes out with the next flush; the connection is not kept after a cut stream
+
+    def _settle(self, stream: int, outcome: Outcome) -> None:
+        body = self._bodies.pop(stream, None)
+        (body if body is not None else AnswerBody(self.body_limit)).settle(outcome)
+
     def _end(self, stream: int, error: str | None = None) -> None:
         outcome = self.outcomes.get(stream)
         if outcome is None or stream in self.ended:
             return
         self.ended.add(stream)
-        outcome.body = b"".join(self._chunks.pop(stream, []))
+        self._settle(stream, outcome)
         if error is not None:
             outcome.error, outcome.status = error, None
         else:

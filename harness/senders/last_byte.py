@@ -6,7 +6,9 @@
 2. ``release``: at the instant, send every request but its final byte, wait until the kernel has
    sent those prefixes, then release all final bytes back to back from one thread (``t_release``
    is read right after each ``send``);
-3. read every response (one ``selectors`` loop, ``h11`` for framing) within the deadline.
+3. read every response (one ``selectors`` loop, ``h11`` for framing) within the deadline: each
+   body kept up to ``body_limit`` bytes and counted and hashed past it (``base.AnswerBody``); an
+   answer still streaming at the deadline, or past ``ANSWER_READ_CAP`` bytes, is cut.
 
 A server cannot act on a request before its final byte arrives, so the requests become complete
 on the server within the time one Python loop takes to send N single bytes (see
@@ -17,6 +19,7 @@ usable under gevent (Locust).
 
 from __future__ import annotations
 
+import socket
 import ssl
 import struct
 import sys
@@ -25,7 +28,8 @@ import time
 import h11
 
 from .h1conn import READ_CHUNK, Conn, open_all
-from .base import ArmedBurst, Outcome, plain, read_all, remaining
+from .base import (READ_TURN, AnswerTooLarge, ArmedBurst, Outcome, plain, read_all, remaining, still_streaming,
+                   tls_pending)
 
 _FLUSH_POLL = 0.0002  # seconds between checks that every prefix has left the send queue
 _SIOCOUTQNSD = 0x894B  # Linux: bytes in the send queue not yet sent
@@ -40,7 +44,7 @@ class LastByteBurst(ArmedBurst):
     _conns: list[Conn] = []  # close() before _open has run closes nothing
 
     def _open(self, warmup_path: str | None, verify_tls: bool | str) -> None:
-        self._conns = [Conn(i, origin, target, request)
+        self._conns = [Conn(i, origin, target, request, body_limit=self.body_limit)
                        for i, (request, (origin, target)) in enumerate(zip(self.requests, self.targets))]
         open_all(self._conns, self.opened_at + self.timeout, warmup_path, verify_tls)
 
@@ -162,14 +166,24 @@ def release(conns: list[Conn]) -> list[Conn]:
 
 
 def _read_responses(conns: list[Conn], deadline: float) -> None:
-    """Read every response in one selector loop; whatever is unfinished at the deadline times out."""
-    for conn in read_all(conns, deadline, _drain):
-        conn.out.error = "timeout: no complete response within the timeout"
+    """Read every response in one selector loop; whatever is unfinished at the deadline times out, and an
+    answer whose head came but whose body had not ended is cut (what came of it is kept)."""
+    for conn in read_all(conns, deadline, lambda conn: _drain(conn, deadline)):
+        if conn.out.status is None:
+            conn.out.error = "timeout: no complete response within the timeout"
+        else:
+            conn.out.error = still_streaming(conn.out.t_release)
+            conn.keep_partial()
+            _hang_up(conn)
 
 
-def _drain(conn: Conn) -> bool:
-    """Read what is there without blocking; True once this connection is finished (or failed)."""
+def _drain(conn: Conn, deadline: float) -> bool:
+    """Read what is there without blocking; True once this connection is finished (or failed).
+
+    Returns False (not finished) at the deadline, and after ``READ_TURN`` bytes so that one
+    fast, long answer does not keep the other connections from being read."""
     assert conn.sock is not None
+    perf, turn = time.perf_counter, 0
     # Loop until the socket would block: TLS can hold decrypted bytes that select() cannot see.
     while True:
         try:
@@ -181,11 +195,29 @@ def _drain(conn: Conn) -> bool:
             return True
         try:
             if conn.feed(data):
-                conn.out.t_response = time.perf_counter()
+                conn.out.t_response = perf()
                 return True
+        except AnswerTooLarge as exc:
+            conn.out.error = f"read: {exc}"
+            conn.keep_partial()
+            _hang_up(conn)
+            return True
         except (h11.ProtocolError, ConnectionError) as exc:
             conn.out.error = f"read: {plain(exc)}"
             return True
         if not data:
             conn.out.error = "read: the server closed the connection before the response was complete"
             return True
+        turn += len(data)
+        if perf() >= deadline or (turn >= READ_TURN and not tls_pending(conn.sock)):
+            return False  # the selector loop comes back to it (or cuts it at the deadline)
+
+
+def _hang_up(conn: Conn) -> None:
+    """End a connection whose answer was cut: the service stops sending (the socket is closed with the burst)."""
+    try:
+        if conn.sock is not None:
+            conn.sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+

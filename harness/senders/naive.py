@@ -7,6 +7,8 @@ connections per origin), and the release hands the gather to that loop. So it wo
 whether or not the caller runs a loop itself. ``t_release`` is the moment a request was handed to
 httpx (not when its last byte left); ``connection`` numbers the pool connections in the order they
 answered. It is not meant for gevent-patched processes (asyncio under gevent is a known trap).
+Bodies are streamed as the other senders read them (``base.AnswerBody``): kept up to ``body_limit``
+bytes, counted and hashed past it, cut at the deadline or past ``ANSWER_READ_CAP`` bytes.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import threading
 import time
 from typing import Any
 
-from .base import ARRIVAL_HEADER, SERVER_TIMING_HEADER, ArmedBurst, Origin, Outcome, PreparedRequest, plain
+from .base import (ARRIVAL_HEADER, SERVER_TIMING_HEADER, AnswerBody, AnswerTooLarge, ArmedBurst, Origin, Outcome,
+                   PreparedRequest, plain, still_streaming)
 
 _GRACE = 2.0  # seconds past a deadline allowed for the loop to cancel, close its client and stop
 
@@ -103,7 +106,7 @@ class NaiveBurst(ArmedBurst):
                 self._armed.set()
                 deadline = await self._go
                 if deadline is not None:
-                    await _burst(client, self.requests, self._outcomes, deadline)
+                    await _burst(client, self.requests, self._outcomes, deadline, self.body_limit)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, raised there
             self._failure = exc
         finally:
@@ -129,22 +132,37 @@ async def _warm(client: Any, targets: list[tuple[Origin, str]], path: str, deadl
     return len(answered)
 
 
-async def _burst(client: Any, requests: list[PreparedRequest], outcomes: list[Outcome], deadline: float) -> None:
+async def _burst(client: Any, requests: list[PreparedRequest], outcomes: list[Outcome], deadline: float,
+                 body_limit: int) -> None:
     streams: dict[int, int] = {}
-    burst = asyncio.gather(*(_one(client, r, o, streams) for r, o in zip(requests, outcomes)))
+    burst = asyncio.gather(*(_one(client, r, o, streams, body_limit) for r, o in zip(requests, outcomes)))
     try:
         await asyncio.wait_for(burst, timeout=max(0.001, deadline - time.perf_counter()))
     except asyncio.TimeoutError:
         pass
 
 
-async def _one(client: Any, request: PreparedRequest, outcome: Outcome, streams: dict[int, int]) -> None:
+async def _one(client: Any, request: PreparedRequest, outcome: Outcome, streams: dict[int, int],
+               body_limit: int) -> None:
     import httpx
 
     outcome.t_release = time.perf_counter()  # handed to httpx; not when its last byte left
+    response, answer = None, AnswerBody(body_limit)
     try:
-        response = await client.request(request.method, request.url, headers=list(request.headers),
-                                        content=request.body)
+        async with client.stream(request.method, request.url, headers=list(request.headers),
+                                 content=request.body) as response:
+            async for chunk in response.aiter_bytes():
+                answer.add(chunk)  # AnswerTooLarge past ANSWER_READ_CAP
+    except asyncio.CancelledError:  # the deadline: an answer whose head came is cut, what came of it kept
+        if response is not None:
+            _take(outcome, response, answer, streams)
+            outcome.error = still_streaming(outcome.t_release)
+        raise
+    except AnswerTooLarge as exc:
+        assert response is not None
+        _take(outcome, response, answer, streams)
+        outcome.error = f"read: {exc}"
+        return
     except httpx.TimeoutException as exc:
         outcome.error = f"timeout: {plain(exc)}"
         return
@@ -158,11 +176,16 @@ async def _one(client: Any, request: PreparedRequest, outcome: Outcome, streams:
         outcome.error = f"send: {plain(exc)}"
         return
     outcome.t_response = time.perf_counter()
+    _take(outcome, response, answer, streams)
+
+
+def _take(outcome: Outcome, response: Any, answer: AnswerBody, streams: dict[int, int]) -> None:
+    """The answer's head and what was read of its body, into the outcome."""
     outcome.status = response.status_code
     outcome.content_type = response.headers.get("content-type", "")
     outcome.arrival_ns = response.headers.get(ARRIVAL_HEADER)
     outcome.server_timing = response.headers.get_list(SERVER_TIMING_HEADER)
-    outcome.body = response.content
+    answer.settle(outcome)
     stream = response.extensions.get("network_stream")
     if stream is not None:
         outcome.connection = streams.setdefault(id(stream), len(streams))

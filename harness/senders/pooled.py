@@ -27,7 +27,7 @@ from typing import Any, Generic, Hashable, Sequence, TypeVar
 import h11
 
 from .h1conn import Conn, open_all
-from .base import ArmedBurst, Origin, PreparedRequest
+from .base import ANSWER_BODY_LIMIT, ArmedBurst, Origin, PreparedRequest
 from .last_byte import LastByteBurst
 
 MAX_IDLE = 2.0  # seconds a kept connection may wait for its next burst: under the usual 5 s keep-alive
@@ -152,11 +152,11 @@ class PooledLastByteBurst(LastByteBurst):
         for i, (request, (origin, target)) in enumerate(zip(self.requests, self.targets)):
             kept = self._pool.take(self._key(origin))
             if kept is None:
-                conn = Conn(i, origin, target, request)
+                conn = Conn(i, origin, target, request, body_limit=self.body_limit)
                 fresh.append(conn)
             else:
                 sock, http = kept
-                conn = Conn(i, origin, target, request, http)  # no new h11 state only to drop it
+                conn = Conn(i, origin, target, request, http, self.body_limit)  # no new h11 state only to drop it
                 conn.adopt(sock)
                 conn.out.reused = True
             self._conns.append(conn)
@@ -194,8 +194,10 @@ class KeptSender:
         self.pool = pool if pool is not None else self.pool_type()
 
     def open(self, requests: Sequence[PreparedRequest], *, timeout: float = 30.0,
-             warmup_path: str | None = "/healthz", verify_tls: bool | str = True) -> ArmedBurst:
-        return self.burst_type(self.pool, requests, timeout=timeout, warmup_path=warmup_path, verify_tls=verify_tls)
+             warmup_path: str | None = "/healthz", verify_tls: bool | str = True,
+             body_limit: int = ANSWER_BODY_LIMIT) -> ArmedBurst:
+        return self.burst_type(self.pool, requests, timeout=timeout, warmup_path=warmup_path, verify_tls=verify_tls,
+                               body_limit=body_limit)
 
     def close(self) -> None:
         """Close every kept connection."""

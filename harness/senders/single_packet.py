@@ -11,7 +11,9 @@ PortSwigger's method ("Smashing the state machine", 2023), with the ``h2`` libra
    server has received all of that; then, per connection, every held-back final frame in ONE
    write. A final DATA frame is 10 bytes, so on one connection ~140 of them fit one segment and
    share its fate on the network: they arrive together or not at all;
-3. read every stream's response (one ``selectors`` loop) within the deadline.
+3. read every stream's response (one ``selectors`` loop) within the deadline: each body kept up to
+   ``body_limit`` bytes, counted and hashed past it; a stream still streaming at the deadline, or past
+   ``ANSWER_READ_CAP`` bytes, is reset and cut (``h2conn``).
 
 How it was sent is in each event's ``meta["h2"]``: ``connection`` (its number), ``stream`` (its
 id), ``streams`` (on that connection), ``final_write_bytes`` (that connection's final write) and
@@ -31,7 +33,8 @@ import h2.exceptions
 
 from .h1conn import READ_CHUNK, PhaseError, connect_socket, describe_error, resolve_address
 from .h2conn import H2Conn, h2_context, request_headers
-from .base import ArmedBurst, Origin, Outcome, plain, read_all, remaining
+from .base import (READ_TURN, ArmedBurst, Origin, Outcome, plain, read_all, remaining, still_streaming,
+                   tls_pending)
 
 _MAX_ORIGIN_THREADS = 16  # origins are opened in parallel, each origin's connections one after another
 
@@ -78,10 +81,12 @@ class SinglePacketBurst(ArmedBurst):
             while todo:
                 kept = self._kept(origin)
                 if kept is not None:  # warm from an earlier burst: no connect, no warm-up
+                    kept.body_limit = self.body_limit
                     conns.append(kept)
                 else:
                     addresses = addresses if addresses is not None else resolve_address(origin)
                     conns.append(H2Conn(-1, origin))
+                    conns[-1].body_limit = self.body_limit
                     self.connect_socket(conns[-1], addresses, deadline, warmup_path, context)
                 conn = conns[-1]
                 taken = _fits(conn, [self.requests[i].body for i in todo])
@@ -265,17 +270,27 @@ def _send_body(conn: H2Conn, stream: int, data: bytes, deadline: float) -> None:
 
 
 def _read_responses(conns: list[H2Conn], deadline: float) -> None:
-    """Read every stream's response in one selector loop; what is unfinished at the deadline times out."""
+    """Read every stream's response in one selector loop; what is unfinished at the deadline times out, and a
+    stream whose head came but whose body had not ended is cut (what came of it is kept)."""
     pending = read_all(conns, deadline, lambda conn: _drain(conn, deadline))
     for conn in pending:
-        for stream, outcome in conn.outcomes.items():
-            if stream not in conn.ended:
+        now = time.perf_counter()
+        for stream, outcome in list(conn.outcomes.items()):
+            if stream in conn.ended:
+                continue
+            if outcome.status is None:
                 outcome.error = "timeout: no complete response within the timeout"
+            else:
+                conn.cut(stream, still_streaming(outcome.t_release, now))
 
 
 def _drain(conn: H2Conn, deadline: float) -> bool:
-    """Read what is there without blocking; True once every stream on ``conn`` is finished."""
+    """Read what is there without blocking; True once every stream on ``conn`` is finished.
+
+    Returns False (not finished) at the deadline, and after ``READ_TURN`` bytes so that one fast,
+    long answer does not keep the other connections from being read."""
     assert conn.sock is not None
+    perf, turn = time.perf_counter, 0
     while True:  # TLS can hold decrypted bytes that select() cannot see
         try:
             data = conn.sock.recv(READ_CHUNK)
@@ -286,9 +301,14 @@ def _drain(conn: H2Conn, deadline: float) -> bool:
             return True
         try:
             conn.feed(data, deadline)
+        except TimeoutError:  # the deadline passed as a WINDOW_UPDATE or PING ACK went out: cut by the caller
+            return False
         except OSError as exc:  # sending a WINDOW_UPDATE failed: the connection is gone
             conn.fail_open_streams(plain(exc))
         finally:
             conn.sock.setblocking(False)  # flush() set a timeout
         if all(s in conn.ended for s in conn.outcomes) or conn.terminated is not None:
             return True
+        turn += len(data)
+        if perf() >= deadline or (turn >= READ_TURN and not tls_pending(conn.sock)):
+            return False  # the selector loop comes back to it (or cuts it at the deadline)
