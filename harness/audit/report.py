@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.redact import redact
+from harness.redact import printable, printable_values, redact
 from harness.report.write import md_table, safe_stem
 from harness.report.format import esc, md_code, md_escape
 from harness.report.tables import Table
@@ -103,13 +103,14 @@ def render_audit_html(report: dict[str, Any]) -> str:
 
 
 def audit_stdout(report: dict[str, Any], paths: dict[str, Path], shown: int = 10) -> str:
-    """What the command prints: the summary, the first duplicated keys and where the reports are."""
-    report = redact(report)
+    """What the command prints: the summary, the first duplicated keys and where the reports are; every name
+    from the directory (a file, a key) escaped for the terminal, newlines included."""
+    report = printable_values(redact(report))
     lines = [report["summary"]]
     for group in [k for k in report["keys"] if len(k["receipts"]) > 1][:shown]:
         lines.append(f"  {group['key']}: {len(group['receipts'])} receipts ({', '.join(group['receipts'])})"
                      + ("; amounts disagree" if group["amounts_disagree"] else ""))
     for item in report["unreadable"][:shown]:
         lines.append(f"  unreadable: {item['file']}")
-    lines += [f"{fmt} report: {path}" for fmt, path in paths.items()]
+    lines += [f"{fmt} report: {printable(path)}" for fmt, path in paths.items()]
     return "\n".join(lines)

@@ -16,7 +16,7 @@ import threading
 from typing import Iterator, Sequence
 
 from harness.cli import audit, run, sink, tools
-from harness.cli.common import Parser
+from harness.cli.common import Parser, say
 from harness.verdict.result import EXIT_INCONCLUSIVE
 
 
@@ -57,7 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception:  # a fault of the harness itself: it could not judge, which is not "invalid"
         import traceback
 
-        traceback.print_exc()
+        # The exception's text may hold a URL's password or a name the service chose: masked and escaped.
+        print(say(traceback.format_exc()), file=sys.stderr, end="")
         print("race-harness: internal error: the run could not be judged (exit 3)", file=sys.stderr)
         return EXIT_INCONCLUSIVE
 

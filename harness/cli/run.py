@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from harness.verdict.result import EXIT_INCONCLUSIVE, EXIT_INVALID, EXIT_OK, RunReport, Verdict
 from harness.progress import ProgressBar
-from harness.cli.common import fail
+from harness.cli.common import fail, say
 from harness.reference import SERVICE
 from harness.run.options import FAULTS, OUTPUT, PLAN, SENDING, TARGET, TLS, Option, add_options, defaults
 from harness.report.tables import strength_text
@@ -87,10 +87,23 @@ def _run_config(args: argparse.Namespace, **overrides: Any):
 
 
 def _announce(message: str) -> None:
-    print(f"race-harness: {message}", file=sys.stderr, flush=True)
+    print(f"race-harness: {say(message)}", file=sys.stderr, flush=True)
 
 
-def _print_report(report: RunReport, as_json: bool, paths: dict[str, Path] | None = None) -> None:
+def _secrets(config: Any) -> frozenset[str]:
+    """The secret values a run was given (its profile's), masked wherever they appear in what it writes and prints.
+    A run of the reference service started here (no profile yet) has none known here."""
+    return config.profile.secret_values() if config.profile is not None else frozenset()
+
+
+def _print_report(report: RunReport, as_json: bool, paths: dict[str, Path] | None = None,
+                  secrets: frozenset[str] = frozenset()) -> None:
+    """The run's summary on stdout: secrets masked as in the written report, and (as text) every value the
+    service controls — a file name, an answer — escaped for the terminal."""
+    from harness.redact import printable, printable_values
+    from harness.report.write import redacted
+
+    report = redacted(report, secrets)
     if as_json:
         print(json.dumps({"label": report.label, "verdict": report.verdict.__dict__, "metrics": report.metrics,
                           "checks": [{"name": c.name, "valid": c.valid, "violations": [v.__dict__ for v in c.violations]}
@@ -98,6 +111,7 @@ def _print_report(report: RunReport, as_json: bool, paths: dict[str, Path] | Non
                           "targets": [t.__dict__ for t in report.targets],
                           "reports": {k: str(v) for k, v in (paths or {}).items()}}, indent=2, default=str))
         return
+    report = RunReport.from_dict(printable_values(json.loads(report.dumps())))
     print(f"[{report.label}] {report.explain(limit=5)}")
     m = report.metrics
     if m.get("payments_indeterminate"):
@@ -120,7 +134,7 @@ def _print_report(report: RunReport, as_json: bool, paths: dict[str, Path] | Non
         measured = "not measured" if target.measured is None else f"{target.measured:g} {target.unit}".strip()
         print(f"  target {target.name:<26} {target.status:<13} {measured} (expected {target.expected})")
     for kind, path in (paths or {}).items():
-        print(f"  report ({kind}): {path}")
+        print(f"  report ({kind}): {printable(path)}")
 
 
 def _execute(config, reference, args: argparse.Namespace) -> tuple[RunReport, dict[str, Path]]:
@@ -131,7 +145,7 @@ def _execute(config, reference, args: argparse.Namespace) -> tuple[RunReport, di
     # The run knows the directory (a sink keeps its records there); the report is written here, and its paths printed.
     with ProgressBar(not args.quiet and not args.json) as progress:
         report = race(reference, config, progress) if reference is not None else run_race(config, progress)
-    paths = write_report(report, config.report_dir) if config.report_dir else {}
+    paths = write_report(report, config.report_dir, secrets=_secrets(config)) if config.report_dir else {}
     return report, paths
 
 
@@ -144,7 +158,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         report, paths = _execute(config, reference, args)
     except (HarnessError, PlanError, ValueError) as exc:
         return fail(str(exc))
-    _print_report(report, args.json, paths)
+    _print_report(report, args.json, paths, _secrets(config))
     return report.verdict.exit_code
 
 
@@ -220,8 +234,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from harness.report.write import write_report
     from harness.errors import HarnessError
+    from harness.redact import uri_credentials
     from harness.run import reverify
 
+    # The credentials given here (the report's own were masked when it was written).
+    secrets = frozenset(uri_credentials(args.target or "") | uri_credentials(args.mongo_uri or ""))
     try:
         previous = RunReport.load(args.report)
         changes = {k: v for k, v in (("base_url", args.target), ("mongo_uri", args.mongo_uri),
@@ -231,8 +248,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
                           report_file=args.report)
     except (HarnessError, OSError, ValueError, KeyError) as exc:
         return fail(str(exc))
-    paths = write_report(report, args.report_dir) if args.report_dir else {}
-    _print_report(report, args.json, paths)
+    paths = write_report(report, args.report_dir, secrets=secrets) if args.report_dir else {}
+    _print_report(report, args.json, paths, secrets)
     return report.verdict.exit_code
 
 

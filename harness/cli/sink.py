@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from harness.cli.common import say
 from harness.errors import SinkError
 from harness.verdict.result import EXIT_USAGE
 from harness.sink.server import MAX_BODY, READ_TIMEOUT, SinkSettings, serve, stop_on_signals
@@ -76,6 +77,6 @@ def _cmd_sink(args: argparse.Namespace) -> int:
     try:
         serve(settings, args.records, announce, stop)
     except SinkError as exc:
-        print(f"race-harness sink: {exc}")
+        print(f"race-harness sink: {say(str(exc))}")
         return EXIT_USAGE
     return 0

@@ -9,7 +9,7 @@ from typing import Any
 
 from harness.verdict.result import EXIT_INVALID, EXIT_OK, EXIT_USAGE
 from harness.progress import ProgressBar
-from harness.cli.common import Parser, fail
+from harness.cli.common import Parser, fail, say
 from harness.reference import add_serve_arguments
 from harness.senders import SENDERS
 
@@ -62,13 +62,13 @@ def _cmd_burst(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"summary": summary, "history": result.history.to_dict()}, indent=2, default=str))
     else:
-        print(f"{summary['requests']} requests ({summary['sync']}): {summary['responded']} answered, "
-              f"{summary['errors']} errors; statuses {summary['statuses']}")
+        print(say(f"{summary['requests']} requests ({summary['sync']}): {summary['responded']} answered, "
+                  f"{summary['errors']} errors; statuses {summary['statuses']}"))
         print(f"release spread {summary['release_spread_ms']} ms; server-seen arrival spread "
               f"{summary['arrival_spread_ms'] if summary['arrival_spread_ms'] is not None else 'not reported'} ms; "
               f"latency p50 {summary['latency_ms']['p50']} ms, p95 {summary['latency_ms']['p95']} ms")
         for kind, count in summary["error_kinds"].items():
-            print(f"  {count} x {kind} error")
+            print(say(f"  {count} x {kind} error"))
     return EXIT_OK if result.all_responded() else EXIT_INVALID
 
 
@@ -97,7 +97,7 @@ def _cmd_matrix(args: argparse.Namespace) -> int:
         (args.report_dir / "matrix.md").write_text(table)
         (args.report_dir / "matrix.json").write_text(json.dumps({"version": 1, "kind": "race-harness-matrix",
                                                                   "cells": to_dicts(cells)}, indent=2))
-    print(json.dumps(to_dicts(cells), indent=2) if args.json else table)
+    print(json.dumps(to_dicts(cells), indent=2) if args.json else say(table))
     return EXIT_OK
 
 
@@ -123,9 +123,9 @@ def _cmd_power(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**result.to_dict(), "reports": {k: str(v) for k, v in paths.items()}}, indent=2))
     else:
-        print(render_markdown(result))
+        print(say(render_markdown(result)))
         for kind, path in paths.items():
-            print(f"report ({kind}): {path}")
+            print(say(f"report ({kind}): {path}"))
     return EXIT_OK
 
 
@@ -139,7 +139,7 @@ def _cmd_profile_check(args: argparse.Namespace) -> int:
     except ProfileError as exc:
         return fail(str(exc))
     result = check_profile(profile)
-    print(result.render())
+    print(say(result.render()))  # what the service answered and each rule extracted: escaped for the terminal
     return EXIT_OK if result.ok else EXIT_USAGE
 
 

@@ -16,6 +16,7 @@ from harness.prepare.plan import Plan
 from harness.profile import Payment, Profile
 from harness.profile.payments import make_payments
 from harness.progress import Progress, no_progress
+from harness.redact import redact_uris
 from harness.senders.base import PreparedRequest
 from harness.tls import explain
 
@@ -25,7 +26,7 @@ def check_reachable(profile: Profile, client: httpx.Client) -> None:
     try:
         profile.check_reachable(client)
     except TargetError as exc:
-        raise HarnessError(explain(f"target {exc}")) from None
+        raise HarnessError(redact_uris(explain(f"target {exc}"))) from None  # no URL's password in the message
 
 
 def prepare_payments(profile: Profile, plan: Plan, client: httpx.Client,

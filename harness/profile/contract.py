@@ -9,6 +9,7 @@ the description came from, for the report. The stages that read the service back
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -18,8 +19,8 @@ from harness.profile.deliveries import Channel
 from harness.profile.schema import parse_profile
 from harness.profile.payments import Payment
 from harness.profile.schema import ProfileFile
-from harness.profile.template import dig
-from harness.redact import MASK, is_secret_key
+from harness.profile.template import dig, placeholders_in
+from harness.redact import MASK, MIN_SECRET_LENGTH, is_secret_key, redact_uris, uri_credentials, without_userinfo
 from harness.senders.base import PreparedRequest
 
 # A profile's outcome words -> the oracle's (the reference service's answers use these).
@@ -99,7 +100,9 @@ class Profile:
         try:
             client.get(self.url(self.health_path), timeout=5.0)
         except httpx.HTTPError as exc:
-            raise TargetError(f"{self.base_url} is unreachable: {exc.__class__.__name__}: {exc}") from None
+            # Named without its credentials: a base_url may carry user:password@ (and the error may repeat it).
+            raise TargetError(f"{without_userinfo(self.base_url)} is unreachable: {exc.__class__.__name__}: "
+                              f"{redact_uris(str(exc))}") from None
 
     def request(self, channel: str, payment: Payment, state: str = "COMPLETED") -> PreparedRequest:
         return self.channels[channel].request(payment, state)
@@ -162,6 +165,16 @@ class Profile:
         """The profile as data, every secret masked (reports carry it)."""
         return _masked(self.spec.model_dump(mode="json", by_alias=True, exclude_none=True))
 
+    def secret_values(self) -> frozenset[str]:
+        """Every secret this profile holds, as text, for masking wherever it appears (``harness.redact.mask_values``):
+        what ``to_dict`` masks — signing settings, credential headers, secret-named fields anywhere (a
+        ``${ENV}`` value placed in one included) — and the credentials in its URIs. Values shorter than
+        ``MIN_SECRET_LENGTH`` are left out, and so are settings that name rather than prove (a PhonePe v2
+        ``username``, a ``header_prefix``), and templates still holding a per-request ``{placeholder}``."""
+        found: set[str] = set()
+        _collect_secrets(self.spec.model_dump(mode="json", by_alias=True, exclude_none=True), "", found)
+        return frozenset(v for v in found if len(v) >= MIN_SECRET_LENGTH and v != MASK)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "profile", *, reading_only: bool = False) -> "Profile":
         """A profile from plain data; ``reading_only``: from a report, whose masked credentials cannot sign."""
@@ -193,3 +206,33 @@ def _masked(value: Any, key: str = "") -> Any:
     if isinstance(value, list):
         return [_masked(v, key) for v in value]
     return MASK if key and is_secret_key(key) and value not in (None, "") else value
+
+
+# Signing settings that identify rather than prove: masked in the report's copy of the profile (``_masked``)
+# but not searched for by value ("race-harness" or "webhook" would be masked all over a report).
+_NAMING_SIGNING = _PUBLIC_SIGNING | {"username", "header_prefix"}
+# An Authorization-style value's scheme word: the credential is what follows it.
+_AUTH_SCHEME = re.compile(r"^(?:bearer|basic|digest|token)\s+(?P<credential>\S.*)$", re.IGNORECASE)
+
+
+def _collect_secrets(value: Any, key: str, found: set[str], secret: bool = False) -> None:
+    """Add to found every secret value inside value (``_masked``'s rule: what it masks, and URI credentials)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if key == "signing":
+                _collect_secrets(v, k, found, k not in _NAMING_SIGNING)
+            elif key == "headers":
+                _collect_secrets(v, k, found, credential_header(k))
+            else:
+                _collect_secrets(v, k, found, is_secret_key(k))
+    elif isinstance(value, list):
+        for v in value:
+            _collect_secrets(v, key, found, secret)
+    elif isinstance(value, str):
+        found |= uri_credentials(value)
+        if secret and not placeholders_in(value):
+            found.add(value)
+            if (auth := _AUTH_SCHEME.match(value)) is not None:
+                found.add(auth["credential"])
+    elif secret and isinstance(value, (int, float)) and not isinstance(value, bool):
+        found.add(str(value))

@@ -2,18 +2,22 @@
 
 The JSON (``RunReport.dumps``) is the source; Markdown and HTML are rendered from the same
 ``RunReport`` with the same tables (``report_tables``). Secrets are masked once, in
-``write_report``, before any view is rendered. The HTML page lives in ``report_html`` and its
-charts in ``charts``; their public names are re-exported here for callers of the old module.
+``write_report``, before any view is rendered: by name (``harness.redact``) and, for the secrets the
+caller knows (``Profile.secret_values()``), by value wherever a service echoed them. Markdown keeps
+no control character raw (a file name from the service could carry terminal escapes). The HTML
+page lives in ``report_html`` and its charts in ``charts``; their public names are re-exported here for callers of the old module.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from harness.report.charts import TIMELINE_PAYMENTS
-from harness.redact import redact
+from harness.redact import MASK, MIN_SECRET_LENGTH, mask_values, printable, redact
 from harness.report.format import (
     DASH, OUTCOME_COLORS, OUTCOMES, format_metric, format_number, md_code, md_escape, metric_keys, metric_label,
     metric_unit, verdict_icon,
@@ -35,12 +39,16 @@ MD_PAYMENT_ROWS = 30
 # Writing files
 
 
-def write_report(report: RunReport, directory: Path, stem: str | None = None) -> dict[str, Path]:
+def write_report(report: RunReport, directory: Path, stem: str | None = None,
+                 secrets: Iterable[str] = ()) -> dict[str, Path]:
     """Write ``<stem>.json``, ``<stem>.md`` and ``<stem>.html`` into directory; return them by format.
 
-    Secrets are masked here, once, on the JSON form every view is rendered from (``redact``).
+    Secrets are masked here, once, on the JSON form every view is rendered from (``redacted``), and in
+    the sink records kept beside it; ``secrets``: the values the run was given (``Profile.secret_values()``),
+    masked wherever they appear (a service that echoes its signing secret).
     """
-    report = redacted(report)
+    secrets = frozenset(secrets)
+    report = redacted(report, secrets)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     stem = stem or safe_stem(report.label)
@@ -48,14 +56,14 @@ def write_report(report: RunReport, directory: Path, stem: str | None = None) ->
     paths["json"].write_text(report.dumps() + "\n", encoding="utf-8")
     paths["md"].write_text(render_markdown(report), encoding="utf-8")
     paths["html"].write_text(render_html(report), encoding="utf-8")
-    if records := _sink_records_beside(report, directory, stem):
+    if records := _sink_records_beside(report, directory, stem, secrets):
         paths["sink"] = records
     return paths
 
 
-def _sink_records_beside(report: RunReport, directory: Path, stem: str) -> Path | None:
-    """The run's sink records (JSON lines, secret headers masked) kept as ``<stem>.sink.jsonl``."""
-    from harness.sink.records import copy_masked
+def _sink_records_beside(report: RunReport, directory: Path, stem: str, secrets: frozenset[str]) -> Path | None:
+    """The run's sink records (JSON lines; secret headers and known secret values masked) as ``<stem>.sink.jsonl``."""
+    from harness.sink.records import copy_masked, read_records
 
     source = (report.config.get("sink") or {}).get("records")
     if not source or not Path(source).is_file():
@@ -63,13 +71,40 @@ def _sink_records_beside(report: RunReport, directory: Path, stem: str) -> Path 
     target = directory / f"{stem}.sink.jsonl"
     if Path(source).resolve() != target.resolve():
         copy_masked(source, target)
+    if secrets:  # the values themselves, wherever the service sent them (a body, a URL, an e-mail)
+        records = read_records(target)
+        if (masked := [_mask_record(r, secrets) for r in records]) != records:
+            partial = target.with_name(target.name + ".masking")
+            partial.write_text("".join(json.dumps(r, default=str) + "\n" for r in masked), encoding="utf-8")
+            partial.replace(target)
     return target
 
 
-def redacted(report: RunReport) -> RunReport:
-    """The report as its JSON says it, with every secret masked (the one rule in ``harness.redact``)."""
-    # Through JSON first, so values that only become text when dumped are searched too.
-    return RunReport.from_dict(redact(json.loads(report.dumps())))
+def _mask_record(record: dict, secrets: frozenset[str]) -> dict:
+    """A sink record with every known secret value masked, in its text and in the exact bytes it keeps (``*_b64``)."""
+    masked = mask_values(record, secrets)
+    for key, value in record.items():
+        if key.endswith("_b64") and isinstance(value, str):
+            try:
+                raw = base64.b64decode(value, validate=True)
+            except ValueError:
+                continue
+            for secret in sorted(secrets, key=len, reverse=True):
+                if len(secret) >= MIN_SECRET_LENGTH:
+                    raw = raw.replace(secret.encode(), MASK.encode())
+            masked[key] = base64.b64encode(raw).decode("ascii")
+    return masked
+
+
+def redacted(report: RunReport, secrets: Iterable[str] = ()) -> RunReport:
+    """The report as its JSON says it, with every secret masked (the one rule in ``harness.redact``) and
+    every known secret value (``secrets``) masked wherever it appears."""
+    # Through JSON first, so values that only become text when dumped are searched too. Values first:
+    # masking by name could cut a secret in two and leave a piece no longer found by value.
+    data = json.loads(report.dumps())
+    masked = redact(mask_values(data, secrets))
+    masked["kind"], masked["version"] = data["kind"], data["version"]  # what the report is, never a secret
+    return RunReport.from_dict(masked)
 
 
 def safe_stem(label: str) -> str:
@@ -95,16 +130,22 @@ def render_markdown(report: RunReport) -> str:
         if table is None:  # a section the run has nothing for (no nemesis: no Faults)
             continue
         lines += [f"### {title}", "", *md_table(table), ""]
-    return "\n".join(lines).rstrip() + "\n"
+    # md_escape keeps no line break inside a value; every other control character is escaped visibly.
+    return printable("\n".join(lines).rstrip() + "\n", newlines=True)
 
 
 def md_table(table: Table) -> list[str]:
     """A table as Markdown lines, with its note after it."""
-    lines = ["| " + " | ".join(md_escape(h) for h in table.headers) + " |",
+    lines = ["| " + " | ".join(_md_cell(h) for h in table.headers) + " |",
              "|" + "|".join("---" for _ in table.headers) + "|"]
-    lines += ["| " + " | ".join(md_escape(c) for c in row) + " |" for row in table.rows]
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in table.rows]
     if not table.rows:
         lines = []
     if table.note:
-        lines += ["", f"_{md_escape(table.note)}_"]
+        lines += ["", f"_{_md_cell(table.note)}_"]
     return lines
+
+
+def _md_cell(text: object) -> str:
+    """A value for Markdown: escaped for Markdown (``md_escape``), every control character visible (``\\x1b``)."""
+    return printable(md_escape(text))
