@@ -77,3 +77,15 @@ timeout = 30
     messages = [p.message for p in obs.problems]
     assert any(m.startswith("cannot read state") for m in messages), messages
     assert not any("still changed" in m for m in messages), messages
+
+
+def test_a_run_that_read_nothing_back_says_not_measured_not_none(capsys):
+    from _reports import make_report
+
+    from harness.cli.run import print_report
+
+    report = make_report("nothing", [1, 1])
+    report.metrics.update(receipts_per_payment_min=None, receipts_per_payment_max=None)
+    print_report(report, False)
+    out = capsys.readouterr().out
+    assert "side effects per paid payment not measured" in out and "None–None" not in out

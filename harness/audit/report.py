@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
-from harness.redact import printable, printable_values, redact
+from harness.redact import mask_values, printable, printable_values, redact
 from harness.report.write import md_table, safe_stem
 from harness.report.format import esc, md_code, md_escape
 from harness.report.tables import Table
@@ -23,9 +23,12 @@ PAGE_STYLE = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:72em}t
               ".ok{background:#e8f5e9}.bad{background:#ffebee}.banner{padding:.6em 1em;border-radius:4px}")
 
 
-def write_audit_report(report: dict[str, Any], directory: Path, stem: str | None = None) -> dict[str, Path]:
-    """Write ``<stem>.json``, ``<stem>.md`` and ``<stem>.html`` into directory; return them by format."""
-    report = redact(json.loads(json.dumps(report)))
+def write_audit_report(report: dict[str, Any], directory: Path, stem: str | None = None,
+                       secrets: Iterable[str] = ()) -> dict[str, Path]:
+    """Write ``<stem>.json``, ``<stem>.md`` and ``<stem>.html`` into directory; return them by format.
+
+    ``secrets``: values to mask wherever they appear (an audited profile's ``secret_values()``)."""
+    report = redact(mask_values(json.loads(json.dumps(report)), secrets))
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     stem = stem or safe_stem(report["label"])

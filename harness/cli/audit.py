@@ -44,12 +44,15 @@ def register(sub: Any) -> argparse.ArgumentParser:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """Run the audit, write its reports, print its summary; the exit code says what it found."""
+    secrets: frozenset[str] | set[str] = frozenset()
     try:
         if args.profile:
             if args.directory or args.key:
                 raise AuditError("--profile names the sources and their key rules: give no directory or --key")
             try:
-                report = audit_profile(load_profile(args.profile), label=args.label, sink_records=args.sink_records)
+                profile = load_profile(args.profile)
+                secrets = profile.secret_values()
+                report = audit_profile(profile, label=args.label, sink_records=args.sink_records)
             except ProfileError as exc:
                 raise AuditError(str(exc)) from None
         else:
@@ -66,7 +69,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         return fail(str(exc))
     except OSError as exc:
         return fail(f"cannot read receipts directory {args.directory}: {exc}")
-    paths = write_audit_report(report, args.report_dir) if args.report_dir else {}
+    paths = write_audit_report(report, args.report_dir, secrets=secrets) if args.report_dir else {}
     if args.json:
         print(json.dumps(redact(report), indent=2))
     else:

@@ -96,7 +96,7 @@ def _secrets(config: Any) -> frozenset[str]:
     return config.profile.secret_values() if config.profile is not None else frozenset()
 
 
-def _print_report(report: RunReport, as_json: bool, paths: dict[str, Path] | None = None,
+def print_report(report: RunReport, as_json: bool, paths: dict[str, Path] | None = None,
                   secrets: frozenset[str] = frozenset()) -> None:
     """The run's summary on stdout: secrets masked as in the written report, and (as text) every value the
     service controls — a file name, an answer — escaped for the terminal."""
@@ -123,11 +123,17 @@ def _print_report(report: RunReport, as_json: bool, paths: dict[str, Path] | Non
     if m.get("faults") is not None:
         print(f"  faults: {m.get('faults')}; redelivered requests: {m.get('redeliveries')}; "
               f"lost side effects: {m.get('lost_effects')}")
+    def per_payment(metrics: dict) -> str:
+        low, high = metrics.get("receipts_per_payment_min"), metrics.get("receipts_per_payment_max")
+        if low is None or high is None:  # nothing was read back: say so, never "None–None"
+            return "not measured"
+        return str(low) if low == high else f"{low}–{high}"
+
     def ms(name: str) -> str:
         return f"{m[name]} ms" if m.get(name) is not None else "not measured"
 
     print(f"  payments {m.get('payments_paid')} paid + {m.get('payments_unpaid')} unpaid, {m.get('requests')} requests; "
-          f"receipts per paid payment {m.get('receipts_per_payment_min')}–{m.get('receipts_per_payment_max')}; "
+          f"side effects per paid payment {per_payment(m)}; "
           f"release spread {ms('release_spread_ms')}, server-seen spread {ms('arrival_spread_ms')}")
     print(f"  strength: {strength_text(m)}")
     for target in report.targets:
@@ -158,7 +164,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         report, paths = _execute(config, reference, args)
     except (HarnessError, PlanError, ValueError) as exc:
         return fail(str(exc))
-    _print_report(report, args.json, paths, _secrets(config))
+    print_report(report, args.json, paths, _secrets(config))
     return report.verdict.exit_code
 
 
@@ -183,7 +189,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                   f"against {service} ...", file=sys.stderr)
             reports[label], paths = _execute(config, reference, args)
             if not args.json:
-                _print_report(reports[label], False, paths)
+                print_report(reports[label], False, paths)
                 print()
     except (HarnessError, PlanError, ValueError, RuntimeError) as exc:
         return fail(str(exc))
@@ -249,7 +255,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     except (HarnessError, OSError, ValueError, KeyError) as exc:
         return fail(str(exc))
     paths = write_report(report, args.report_dir, secrets=secrets) if args.report_dir else {}
-    _print_report(report, args.json, paths, secrets)
+    print_report(report, args.json, paths, secrets)
     return report.verdict.exit_code
 
 

@@ -93,7 +93,7 @@ def run_nemesis_cell(mode: str, fault: str, *, payments: int, duplicates: int, l
                        **settings)
     report = run_race(config)
     if report_dir is not None:
-        write_report(report, report_dir)
+        write_report(report, report_dir, secrets=profile.secret_values())
     m = report.metrics
     return Cell(mode, fault, m.get("receipts_per_payment_min"), m.get("receipts_per_payment_max"),
                 m.get("missing_receipts"), m.get("payments_with_duplicates"), 0,

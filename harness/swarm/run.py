@@ -210,7 +210,7 @@ class SwarmRun:
             return EXIT_INCONCLUSIVE, [f"{VERDICT_PREFIX} [{s.label}]: INCONCLUSIVE: the run ended before anything was judged"]
         paths: dict[str, Path] = {}
         try:
-            paths = write_report(report, s.report_dir)
+            paths = write_report(report, s.report_dir, secrets=self.session.profile.secret_values())
         except OSError as exc:
             log.error("race-harness: cannot write the report to %s: %s", s.report_dir, exc)
         m, lanes = report.metrics, self.coordinator.lanes
