@@ -4,6 +4,10 @@ A copy of production's receipts directory is grouped by a key rule (the PDF's Su
 transaction id in the reference service's file names ``receipt-<id>-<ms>.pdf``, or any rule the user
 gives) and reported per key: duplicates (two or more receipts), unreadable files, temporary or
 partial files, receipts whose key could not be found, and duplicates that print different amounts.
+Entries that are not regular files (FIFOs, devices, directories, dangling symlinks, symlink loops)
+are never opened and are counted apart as odd entries; one named like a finished receipt makes the
+audit INVALID, as an unreadable receipt does. Files over ``observe.files.MAX_RECEIPT_BYTES`` are not
+read (unreadable, "too large to read"); see ``observe.files`` for every bound on reading.
 
 Reading is the cost: metadata comes first for every file (in a process pool for large
 directories) and a page's text is extracted only where it is needed (a ``text:`` key rule that
@@ -13,22 +17,23 @@ earlier rules left unanswered, or the amounts of duplicates), which is most of t
 from __future__ import annotations
 
 import logging
-import re
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import httpx
 
+from harness.errors import AuditError
 from harness.observe.content import amounts_printed
 from harness.observe.effects import describe, read_effects
-from harness.profile import Profile
-from harness.sink import RecordedSink
-from harness.observe.observation import ReceiptFile
 from harness.observe.files import read_receipts, scan_receipts
+from harness.observe.observation import ReceiptFile
+from harness.profile import Profile
+from harness.profile.patterns import Pattern, PatternError, compile_pattern, first_group
+from harness.sink import RecordedSink
 from harness.verdict.result import EXIT_INVALID, EXIT_OK
-from harness.errors import AuditError
 
 AUDIT_KIND = "race-harness-audit"
 AUDIT_VERSION = 1
@@ -44,7 +49,7 @@ class Rule:
     """Where a value is read (a ``SOURCES`` field) and, optionally, the regex that picks it out."""
 
     source: str
-    pattern: re.Pattern | None = None
+    pattern: Pattern | None = None  # bounded (RE2): a hostile receipt cannot make it backtrack forever
 
     def __str__(self) -> str:
         return self.source + (f":{self.pattern.pattern}" if self.pattern else "")
@@ -55,13 +60,7 @@ class Rule:
             self.source]
         if not raw or self.pattern is None:
             return (raw or "").strip() or None
-        match = self.pattern.search(raw)
-        if not match:
-            return None
-        if "key" in self.pattern.groupindex:
-            found = match.group("key")
-        else:
-            found = match.group(1) if self.pattern.groups else match.group(0)
+        found = first_group(self.pattern, raw)
         return (found or "").strip() or None
 
 
@@ -73,9 +72,9 @@ def parse_rule(spec: str, option: str = "--key") -> Rule:
     if source in ("text", "name") and not regex:
         raise AuditError(f"{option} {spec!r}: a {source} rule needs a regular expression ({source}:REGEX)")
     try:
-        return Rule(source, re.compile(regex) if sep else None)
-    except re.error as exc:
-        raise AuditError(f"{option} {spec!r}: the regular expression does not compile: {exc}") from None
+        return Rule(source, compile_pattern(regex) if sep else None)
+    except PatternError as exc:
+        raise AuditError(f"{option} {spec!r}: the regular expression cannot be used: {exc}") from None
 
 
 def parse_amount_rule(spec: str) -> Rule | None:
@@ -128,11 +127,14 @@ def _key_of(receipt: ReceiptFile, rules: Sequence[Rule]) -> str | None:
 
 def audit_directory(directory: Path, rules: Sequence[Rule] | None = None, amount: Rule | None = Rule("text"),
                     *, workers: int | None = None, label: str | None = None,
-                    progress: Callable[[str, int, int], None] | None = None, fast: bool = True) -> dict[str, Any]:
+                    progress: Callable[[str, int, int], None] | None = None, fast: bool = True,
+                    max_bytes: int | None = None, max_inflated: int | None = None) -> dict[str, Any]:
     """The audit of a receipts directory as a report (plain data, ``kind`` and ``version``).
 
     ``fast=False`` reads every file's metadata with pypdf rather than the fast reader for simple PDFs
-    (``observe.read_receipt``); the report is the same either way, only slower.
+    (``observe.read_receipt``); the report is the same either way, only slower. ``max_bytes`` and
+    ``max_inflated`` bound each file read and each stream inflated (None: ``observe.files``'s
+    ``MAX_RECEIPT_BYTES``, 50 MiB, and ``MAX_INFLATED_BYTES``, 32 MiB).
 
     Raises ``AuditError`` when the directory does not exist or no rule finds a key in any readable receipt.
     """
@@ -146,18 +148,21 @@ def audit_directory(directory: Path, rules: Sequence[Rule] | None = None, amount
     level = log.level
     log.setLevel(logging.ERROR)
     try:
-        return _audit(root, rules, amount, workers, label, progress, fast)
+        return _audit(root, rules, amount, workers, label, progress, fast, {"max_bytes": max_bytes,
+                                                                            "max_inflated": max_inflated})
     finally:
         log.setLevel(level)
 
 
 def _audit(root: Path, rules: list[Rule], amount: Rule | None, workers: int | None, label: str | None,
-           progress: Callable[[str, int, int], None] | None, fast: bool = True) -> dict[str, Any]:
+           progress: Callable[[str, int, int], None] | None, fast: bool = True,
+           limits: dict[str, int | None] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     staged = (lambda stage: (lambda done, total: progress(stage, done, total))) if progress else (lambda _: None)
     text_first = rules[0].source == "text"  # every file needs its text: read it in the one pass
+    limits = limits or {}
     receipts, problems = scan_receipts(root, text=text_first, workers=workers, progress=staged("reading receipts"),
-                                       fast=fast)
+                                       fast=fast, **limits)
     by_name = {r.name: r for r in receipts}
     with_text = set(by_name) if text_first else set()
     needs_text_rule = any(r.source == "text" for r in rules)
@@ -172,7 +177,7 @@ def _audit(root: Path, rules: list[Rule], amount: Rule | None, workers: int | No
             break
         names = sorted(wanted)
         for name, fresh in zip(names, read_receipts([root / n for n in names], workers=workers,
-                                                    progress=staged("reading page text"))):
+                                                    progress=staged("reading page text"), **limits)):
             with_text.add(name)
             if fresh is not None:  # one that vanished since keeps what was read of it
                 by_name[name] = fresh
@@ -218,14 +223,21 @@ def _compare_amounts(group: KeyGroup, receipts: list[ReceiptFile], rule: Rule) -
 def _report(root: Path, label: str | None, rules: Sequence[Rule], amount: Rule | None, groups: dict[str, KeyGroup],
             by_name: dict[str, ReceiptFile], keyless: list[str], problems: list, elapsed: float) -> dict[str, Any]:
     duplicates = [g for g in groups.values() if g.duplicated]
-    unreadable = sorted(r.name for r in by_name.values() if r.is_final and not r.readable)
-    temporary = sorted(r.name for r in by_name.values() if not r.is_final)
+    # Odd entries (not regular files: never opened) are a category of their own, apart from unreadable
+    # PDFs and temporary files; one named like a finished receipt fails the audit as an unreadable one does.
+    odd = sorted(r.name for r in by_name.values() if r.odd)
+    unreadable = sorted(r.name for r in by_name.values() if r.is_final and not r.readable and not r.odd)
+    temporary = sorted(r.name for r in by_name.values() if not r.is_final and not r.odd)
+    odd_receipts = [n for n in odd if by_name[n].is_final]
     shown = [g for g in groups.values() if g.duplicated or g.unreadable or g.temporary]
-    exit_code = EXIT_INVALID if duplicates or unreadable else EXIT_OK
+    exit_code = EXIT_INVALID if duplicates or unreadable or odd_receipts else EXIT_OK
     summary = (f"{'INVALID' if exit_code else 'VALID'}: {sum(len(g.receipts) for g in groups.values())} receipt(s) "
                f"for {sum(1 for g in groups.values() if g.receipts)} key(s); {len(duplicates)} key(s) with "
                f"duplicates, {len(unreadable)} unreadable, {len(temporary)} temporary or partial, "
                f"{len(keyless)} without a key")
+    if odd:
+        summary += (f"; {len(odd)} odd entr{'y' if len(odd) == 1 else 'ies'} (not regular files, not opened: "
+                    f"{', '.join(sorted({by_name[n].odd.split(' (')[0] for n in odd}))})")
     return {
         "kind": AUDIT_KIND, "version": AUDIT_VERSION, "label": label or f"audit-{root.name}",
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "directory": str(root),
@@ -234,12 +246,14 @@ def _report(root: Path, label: str | None, rules: Sequence[Rule], amount: Rule |
         "counts": {"files": len(by_name), "receipts": sum(len(g.receipts) for g in groups.values()),
                    "keys": sum(1 for g in groups.values() if g.receipts), "duplicate_keys": len(duplicates),
                    "duplicate_receipts": sum(len(g.receipts) for g in duplicates), "unreadable": len(unreadable),
-                   "temporary": len(temporary), "keyless": len(keyless), "vanished": len(problems),
+                   "temporary": len(temporary), "keyless": len(keyless), "odd_entries": len(odd),
+                   "vanished": len(problems),
                    "amounts_disagree": sum(1 for g in duplicates if g.amounts_disagree)},
         "keys": [{"key": g.key, "receipts": g.receipts, "unreadable": g.unreadable, "temporary": g.temporary,
                   "amounts": g.amounts, "amounts_disagree": g.amounts_disagree}
                  for g in sorted(shown, key=lambda g: (-len(g.receipts), g.key))],
         "unreadable": [{"file": n, "error": by_name[n].error} for n in unreadable],
+        "odd_entries": [{"file": n, "what": by_name[n].odd, "error": by_name[n].error} for n in odd],
         "temporary": temporary, "keyless": keyless, "problems": [p.message for p in problems],
     }
 

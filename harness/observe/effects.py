@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from harness.observe.content import to_paise
+from harness.observe.files import MAX_RECEIPT_BYTES, odd_entry, scan_receipts
 from harness.observe.observation import RECEIPTS_DIR, Problem, ReceiptFile
 from harness.observe.sink import describe_sink, read_sink_effects
-from harness.observe.files import scan_receipts
+from harness.profile.patterns import first_group
 from harness.profile.schema import EffectSection, FileRule, RuleSection
 from harness.profile.template import dig
 from harness.redact import redact_text, without_userinfo
@@ -85,8 +85,9 @@ def _files(section: EffectSection) -> tuple[list[ReceiptFile], list[Problem]]:
                                           or _temporary_copy(name, glob))
     for record in records:
         record.kind, record.source = section.kind, "files"
-        if not record.readable and not record.name.lower().endswith(".pdf") and not record.name.startswith("."):
-            _read_as_text(Path(str(section.dir)) / record.name, record)  # an HTML or text receipt
+        if (not record.readable and record.odd is None and record.size <= MAX_RECEIPT_BYTES
+                and not record.name.lower().endswith(".pdf") and not record.name.startswith(".")):
+            _read_as_text(Path(str(section.dir)) / record.name, record)  # an HTML or text receipt (never a FIFO)
         if key is not None:
             record.keyed, record.joins = True, key.joins
             record.key = extract(key, record)
@@ -105,9 +106,13 @@ def _temporary_copy(name: str, glob: str) -> bool:
     return stem != name[1:] and fnmatch.fnmatch(stem, glob)
 
 
+TEXT_RECEIPT_CHARS = 1_000_000  # bytes of an HTML or text receipt read (what a pattern could search anyway)
+
+
 def _read_as_text(path: Path, record: ReceiptFile) -> None:
     try:
-        record.text = path.read_bytes()[:1_000_000].decode("utf-8", errors="replace")
+        with open(path, "rb") as handle:  # read up to the bound, never the whole file
+            record.text = handle.read(TEXT_RECEIPT_CHARS).decode("utf-8", errors="replace")
     except OSError as exc:
         record.error = f"cannot read: {exc.strerror or exc}"
         return
@@ -117,10 +122,22 @@ def _read_as_text(path: Path, record: ReceiptFile) -> None:
 def _json_files(root: Path, glob: str) -> tuple[list[ReceiptFile], list[Problem]]:
     out = []
     for path in sorted(root.iterdir()):
-        if not path.is_file() or not fnmatch.fnmatch(path.name, glob):
+        if not fnmatch.fnmatch(path.name, glob):
+            continue
+        try:
+            odd = odd_entry(path)
+        except FileNotFoundError:  # vanished after the listing
+            continue
+        if odd is not None:  # a FIFO, a link loop, a directory named like a record: a finding, never opened
+            out.append(ReceiptFile(name=path.name, size=0, odd=odd,
+                                   error=f"odd entry: {odd}, not a regular file (not opened)"))
             continue
         stat = path.stat()
         record = ReceiptFile(name=path.name, size=stat.st_size, at=stat.st_mtime)
+        if stat.st_size > MAX_RECEIPT_BYTES:
+            record.error = f"too large to read ({stat.st_size} bytes > {MAX_RECEIPT_BYTES})"
+            out.append(record)
+            continue
         try:
             record.data = json.loads(path.read_text())
             record.readable = True
@@ -134,14 +151,10 @@ def extract(rule: RuleSection, record: ReceiptFile) -> str | None:
     """The part of a record a rule points at: a field, or a pattern's group over the name/metadata/text."""
     if isinstance(rule, FileRule) and rule.from_ != "json":
         source = {"name": record.name, "subject": record.subject, "title": record.title, "text": record.text}[rule.from_]
-        match = re.search(str(rule.pattern), source or "")
-        if match is None:
-            return None
-        return match.group(1) if match.groups() else match.group(0)
+        return first_group(str(rule.pattern), source or "")  # bounded: harness.profile.patterns
     value = dig(record.data, str(rule.field))
     if value is not None and rule.pattern:
-        match = re.search(rule.pattern, str(value))
-        value = (match.group(1) if match.groups() else match.group(0)) if match else None
+        value = first_group(rule.pattern, str(value))
     return None if value is None else str(value)
 
 

@@ -49,6 +49,10 @@ class ReceiptFile:
     # When it left, as wall-clock seconds on this machine, where that is known without extra work:
     # a sink record's own receipt time, a file's modification time; None for rows.
     at: float | None = None
+    # Not a regular file (nor a link to one), so never opened: what it is ("a FIFO (named pipe)",
+    # "a directory", "a dangling symlink (to ...)", "a symlink loop", "a character device", ...).
+    # Always unreadable; audits count these apart, as odd entries.
+    odd: str | None = None
 
     @property
     def is_final(self) -> bool:

@@ -22,6 +22,7 @@ from typing import Any
 from harness.errors import SinkError
 from harness.observe.content import to_paise
 from harness.observe.observation import RECEIPTS_DIR, Problem, ReceiptFile
+from harness.profile.patterns import first_group
 from harness.profile.schema import (
     EffectSection,
     ProfileFile,
@@ -263,10 +264,7 @@ def _extract(rule: SinkRule, record: dict[str, Any], effect: ReceiptFile) -> str
     if value is None:
         return None
     if rule.pattern:
-        match = re.search(rule.pattern, str(value))
-        if match is None:
-            return None
-        return match.group(1) if match.groups() else match.group(0)
+        return first_group(rule.pattern, str(value))  # bounded: harness.profile.patterns
     return str(value) if str(value) != "" else None
 
 

@@ -10,8 +10,9 @@ from harness.errors import ProfileError
 from harness.profile.contract import Profile
 from harness.profile.legacy import Signing, Target, profile_of_target
 from harness.profile.loader import BUILT_IN, load_profile
+from harness.profile.patterns import MAX_TEXT_CHARS, Pattern, PatternError, compile_pattern, first_group
 from harness.profile.schema import parse_profile
 from harness.profile.payments import Payment
 
-__all__ = ["BUILT_IN", "Payment", "Profile", "ProfileError", "Signing", "Target", "load_profile", "parse_profile",
-           "profile_of_target"]
+__all__ = ["BUILT_IN", "MAX_TEXT_CHARS", "Pattern", "PatternError", "Payment", "Profile", "ProfileError", "Signing",
+           "Target", "compile_pattern", "first_group", "load_profile", "parse_profile", "profile_of_target"]

@@ -13,6 +13,7 @@ from typing import Any, Literal, Mapping
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import ProfileError, TemplateError
+from harness.profile.patterns import PatternError, compile_pattern
 from harness.profile.template import check_placeholders, expand_env, placeholders_in
 from harness.signing import SCHEMES, scheme
 
@@ -31,12 +32,13 @@ class Strict(BaseModel):
 
 
 def checked_regex(value: str | None) -> str | None:
+    """A rule's pattern, compiled as a run will search it (bounded, on RE2): refused here, at load, if it cannot be."""
     if value is None:
         return None
     try:
-        compiled = re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"not a regular expression: {exc}") from None
+        compiled = compile_pattern(value)
+    except PatternError as exc:
+        raise ValueError(str(exc)) from None
     if compiled.groups > 1:
         raise ValueError("a key pattern has at most one group (the part that is the key)")
     return value
