@@ -114,3 +114,28 @@ def test_the_sinks_variables_keep_a_services_loopback_calls_off_the_proxy():
     proxies = {k.lower().removesuffix("_proxy"): v for k, v in env.items() if k.lower().endswith("_proxy")}
     assert urllib.request.proxy_bypass_environment("127.0.0.1", proxies)
     assert not urllib.request.proxy_bypass_environment("graph.whatsapp-gateway.example", proxies)
+
+
+def test_a_message_over_the_sinks_limit_is_recorded_refused_and_named_not_called_silence(tmp_path):
+    import smtplib
+    import time
+
+    from harness.sink import Sink, SinkSettings, read_records
+
+    sink = Sink(SinkSettings(smtp=0, max_body=20_000), tmp_path / "sink.jsonl").start()
+    try:
+        with smtplib.SMTP("127.0.0.1", sink.ports["smtp"], timeout=10) as smtp:
+            with pytest.raises(smtplib.SMTPException):
+                smtp.sendmail("shop@example.org", ["donor@example.org"],
+                              "Subject: receipt\r\n\r\n" + ("x" * 70 + "\r\n") * 1000)
+        deadline = time.monotonic() + 5
+        while not read_records(tmp_path / "sink.jsonl") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (record,) = read_records(tmp_path / "sink.jsonl")
+        assert record["refused"].startswith("552") and "[sink] max_body" in record["refused"]
+        section = EffectSection.model_validate({"kind": "receipt e-mail", "source": "sink", "channel": "smtp",
+                                                "key": {"from": "subject", "pattern": "(.+)"}})
+        effects, problems = read_sink_effects(section, sink)
+        assert not effects and "the sink refused 1 smtp message(s): 552" in problems[0].message
+    finally:
+        sink.stop()

@@ -120,6 +120,10 @@ def read_sink_effects(section: EffectSection,
     except SinkError as exc:  # a finished run's records that cannot be found: unknown, never a pass
         return [], [Problem(RECEIPTS_DIR, f"cannot read side effects ({describe_sink(section)}): {exc}")]
     key, amount = section.rule("key"), section.rule("amount")
+    refused = [r for r in records if "refused" in r and r.get("channel") == section.channel]
+    if refused:  # sent, but over the sink's own limit: what it was cannot be judged, and the run must say why
+        return [], [Problem(RECEIPTS_DIR, f"cannot read side effects ({describe_sink(section)}): the sink refused "
+                                          f"{len(refused)} {section.channel} message(s): {refused[0]['refused']}")]
     out = []
     for record in records:
         if "blocked" in record or "failed" in record or not _passes(section, record):  # failed: an attempt only

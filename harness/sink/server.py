@@ -253,7 +253,7 @@ class RunningSink:
 
                 port = _check_port("smtp", s.smtp)
                 try:
-                    self._channels.append(start_smtp(port, self.writer.write, s.latency_ms))
+                    self._channels.append(start_smtp(port, self.writer.write, s.latency_ms, s.max_body))
                 except Exception as exc:  # aiosmtpd raises what the loop raised (OSError, a timeout)
                     raise SinkError(f"cannot listen for smtp on 127.0.0.1:{port}: {exc}") from None
                 self.ports["smtp"] = port

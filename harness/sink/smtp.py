@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import time
 import email.policy
 import io
 from typing import Any, Callable
@@ -49,8 +50,6 @@ class RecordingHandler:
         self.record, self.latency_ms = record, latency_ms
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        import time
-
         arrived = time.time()
         content = envelope.original_content or envelope.content
         if isinstance(content, str):
@@ -66,11 +65,32 @@ class RecordingHandler:
         return "250 Message accepted for delivery"
 
 
-def start_smtp(port: int, record: Callable[[dict[str, Any]], Any], latency_ms: float = 0.0) -> Any:
-    """A started aiosmtpd Controller on 127.0.0.1:port (its ``stop()`` ends it)."""
-    from aiosmtpd.controller import Controller
+def start_smtp(port: int, record: Callable[[dict[str, Any]], Any], latency_ms: float = 0.0,
+               max_body: int = 32 * 1024 * 1024) -> Any:
+    """A started aiosmtpd Controller on 127.0.0.1:port (its ``stop()`` ends it).
 
-    controller = Controller(RecordingHandler(record, latency_ms), hostname="127.0.0.1", port=port,
-                            ready_timeout=10.0)
+    A message over ``max_body`` bytes is refused as aiosmtpd refuses it (552), and recorded as refused at
+    once (``"refused"``, with its sender and recipients): the service did send it, and a run must say the
+    sink's limit stopped it, never that nothing reached the sink."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import SMTP
+
+    class RecordingSMTP(SMTP):
+        async def push(self, status: str) -> None:
+            # aiosmtpd answers an oversized message (or line) without calling the handler: the refusal is seen here
+            if status.startswith(("552", "500 Line too long")):
+                envelope = getattr(self, "envelope", None)
+                record({"t": time.time(), "channel": "smtp", "mail_from": getattr(envelope, "mail_from", None),
+                        "recipients": list(getattr(envelope, "rcpt_tos", None) or []),
+                        "refused": f"{status.strip()} (the sink keeps messages up to {max_body} bytes: "
+                                   f"[sink] max_body)"})
+            await super().push(status)
+
+    class RecordingController(Controller):
+        def factory(self) -> SMTP:
+            return RecordingSMTP(self.handler, **self.SMTP_kwargs)
+
+    controller = RecordingController(RecordingHandler(record, latency_ms), hostname="127.0.0.1", port=port,
+                                     ready_timeout=10.0, data_size_limit=max_body)
     controller.start()
     return controller
