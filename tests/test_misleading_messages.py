@@ -89,3 +89,34 @@ def test_a_run_that_read_nothing_back_says_not_measured_not_none(capsys):
     print_report(report, False)
     out = capsys.readouterr().out
     assert "side effects per paid payment not measured" in out and "None–None" not in out
+
+
+@pytest.mark.parametrize("base_url", ["http://127.0.0.1:abc", "http://127.0.0.1:99999"])
+def test_a_base_url_with_a_bad_port_is_one_line_at_load_exit_4(tmp_path, base_url):
+    import subprocess
+    import sys
+
+    profile = tmp_path / "p.toml"
+    profile.write_text(f'version = 1\nname = "s"\nbase_url = "{base_url}"\n[payments]\nsource = "http"\npath = "/p"\n'
+                       f'id = "id"\n[deliveries.callback]\npath = "/h"\nbody = {{ id = "{{id}}" }}\n'
+                       f'signing = {{ scheme = "none" }}\n')
+    for command in (["run", "--profile", str(profile)], ["profile", "check", str(profile)]):
+        result = subprocess.run([sys.executable, "-m", "harness", *command], capture_output=True, text=True, timeout=60)
+        lines = (result.stdout + result.stderr).strip().splitlines()
+        assert result.returncode == 4 and len(lines) == 1, result.stdout + result.stderr
+        assert "base_url (line 3): its port is not a number from 1 to 65535" in lines[0]
+
+
+def test_a_malformed_mongodb_uri_is_refused_at_load_without_its_password():
+    from harness.errors import ProfileError
+    from harness.profile.schema import parse_profile
+
+    data = {"version": 1, "name": "s", "base_url": "http://127.0.0.1:9",
+            "payments": {"source": "http", "path": "/p", "id": "id"},
+            "deliveries": {"callback": {"path": "/h", "body": {"id": "{id}"}, "signing": {"scheme": "none"}}},
+            "effects": [{"source": "files", "dir": "/tmp"}],
+            "state": {"source": "mongo", "uri": "mongodb://shop:s3cr3t-pw@db:port/x", "database": "d",
+                      "collection": "c", "paid": {"field": "status", "values": ["PAID"]}}}
+    with pytest.raises(ProfileError, match=r"state\.uri: not a MongoDB URI") as caught:
+        parse_profile(data)
+    assert "s3cr3t-pw" not in str(caught.value)

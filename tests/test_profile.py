@@ -179,7 +179,8 @@ def test_every_built_in_profile_loads(name):
 
 @pytest.mark.parametrize("path", sorted(STRANGERS.glob("*.toml")), ids=lambda p: p.stem)
 def test_every_stranger_profile_in_the_suite_loads(path):
-    variables = {name: "http://127.0.0.1:9" if name.endswith("URL") else WHSEC if "SECRET" in name
+    variables = {name: "http://127.0.0.1:9" if name.endswith("URL") else "mongodb://127.0.0.1:9/" if name.endswith("URI")
+                 else WHSEC if "SECRET" in name
                  else "2525" if name.endswith("PORT") else "127.0.0.1:9" if name.endswith("UPSTREAM") else "x"
                  for name in ("V2SHOP_BASE_URL", "V2SHOP_RECEIPTS_DIR", "V2SHOP_MONGO_URI", "V2SHOP_DATABASE",
                               "V2SHOP_WEBHOOK_USERNAME", "V2SHOP_WEBHOOK_PASSWORD", "DONATIONS_BASE_URL",
@@ -188,7 +189,8 @@ def test_every_stranger_profile_in_the_suite_loads(path):
                               "MAILER_PROXY_PORT", "MAILER_CA_DIR", "CTG_PYTHON", "CTG_PORT", "CTG_RECEIPTS_DIR",
                               "CTG_DB_UPSTREAM", "CTG_DB_PORT", "CTG_DATABASE", "CTG_VARIANT", "CTG_SECRET", "CTG_LEASE_SECONDS",
                               "DS_PYTHON", "DS_PORT", "DS_RECEIPTS_DIR", "DS_MONGO_URI", "DS_DATABASE", "DS_VARIANT",
-                              "DS_SECRET")}
+                              "DS_SECRET", "HX_PYTHON", "HX_PORT", "HX_RECEIPTS_DIR", "HX_MODE", "HX_SECRET",
+                              "HX_PASSWORD")}
     assert load_profile(path, variables).channels
 
 

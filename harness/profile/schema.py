@@ -8,6 +8,7 @@ data against it and names the first wrong field (and its line in the file).
 from __future__ import annotations
 
 import re
+import urllib.parse
 from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -41,6 +42,33 @@ def checked_regex(value: str | None) -> str | None:
         raise ValueError(str(exc)) from None
     if compiled.groups > 1:
         raise ValueError("a key pattern has at most one group (the part that is the key)")
+    return value
+
+
+def checked_mongo_uri(value: str | None) -> str | None:
+    """A MongoDB URI checked as the driver will read it, at load, not after the burst (no name is resolved)."""
+    if value is None or value.startswith("mongodb+srv://"):  # an SRV URI is resolved by DNS: checked when used
+        return value
+    from pymongo.errors import InvalidURI
+    from pymongo.uri_parser import parse_uri
+
+    try:
+        parse_uri(value, warn=True)
+    except (InvalidURI, ValueError) as exc:  # the driver's message never carries the password back
+        raise ValueError(f"not a MongoDB URI: {str(exc).replace(value, '<uri>')[:200]}") from None
+    return value
+
+
+def checked_url(value: str) -> str:
+    """An http(s) URL whose host and port are what a client can connect to."""
+    if not re.match(r"^https?://[^/]+", value):
+        raise ValueError("an http:// or https:// URL")
+    try:
+        port = urllib.parse.urlsplit(value).port
+    except ValueError:
+        raise ValueError("its port is not a number from 1 to 65535") from None
+    if port == 0:
+        raise ValueError("its port is not a number from 1 to 65535")
     return value
 
 
@@ -159,6 +187,11 @@ class EffectSection(Strict):
     key: dict[str, Any] | None = None
     amount: dict[str, Any] | None = None
 
+
+    @field_validator("uri")
+    @classmethod
+    def _mongo_uri(cls, value: str | None) -> str | None:
+        return checked_mongo_uri(value)
     @model_validator(mode="after")
     def _fits_source(self) -> "EffectSection":
         need = {"files": ("dir",), "mongo": ("uri", "database", "collection", "key"), "http": ("key",),
@@ -213,6 +246,11 @@ class PaymentsSection(Strict):
     file: str | None = None
     amount: str | None = None
 
+
+    @field_validator("uri")
+    @classmethod
+    def _mongo_uri(cls, value: str | None) -> str | None:
+        return checked_mongo_uri(value)
     @model_validator(mode="after")
     def _fits_source(self) -> "PaymentsSection":
         need = {"http": ("path", "id"), "mongo": ("uri", "database", "collection", "document"),
@@ -340,6 +378,11 @@ class StateSection(Strict):
     effect: str | None = None
     effect_is: Literal["key", "name"] = "key"
 
+
+    @field_validator("uri")
+    @classmethod
+    def _mongo_uri(cls, value: str | None) -> str | None:
+        return checked_mongo_uri(value)
     @model_validator(mode="after")
     def _fits_source(self) -> "StateSection":
         need = {"http": ("path",), "mongo": ("uri", "database", "collection")}[self.source]
@@ -524,8 +567,11 @@ class ProfileFile(Strict):
     @field_validator("base_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/]+", value):
-            raise ValueError("base_url is an http:// or https:// URL")
+        if value is not None:
+            try:
+                checked_url(value)
+            except ValueError as exc:
+                raise ValueError(f"base_url is {exc}" if "http" in str(exc) else str(exc)) from None
         return value
 
     @field_validator("metrics_path", "faults_path")
