@@ -22,6 +22,7 @@ from pydantic import ConfigDict
 
 from harness.verdict.result import MET, MISSED, NOT_MEASURED, SHOWN, TargetResult
 from harness.errors import TargetsError
+from harness.profile.schema import TargetEntry
 
 TARGETS_VERSION = 1
 DEFAULT_TARGETS = Path(__file__).with_name("default_targets.json")
@@ -65,31 +66,10 @@ def _fmt(value: float) -> str:
 
 
 @dataclass(frozen=True)
-class _Entry:
-    """One target as a targets file writes it."""
-
-    __pydantic_config__ = ConfigDict(extra="forbid")
-    name: str
-    metric: str
-    eq: float | None = None
-    gt: float | None = None
-    ge: float | None = None
-    lt: float | None = None
-    le: float | None = None
-    unit: str = ""
-    description: str = ""
-    judged: bool = True
-
-    def __post_init__(self) -> None:
-        if not any(getattr(self, op) is not None for op in _BOUNDS):
-            raise ValueError(f"target {self.name!r} has no bound (one of {', '.join(_BOUNDS)})")
-
-
-@dataclass(frozen=True)
 class _File:
     __pydantic_config__ = ConfigDict(extra="forbid")
     version: Literal[1]
-    targets: list[_Entry]
+    targets: list[TargetEntry]  # one entry's format, shared with a profile's [[targets.target]]
     source: str = ""  # where the figures come from (free text)
     description: str = ""
 
