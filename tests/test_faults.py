@@ -230,7 +230,7 @@ def test_ctrl_c_while_the_nemesis_waits_to_restart_the_service_leaves_no_process
                                 "--payments", "1", "--duplicates", "2", "--nemesis", CRASH_WHILE_RENDERING,
                                 "--restart-after", "30", "--report-dir", str(tmp_path / "report"), "--quiet"],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    log = tmp_path / "report" / "run.service.log"
+    log = tmp_path / "report" / "claim-then-generate.service.log"  # a run is named by its profile
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and "Generating receipt" not in (log.read_text() if log.exists() else ""):
         time.sleep(0.05)
