@@ -131,7 +131,8 @@ def race_profile(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
 
     ``race_profile(profile, variables=None, *, base_url=None, payments=10, duplicates=5, unpaid=0,
     channel_mix="callback:1", rounds=1, round_interval=0.0, seed=0, sync="last-byte",
-    targets="exactly-once", verify_tls=None, nemesis=None, restart_after=1.0, pause_for=2.0, redeliver=None)``:
+    targets=None, verify_tls=None, nemesis=None, restart_after=1.0, pause_for=2.0, redeliver=None)``:
+    ``targets``: a targets file or built-in name; default the profile's ``[targets]``, else ``exactly-once``.
     ``profile`` is a file, a built-in name or a ``Profile``; ``variables`` fill its ``${NAME}`` values
     (default: the environment). ``sync`` is any sender, ``sequential`` or ``auto``; ``verify_tls``
     (False, or a CA file) overrides how the profile trusts an https service's certificate. The
@@ -154,7 +155,7 @@ def race_profile(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
             payments: int = d["payments"], duplicates: int = d["duplicates"], unpaid: int = d["unpaid"],
             channel_mix: str = d["channel_mix"], rounds: int = d["rounds"],
             round_interval: float = d["round_interval"], seed: int = d["seed"], sync: str = d["sync"],
-            targets: str | Path = "exactly-once", label: str | None = None,
+            targets: str | Path | None = None, label: str | None = None,
             verify_tls: bool | str | None = None, nemesis: str | None = f["nemesis"],
             restart_after: float = f["restart_after"], pause_for: float = f["pause_for"],
             redeliver: str | None = f["redeliver"]) -> RunReport:
@@ -162,6 +163,8 @@ def race_profile(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
             profile = load_profile(profile, variables, base_url=base_url)
         elif base_url:
             profile = profile.with_base_url(base_url)
+        if targets is None and profile.spec.targets is None:  # the service's own targets, else exactly-once
+            targets = "exactly-once"
         plan = Plan(payments=payments, duplicates=duplicates, unpaid=unpaid,
                     channel_mix=parse_channel_mix(channel_mix), rounds=rounds, round_interval=round_interval, seed=seed)
         # No report is written (the test has it); a sink's records go to the test's own tmp_path, which pytest

@@ -165,3 +165,21 @@ def test_the_reading_pool_reports_odd_entries_and_applies_the_size_limit(tmp_pat
     assert report["unreadable"] == [{"file": "receipt-big-1.pdf",
                                      "error": f"too large to read ({1 << 30} bytes > {1 << 20})"}]
     assert report["exit_code"] == 1
+
+
+def test_a_plain_subdirectory_of_the_receipts_directory_is_passed_over_not_a_finding(tmp_path):
+    from harness.observe.files import scan_receipts
+
+    (tmp_path / "lost+found").mkdir()
+    (tmp_path / "archive").mkdir()
+    receipts, problems = scan_receipts(tmp_path)
+    assert receipts == [] and problems == []
+
+
+@pytest.mark.timeout(30)
+def test_a_long_run_of_joined_parts_is_searched_for_transaction_ids_without_blowing_up():
+    # A sink call's body may be a base64url blob; every pair of cuts in one run was cubic (40 KB took 2.4 s).
+    from harness.observe.content import transactions_named
+
+    text = "a-" * 200_000 + "receipt-MT1-1700000000 MT10"
+    assert transactions_named(text, {"MT1", "MT10", "a-a"}) == {"MT1", "MT10", "a-a"}

@@ -120,3 +120,16 @@ def test_a_malformed_mongodb_uri_is_refused_at_load_without_its_password():
     with pytest.raises(ProfileError, match=r"state\.uri: not a MongoDB URI") as caught:
         parse_profile(data)
     assert "s3cr3t-pw" not in str(caught.value)
+
+
+def test_answers_kept_only_in_part_make_one_generation_unknown_never_a_pass():
+    payment = Payment("p1", "T1", 100)
+
+    def answer(i: int, outcome: str | None, truncated: bool) -> Event:
+        return Event(index=i, payment="p1", channel="callback", t_release=0.0, t_response=0.01, status=200,
+                     outcome=outcome, body_truncated=truncated)
+
+    events = [answer(0, None, True), answer(1, None, True), answer(2, "already_generated", False)]
+    result = one_generation(Evidence([PlannedPayment(payment, True)], History(events=events),
+                                     Observation(answers_described=True)))
+    assert result.valid is None and result.details["unread_answers"] == ["p1"]

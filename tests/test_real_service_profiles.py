@@ -249,3 +249,15 @@ def test_the_payments_table_names_a_payment_by_its_transaction_first():
 
     assert payment_name({"payment": "6b13093", "merchant_transaction_id": "order_Nq3x"}) == "order_Nq3x (id 6b13093)"
     assert payment_name({"payment": "MT1", "merchant_transaction_id": "MT1"}) == "MT1"
+
+
+def test_a_hidden_stray_file_is_not_a_receipt_in_an_audit_of_several_kinds(tmp_path):
+    profile = _audit_only(tmp_path, '\n[[effects]]\nkind = "receipt copy"\nsource = "files"\n'
+                                    f'dir = "{tmp_path / "receipts"}"\nglob = "*"\n'
+                                    'key = { from = "name", pattern = "receipt-(.+)\\\\.pdf" }\n')
+    _pdf(tmp_path / "receipts" / "receipt-T1.pdf", "Receipt T1: Rs. 499.00")
+    (tmp_path / "receipts" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    result = _cli("audit", "--profile", str(profile), "--json", "--report-dir", str(tmp_path / "report"))
+    report = json.loads(result.stdout)
+    assert result.returncode == EXIT_OK, result.stdout
+    assert report["unreadable"] == []

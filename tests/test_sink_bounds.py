@@ -246,3 +246,22 @@ def test_the_http_channel_queues_at_least_128_waiting_connections(tmp_path):
         for sock in waiting:
             sock.close()
         channel.server.server_close()
+
+
+@pytest.mark.slow
+def test_a_gzip_encoded_call_through_the_proxy_is_read_by_its_fields(tmp_path, mitmdump):
+    import gzip
+
+    from harness.observe.sink import call_parts
+
+    settings = SinkSettings(proxy=0, read_timeout=READ_TIMEOUT, max_body=MAX_BODY, ca_dir=str(tmp_path / "ca"))
+    with Sink(settings, tmp_path / "sink.jsonl") as sink:
+        channel = Channel("proxy", sink)
+        body = gzip.compress(json.dumps({"orderRef": "don_9", "amount": 49900}).encode())
+        with channel.client() as client:
+            answer = client.post(channel.url("/gz"), content=body,
+                                 headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+        assert answer.status_code == 200
+        record = channel.record("/gz")
+        assert call_parts(record)["fields"] == {"orderRef": "don_9", "amount": 49900}
+        assert base64.b64decode(record["body_encoded_b64"]) == body  # the bytes as they travelled, kept apart

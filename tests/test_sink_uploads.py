@@ -74,10 +74,12 @@ def test_an_attachment_amount_rule_catches_a_wrong_amount_in_the_uploaded_pdf(tm
     assert effects[0].amount == 452_820  # the oracle compares it with the payment's 452 720 paise
 
 
-def test_a_call_cut_short_is_a_partial_side_effect_not_a_whole_one(tmp_path):
+def test_a_call_cut_short_is_an_attempt_not_a_side_effect(tmp_path):
+    # A real downstream discards a request cut short; a service that sends it again whole made one side effect.
     cut = {**_upload("order_1", "1.00"), "partial": "the body ended after 900 of 1400 bytes"}
-    effects, _ = read_sink_effects(EffectSection.model_validate(WHATSAPP), _sink(tmp_path, [cut]))
-    assert not effects[0].readable and effects[0].error.startswith("partial call: the body ended")
+    whole = _upload("order_1", "4,527.20", seq=2)
+    effects, _ = read_sink_effects(EffectSection.model_validate(WHATSAPP), _sink(tmp_path, [cut, whole]))
+    assert [(e.name, e.amount) for e in effects] == [("proxy#2", 452_720)]
 
 
 def test_a_form_field_key_rule_reads_an_urlencoded_body(tmp_path):

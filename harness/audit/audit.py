@@ -303,7 +303,7 @@ def audit_profile(profile: Profile, *, label: str | None = None,
                 if effect.source != "files":
                     name = f"{effect.source}:{effect.kind}:{record.name}"
                 else:
-                    name = f"{effect.kind}:{record.name}" if several else record.name
+                    name = f"{effect.kind}/{record.name}" if several else record.name  # "/": no file name has one
                 record.name = name
                 by_name[name] = record
                 key = record.key if record.keyed else _key_of(record, default_rules)

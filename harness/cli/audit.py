@@ -14,7 +14,7 @@ from harness.cli.common import fail
 from harness.errors import AuditError, ProfileError
 from harness.profile import load_profile
 from harness.progress import ProgressBar
-from harness.redact import redact
+from harness.redact import mask_values, redact
 
 def register(sub: Any) -> argparse.ArgumentParser:
     """audit on the CLI's subparsers."""
@@ -70,6 +70,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     except OSError as exc:
         return fail(f"cannot read receipts directory {args.directory}: {exc}")
     paths = write_audit_report(report, args.report_dir, secrets=secrets) if args.report_dir else {}
+    report = mask_values(report, secrets)  # what is printed masks what the written report masks
     if args.json:
         print(json.dumps(redact(report), indent=2))
     else:

@@ -10,6 +10,7 @@ from typing import Any
 from harness.verdict.result import EXIT_INVALID, EXIT_OK, EXIT_USAGE
 from harness.progress import ProgressBar
 from harness.cli.common import Parser, fail, say
+from harness.redact import mask_values
 from harness.reference import add_serve_arguments
 from harness.senders import SENDERS
 
@@ -139,7 +140,8 @@ def _cmd_profile_check(args: argparse.Namespace) -> int:
     except ProfileError as exc:
         return fail(str(exc))
     result = check_profile(profile)
-    print(say(result.render()))  # what the service answered and each rule extracted: escaped for the terminal
+    # What the service answered and each rule extracted: its secrets masked by value, escaped for the terminal.
+    print(say(mask_values(result.render(), profile.secret_values())))
     return EXIT_OK if result.ok else EXIT_USAGE
 
 

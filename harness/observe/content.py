@@ -23,13 +23,22 @@ _CURRENCY_AFTER = re.compile(r"^\s*(?:paise|paisa|INR|rupees?|/-)", re.IGNORECAS
 
 
 def transactions_named(text: str, known: set[str]) -> set[str]:
-    """Which of the ``known`` transaction ids the text prints, each bounded by anything but a letter or digit."""
+    """Which of the ``known`` transaction ids the text prints, each bounded by anything but a letter or digit.
+
+    Linear in the text: an id of k joiner-separated parts can only be k consecutive parts of a run, so
+    only spans as long as some known id are looked up (a run of 40 000 parts — a base64url blob in a
+    sink call's body — costs 40 000 lookups per such length, not every pair of cuts)."""
+    if not known:
+        return set()
+    lengths = {len(_JOINER.findall(k)) + 1 for k in known}  # how many parts each known id has
     found = set()
     for run in _RUN.findall(text):
-        # Every span of the run that starts and ends at a "_"/"-" boundary: a handful per run.
-        cuts = [0] + [m.end() for m in _JOINER.finditer(run)]
+        starts = [0] + [m.end() for m in _JOINER.finditer(run)]
         ends = [m.start() for m in _JOINER.finditer(run)] + [len(run)]
-        found.update(run[a:b] for a in cuts for b in ends if b > a and run[a:b] in known)
+        for i, a in enumerate(starts):
+            for parts in lengths:
+                if i + parts - 1 < len(ends) and run[a:ends[i + parts - 1]] in known:
+                    found.add(run[a:ends[i + parts - 1]])
     return found
 
 

@@ -62,6 +62,17 @@ def _what(mode: int) -> str:
     return "a special file"
 
 
+def plain_directory(path: Path) -> bool:
+    """A directory (or a link to one) whose name does not look like a file's: ``lost+found``, ``archive/``.
+
+    Those were never receipts and are passed over, as they always were; a directory named like a file
+    (``receipt-1.pdf/``) stands where a receipt should and is an odd entry."""
+    try:
+        return stat_.S_ISDIR(os.stat(path).st_mode) and "." not in path.name.lstrip(".")
+    except OSError:  # dangling, looping or vanished: not a plain directory (odd_entry says what it is)
+        return False
+
+
 def odd_entry(path: Path) -> str | None:
     """What a directory entry is when it is neither a regular file nor a symlink to one; None when it is one.
 
@@ -341,7 +352,7 @@ def scan_receipts(directory: str | Path, *, passes: int = 3, text: bool = True, 
     skipped: set[str] = set()  # vanished before they could be read
 
     def list_names() -> set[str]:
-        return {p.name for p in root.iterdir() if match is None or match(p.name)}
+        return {p.name for p in root.iterdir() if (match is None or match(p.name)) and not plain_directory(p)}
 
     listing = list_names()
     for _ in range(passes):

@@ -59,10 +59,11 @@ class ReceiptFile:
         """A finished side effect: a temporary or partial file is a file conflict (rows are always final)."""
         if self.source != "files":
             return True
-        if self.name.startswith(".") or self.name.endswith((".tmp", ".part", ".partial")):
+        name = self.name.rsplit("/", 1)[-1]  # an audit of several kinds names a file "<kind>/<file>"
+        if name.startswith(".") or name.endswith((".tmp", ".part", ".partial")):
             return False
         # A profile's rule chose these files by its glob: whatever their format, they are finished.
-        return self.name.endswith(".pdf") or self.data is not None or self.keyed
+        return name.endswith(".pdf") or self.data is not None or self.keyed
 
 
 @dataclass

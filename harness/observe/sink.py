@@ -120,13 +120,15 @@ def read_sink_effects(section: EffectSection,
     except SinkError as exc:  # a finished run's records that cannot be found: unknown, never a pass
         return [], [Problem(RECEIPTS_DIR, f"cannot read side effects ({describe_sink(section)}): {exc}")]
     key, amount = section.rule("key"), section.rule("amount")
-    refused = [r for r in records if "refused" in r and r.get("channel") == section.channel]
+    refused = [r for r in records if "refused" in r and r.get("channel") == section.channel and (
+        not r.get("recipients") or _passes(section, r))]  # refused before its recipients were named: any kind's
     if refused:  # sent, but over the sink's own limit: what it was cannot be judged, and the run must say why
         return [], [Problem(RECEIPTS_DIR, f"cannot read side effects ({describe_sink(section)}): the sink refused "
                                           f"{len(refused)} {section.channel} message(s): {refused[0]['refused']}")]
     out = []
     for record in records:
-        if "blocked" in record or "failed" in record or not _passes(section, record):  # failed: an attempt only
+        # failed (a downstream outage) and partial (cut short: a real downstream discards it) are attempts only
+        if "blocked" in record or "failed" in record or "partial" in record or not _passes(section, record):
             continue
         if record.get("channel") in ("http", "proxy"):
             record = {**record, **call_parts(record)}  # its body as JSON, form fields and files (multipart)
@@ -186,9 +188,7 @@ def _as_effect(section: EffectSection, record: dict[str, Any]) -> ReceiptFile:
                                                                     "path": record.get("path"), "body": body[:200]})
     if files:
         effect.data = {**(effect.data or {}), "attachments": [f"{f.get('name')} ({f.get('size')} bytes)" for f in files]}
-    if record.get("partial"):  # cut short: the call reached the sink, but not whole (a side effect of its own)
-        effect.readable, effect.error = False, f"partial call: {record['partial']}"
-    elif unreadable := [f for f in files if not f.get("readable", True)]:
+    if unreadable := [f for f in files if not f.get("readable", True)]:
         effect.readable, effect.error = False, f"attachment {unreadable[0].get('name')!r}: {unreadable[0].get('error')}"
     return effect
 

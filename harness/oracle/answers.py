@@ -25,12 +25,22 @@ def one_generation(ev: Evidence) -> CheckResult:
                   if answered else f"no request got an answer to read an outcome from ({len(ev.history)} sent, "
                                    f"{sum(1 for e in ev.history if e.error)} transport errors)")
         return CheckResult(name, description, None, details={"reason": reason})
-    violations = []
+    violations, unread = [], []
     for planned in ev.payments:
-        generated = [e.index for e in ev.events_of(planned.payment) if e.outcome == "generated"]
+        events = ev.events_of(planned.payment)
+        generated = [e.index for e in events if e.outcome == "generated"]
         if len(generated) > 1:
             violations.append(Violation(name, f"{len(generated)} requests answered that they generated the receipt",
                                         planned.payment.id, events=generated, kind=GENERATED_TWICE))
+        # An answer kept only in part (over the harness's bound) has no outcome: it may have said "generated".
+        # Where it could make a second generation, this payment cannot be called clean.
+        elif len(generated) + sum(1 for e in events if e.outcome is None and e.body_truncated) > 1:
+            unread.append(planned.payment.id)
+    if unread and not violations:
+        return CheckResult(name, description, None, details={
+            "reason": f"{len(unread)} payment(s) had answers kept only in part (over the harness's answer bound), "
+                      f"whose outcome cannot be read: one of them may have generated again",
+            "unread_answers": unread})
     return CheckResult(name, description, not violations, violations)
 
 

@@ -227,8 +227,10 @@ class RecordAndAnswer:
             return
         call.recorded = True
         fields = call.body.fields(partial)
+        if partial is None and (decoded := _decoded(call)):
+            fields.pop("body_b64", None)  # the encoded bytes: kept as body_encoded_b64, the content is decoded
+            fields.update(decoded)
         if partial is None:
-            fields.update(_decoded(call))
             fields["status"] = ctx.options.sink_status
         self._append({**call.record, **fields})
 
@@ -303,8 +305,9 @@ def _flow_id(head: bytes) -> str:
 
 
 def _decoded(call: _Call) -> dict[str, Any]:
-    """``body`` as the request's Content-Encoding decodes it (as this proxy has always recorded it), with the
-    bytes received in ``body_b64``; nothing when the body is not encoded, was cut, or does not decode."""
+    """``body`` (and ``body_b64`` when it is not UTF-8) as the request's Content-Encoding decodes it, as this
+    proxy has always recorded it, with the bytes received in ``body_encoded_b64``; nothing when the body is not
+    encoded, was cut, or does not decode."""
     coding = next((v for k, v in call.record.get("headers", {}).items() if k.lower() == "content-encoding"), "")
     kept = bytes(call.body.kept)
     if not coding or not kept or call.body.size > len(kept):
@@ -317,7 +320,14 @@ def _decoded(call: _Call) -> dict[str, Any]:
         return {}
     if not isinstance(decoded, bytes) or decoded == kept:
         return {}
-    return {"body": decoded.decode("utf-8", "replace"), "body_b64": base64.b64encode(kept).decode("ascii")}
+    # body / body_b64 are the content as sent, decoded (what a reader parses: a JSON field, a multipart form);
+    # the bytes as they travelled, still encoded, are kept apart.
+    out = {"body": decoded.decode("utf-8", "replace"), "body_encoded_b64": base64.b64encode(kept).decode("ascii")}
+    try:
+        decoded.decode("utf-8")
+    except UnicodeDecodeError:
+        out["body_b64"] = base64.b64encode(decoded).decode("ascii")
+    return out
 
 
 addons = [RecordAndAnswer()]
