@@ -130,7 +130,7 @@ def read_sink_effects(section: EffectSection,
         # failed (a downstream outage) and partial (cut short: a real downstream discards it) are attempts only
         if "blocked" in record or "failed" in record or "partial" in record or not _passes(section, record):
             continue
-        if record.get("channel") in ("http", "proxy"):
+        if record.get("channel") in ("http", "proxy") and (_reads_parts(section) or not _multipart_call(record)):
             record = {**record, **call_parts(record)}  # its body as JSON, form fields and files (multipart)
         effect = _as_effect(section, record)
         if isinstance(record.get("t"), (int, float)):
@@ -193,6 +193,18 @@ def _as_effect(section: EffectSection, record: dict[str, Any]) -> ReceiptFile:
     return effect
 
 
+def _reads_parts(section: EffectSection) -> bool:
+    """Whether a rule reads a body's fields or files (parsing a large multipart body is not free)."""
+    rules = [section.rule(which) for which in ("key", "amount")]
+    return any(isinstance(r, SinkRule) and (r.from_ == "attachment" or (r.from_ == "body" and r.field))
+               for r in rules)
+
+
+def _multipart_call(record: dict[str, Any]) -> bool:
+    headers = {str(k).lower(): str(v) for k, v in (record.get("headers") or {}).items()}
+    return headers.get("content-type", "").lower().startswith("multipart/")
+
+
 def body_bytes(record: dict[str, Any]) -> bytes:
     """The exact bytes of a call's body as the sink kept them (``body_b64`` when they are not UTF-8 text)."""
     if record.get("body_b64"):
@@ -210,7 +222,11 @@ def call_parts(record: dict[str, Any]) -> dict[str, Any]:
     content_type = headers.get("content-type", "")
     data = body_bytes(record)
     if content_type.lower().startswith("multipart/"):
-        return _multipart(content_type, data)
+        try:
+            return _multipart(content_type, data)
+        except (RecursionError, ValueError, LookupError, TypeError) as exc:  # a header the parser chokes on
+            return {"attachments": [{"name": "(the multipart body)", "size": len(data), "readable": False,
+                                     "text": "", "error": f"unparsable multipart body: {exc.__class__.__name__}"}]}
     if content_type.lower().startswith("application/x-www-form-urlencoded"):
         fields = urllib.parse.parse_qs(data.decode("utf-8", "replace"), keep_blank_values=True)
         return {"fields": {k: v[0] if len(v) == 1 else v for k, v in fields.items()}}
