@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
+import stat as stat_
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from harness.profile.patterns import first_group
 from harness.profile.schema import EffectSection, FileRule, RuleSection
 from harness.profile.template import dig
 from harness.redact import redact_text, without_userinfo
+from harness.tls import bounded_request
 
 
 def describe(section: EffectSection) -> str:
@@ -109,13 +112,46 @@ def _temporary_copy(name: str, glob: str) -> bool:
 TEXT_RECEIPT_CHARS = 1_000_000  # bytes of an HTML or text receipt read (what a pattern could search anyway)
 
 
-def _read_as_text(path: Path, record: ReceiptFile) -> None:
+def _read_regular(path: Path, limit: int, *, whole: bool = False) -> tuple[os.stat_result, bytes | None]:
+    """The file's status and at most ``limit`` bytes of it (``whole``: refused, None, when it is larger than that).
+
+    Opened without blocking and looked at once open (``os.fstat``): an entry swapped for a FIFO or a
+    device since ``odd_entry`` looked at it is never read (None), so nothing here waits on a writer.
+    ``whole`` reads one byte more than ``limit``, to tell a file that grew while read.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
     try:
-        with open(path, "rb") as handle:  # read up to the bound, never the whole file
-            record.text = handle.read(TEXT_RECEIPT_CHARS).decode("utf-8", errors="replace")
+        st = os.fstat(fd)
+        if not stat_.S_ISREG(st.st_mode) or (whole and st.st_size > limit):
+            return st, None
+        parts, wanted = [], limit + 1 if whole else limit
+        while wanted > 0 and (chunk := os.read(fd, min(wanted, 1 << 20))):
+            parts.append(chunk)
+            wanted -= len(chunk)
+        return st, b"".join(parts)
+    finally:
+        os.close(fd)
+
+
+def _swapped(path: Path) -> str:
+    """What an entry that is no longer a regular file is now (it was one when it was listed)."""
+    try:
+        return odd_entry(path) or "not a regular file"
+    except OSError:
+        return "gone"
+
+
+def _read_as_text(path: Path, record: ReceiptFile) -> None:
+    try:  # read up to the bound, never the whole file, and never a FIFO swapped in since the listing
+        st, data = _read_regular(path, TEXT_RECEIPT_CHARS)
     except OSError as exc:
         record.error = f"cannot read: {exc.strerror or exc}"
         return
+    if data is None:
+        record.odd = _swapped(path) if not stat_.S_ISREG(st.st_mode) else None
+        record.error = f"odd entry: {record.odd}, not a regular file (not read)"[:300]
+        return
+    record.text = data.decode("utf-8", errors="replace")
     record.readable, record.error = True, None
 
 
@@ -132,16 +168,28 @@ def _json_files(root: Path, glob: str) -> tuple[list[ReceiptFile], list[Problem]
             out.append(ReceiptFile(name=path.name, size=0, odd=odd,
                                    error=f"odd entry: {odd}, not a regular file (not opened)"))
             continue
-        stat = path.stat()
-        record = ReceiptFile(name=path.name, size=stat.st_size, at=stat.st_mtime)
-        if stat.st_size > MAX_RECEIPT_BYTES:
-            record.error = f"too large to read ({stat.st_size} bytes > {MAX_RECEIPT_BYTES})"
+        try:  # opened without blocking, checked once open, read up to the bound: never a FIFO swapped in since
+            st, data = _read_regular(path, MAX_RECEIPT_BYTES, whole=True)
+        except FileNotFoundError:  # vanished after it was looked at
+            continue
+        except OSError as exc:
+            out.append(ReceiptFile(name=path.name, size=0, error=f"unreadable JSON: cannot read: {exc}"[:300]))
+            continue
+        if not stat_.S_ISREG(st.st_mode):
+            odd = _swapped(path)
+            out.append(ReceiptFile(name=path.name, size=0, odd=odd,
+                                   error=f"odd entry: {odd}, not a regular file (not read)"[:300]))
+            continue
+        record = ReceiptFile(name=path.name, size=st.st_size, at=st.st_mtime)
+        if data is None or len(data) > MAX_RECEIPT_BYTES:
+            record.error = (f"too large to read ({st.st_size} bytes > {MAX_RECEIPT_BYTES})" if data is None else
+                            f"too large to read (more than {MAX_RECEIPT_BYTES} bytes: it grew while read)")
             out.append(record)
             continue
         try:
-            record.data = json.loads(path.read_text())
+            record.data = json.loads(data)
             record.readable = True
-        except (OSError, ValueError) as exc:
+        except ValueError as exc:
             record.error = f"unreadable JSON: {exc}"[:300]
         out.append(record)
     return out, []
@@ -170,7 +218,7 @@ def _mongo_documents(section: EffectSection) -> list[dict[str, Any]]:
 
 def _http_items(section: EffectSection, base_url: str, client: httpx.Client) -> list[dict[str, Any]]:
     url = section.url or base_url.rstrip("/") + str(section.path)
-    response = client.get(url)
+    response = bounded_request(client, "GET", url)  # harness.tls's size and time bounds
     response.raise_for_status()
     items = dig(response.json(), section.items)
     if not isinstance(items, list):

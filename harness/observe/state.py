@@ -15,6 +15,7 @@ import httpx
 from harness.profile.payments import Payment
 from harness.profile.schema import StateSection
 from harness.profile.template import dig
+from harness.tls import bounded_request
 
 HTTP_READERS = 8  # state requests in flight at once: a batch, not one request per payment in a row
 
@@ -48,7 +49,7 @@ def _over_http(section: StateSection, payments: list[Payment], base_url: str, cl
                join_fields: set[str]) -> dict[str, dict | None]:
     def one(payment: Payment) -> dict | None:
         path = str(section.path).replace("{id}", payment.id).replace("{transaction}", payment.merchant_transaction_id)
-        response = client.get(base_url.rstrip("/") + path)
+        response = bounded_request(client, "GET", base_url.rstrip("/") + path)  # harness.tls's size and time bounds
         if response.status_code == 404:
             return None
         response.raise_for_status()
@@ -56,7 +57,13 @@ def _over_http(section: StateSection, payments: list[Payment], base_url: str, cl
         return normalised(section, record if isinstance(record, dict) else None, join_fields)
 
     with ThreadPoolExecutor(max_workers=min(HTTP_READERS, max(1, len(payments)))) as pool:
-        return dict(zip((p.id for p in payments), pool.map(one, payments)))
+        futures = [pool.submit(one, p) for p in payments]
+        try:
+            return {p.id: f.result() for p, f in zip(payments, futures)}
+        except BaseException:  # the first failure is the answer: the reads not yet started are not made
+            for future in futures:
+                future.cancel()
+            raise
 
 
 def _from_mongo(section: StateSection, payments: list[Payment], join_fields: set[str]) -> dict[str, dict | None]:

@@ -22,6 +22,7 @@ from harness.profile.schema import ProfileFile
 from harness.profile.template import dig, placeholders_in
 from harness.redact import MASK, MIN_SECRET_LENGTH, is_secret_key, redact_uris, uri_credentials, without_userinfo
 from harness.senders.base import PreparedRequest
+from harness.tls import AnswerUnbounded, bounded_request
 
 # A profile's outcome words -> the oracle's (the reference service's answers use these).
 OUTCOMES = {"generated": "generated", "already": "already_generated", "failed": "failed"}
@@ -97,11 +98,12 @@ class Profile:
         return self.spec.state.uri if self.spec.state and self.spec.state.source == "mongo" else None
 
     def check_reachable(self, client: httpx.Client) -> None:
-        try:
-            client.get(self.url(self.health_path), timeout=5.0)
+        try:  # its answer read only up to harness.tls's bounds: an endless health answer is a failure too
+            bounded_request(client, "GET", self.url(self.health_path), timeout=5.0)
         except httpx.HTTPError as exc:
             # Named without its credentials: a base_url may carry user:password@ (and the error may repeat it).
-            raise TargetError(f"{without_userinfo(self.base_url)} is unreachable: {exc.__class__.__name__}: "
+            failed = "answered its health check without bound" if isinstance(exc, AnswerUnbounded) else "is unreachable"
+            raise TargetError(f"{without_userinfo(self.base_url)} {failed}: {exc.__class__.__name__}: "
                               f"{redact_uris(str(exc))}") from None
 
     def request(self, channel: str, payment: Payment, state: str = "COMPLETED") -> PreparedRequest:
@@ -184,7 +186,8 @@ class Profile:
         return Profile(parse_profile(data, source), {"from": source})
 
 # Words in a header's name that say it carries a credential: a key, a signature, a session, a password.
-_CREDENTIAL_HEADER_PARTS = ("key", "auth", "sign", "session", "pass", "cookie", "secret", "token", "credential", "hmac")
+_CREDENTIAL_HEADER_PARTS = ("key", "auth", "sign", "session", "pass", "cookie", "secret", "token", "credential", "hmac",
+                            "salt", "code", "pin", "verify", "otp")
 
 
 def credential_header(name: str) -> bool:

@@ -15,6 +15,7 @@ from harness.errors import TargetError
 from harness.profile.schema import PaymentsSection
 from harness.profile.template import dig, iso_time, render
 from harness.progress import Progress
+from harness.tls import bounded_request
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def _created(section: PaymentsSection, amounts: list[int], base_url: str, client
             kwargs["data"] = {k: str(v) for k, v in render(section.form, values).items()}
         elif section.body is not None:
             kwargs["json"] = render(section.body, values)
-        response = client.request(section.method, url, **kwargs)
+        response = bounded_request(client, section.method, url, **kwargs)  # harness.tls's size and time bounds
         if response.status_code not in section.status:
             raise TargetError(f"payments: {section.method} {section.path} answered {response.status_code}: "
                               f"{response.text[:300]}")

@@ -19,7 +19,7 @@ from harness.oracle import Evidence, PlannedPayment
 from harness.prepare.plan import Plan
 from harness.profile.payments import Payment
 from harness.errors import HarnessError, TargetError
-from harness.tls import http_client
+from harness.tls import bounded_request, http_client
 from harness.profile import Profile
 from harness.observe.effects import describe
 from harness.observe.observer import mark_baseline, observe, observe_settled
@@ -117,7 +117,8 @@ def _check(profile: Profile, amount: int, result: ProfileCheck) -> None:
 def _deliver(profile: Profile, payment: Payment, client: httpx.Client, result: ProfileCheck) -> bool:
     request = profile.request("callback", payment, "COMPLETED")
     try:
-        response = client.request(request.method, request.url, headers=list(request.headers), content=request.body)
+        response = bounded_request(client, request.method, request.url, headers=list(request.headers),
+                                   content=request.body)  # its answer read only up to harness.tls's bounds
     except httpx.HTTPError as exc:
         return result.add(False, "deliveries.callback", f"{request.method} {request.url}: {exc.__class__.__name__}")
     scheme = profile.spec.deliveries["callback"].signing.scheme

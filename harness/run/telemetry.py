@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 
+from harness.tls import bounded_request
+
 # The reference service's counters; another target's absent counters are simply not measured.
 COUNTERS = {
     "receipt_generations_started_total": "generations_started",
@@ -28,7 +30,7 @@ def scrape(client: httpx.Client, url: str | None) -> dict[str, float] | None:
     from prometheus_client.parser import text_string_to_metric_families
 
     try:
-        response = client.get(url)
+        response = bounded_request(client, "GET", url)  # harness.tls's size and time bounds
         if response.status_code != 200:
             return None
         values: dict[str, float] = {}
