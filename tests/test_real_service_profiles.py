@@ -261,3 +261,44 @@ def test_a_hidden_stray_file_is_not_a_receipt_in_an_audit_of_several_kinds(tmp_p
     report = json.loads(result.stdout)
     assert result.returncode == EXIT_OK, result.stdout
     assert report["unreadable"] == []
+
+
+def test_a_profile_can_keep_larger_answers_so_their_outcomes_stay_readable(tmp_path):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from harness.history import History
+    from harness.run.session import send
+    from harness.senders.base import PreparedRequest
+
+    answer = json.dumps({"receipt": "generated", "pdf_b64": "A" * 100_000}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        request = PreparedRequest(method="POST", url=f"http://127.0.0.1:{server.server_address[1]}/hook",
+                                  headers=(("Content-Type", "application/json"),), body=b"{}", payment="p1",
+                                  channel="callback")
+        kept, default = History(), History()
+        send([request], sync="last-byte", timeout=10, history=kept, warmup_path=None, body_limit=256 * 1024)
+        send([request], sync="last-byte", timeout=10, history=default, warmup_path=None)
+        assert isinstance(kept.events[0].body, dict) and not kept.events[0].body_truncated
+        assert default.events[0].body_truncated
+    finally:
+        server.shutdown()
+    parsed = load_profile(_profile(tmp_path, "[run]\nanswer_bytes = 262144\n"))
+    assert parsed.spec.run.answer_bytes == 262_144

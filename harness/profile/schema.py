@@ -504,6 +504,9 @@ class RunSection(Strict):
     """What a run of this service may take (a command-line flag overrides each)."""
 
     timeout: float | None = Field(None, gt=0)  # seconds one burst may take (default 60)
+    # bytes of each answer's body kept in the history (default 64 KiB): a service whose answers are larger and
+    # say their outcome raises it, or their outcomes cannot be read (harness.senders.base.ANSWER_BODY_LIMIT)
+    answer_bytes: int | None = Field(None, gt=0, le=64 * 1024 * 1024)
 
 
 class TargetEntry(Strict):

@@ -112,20 +112,22 @@ def _waves(requests: list[PreparedRequest], limit: int = MAX_WAVE) -> list[list[
 
 def send(requests: list[PreparedRequest], *, sync: str, timeout: float, history: History,
          progress: Progress = no_progress, warmup_path: str | None = "/healthz",
-         verify_tls: bool | str = True) -> None:
-    """Fire the requests into ``history``: simultaneous waves, or one after another for ``sequential``."""
+         verify_tls: bool | str = True, body_limit: int | None = None) -> None:
+    """Fire the requests into ``history``: simultaneous waves, or one after another for ``sequential``.
+    ``body_limit``: bytes of each answer's body kept (None: the senders' default)."""
+    limit = {} if body_limit is None else {"body_limit": body_limit}
     if sync == "sequential":
         # A deliberately non-overlapping run: each request waits for the previous answer.
         for i, request in enumerate(requests):
             fire([request], sync="last-byte", timeout=timeout, history=history, warmup_path=warmup_path,
-                 verify_tls=verify_tls)
+                 verify_tls=verify_tls, **limit)
             progress("sending", i + 1, len(requests))
         history.sync = "sequential"
         return
     waves = _waves(requests)
     sent = 0
     for wave in waves:
-        fire(wave, sync=sync, timeout=timeout, history=history, warmup_path=warmup_path, verify_tls=verify_tls)
+        fire(wave, sync=sync, timeout=timeout, history=history, warmup_path=warmup_path, verify_tls=verify_tls, **limit)
         sent += len(wave)
         progress("sending", sent, len(requests))
 
@@ -294,7 +296,8 @@ class RunSession:
                 requests = [self._signed_now(r) for r in requests]
             send([replace(r, meta={**r.meta, "round": round_}) for r in requests], sync=sync,
                  timeout=self.config.timeout, history=history, progress=self.progress,
-                 warmup_path=self.profile.health_path, verify_tls=trust)
+                 warmup_path=self.profile.health_path, verify_tls=trust,
+                 body_limit=self.profile.spec.run.answer_bytes)
         self.after_faults(history, self.requests or requests)
         return history
 
@@ -306,7 +309,8 @@ class RunSession:
             trust = self.profile.tls_trust
             redeliver(self.profile, self.payments, requests, history, self.redelivery,
                       lambda batch: send(batch, sync="last-byte", timeout=self.config.timeout, history=history,
-                                         warmup_path=None, verify_tls=trust),
+                                         warmup_path=None, verify_tls=trust,
+                                         body_limit=self.profile.spec.run.answer_bytes),
                       first_round=self.config.plan.rounds, progress=self.progress)
         if self.nemesis is not None:
             self.settle_nemesis(self.nemesis, history)
