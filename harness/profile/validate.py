@@ -33,7 +33,7 @@ def validated(kind: type[T], data: Any, source: str) -> T:
 def describe_error(error: dict[str, Any]) -> str:
     field = ".".join(str(part) for part in error["loc"]) or "(the whole file)"
     message = error["msg"].removeprefix("Value error, ")
-    if error["type"] == "unexpected_keyword_argument":
+    if error["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
         message = "unknown field"
     elif "input" in error and not any(is_secret_key(part) for part in error["loc"]):
         shown = repr(error["input"])
