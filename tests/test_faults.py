@@ -284,7 +284,9 @@ def test_the_matrix_runs_the_reference_service_under_the_nemesis(tmp_path):
     cells = run_matrix(("vulnerable", "atomic"), ("process killed mid-generation",), payments=2, duplicates=3,
                        report_dir=tmp_path)
     vulnerable, atomic = cells
-    assert vulnerable.exit_code == EXIT_INVALID and vulnerable.duplicated == 2  # redelivered duplicates race again
+    # Redelivered duplicates race again. Generations of one payment in the same millisecond write one file name
+    # (one overwrites the other: one-generation names them), so not every payment need show two files.
+    assert vulnerable.exit_code == EXIT_INVALID and vulnerable.duplicated >= 1
     assert atomic.exit_code == EXIT_INVALID and atomic.lost == 2  # claimed, killed, acknowledged: lost for good
     assert "| atomic | process killed mid-generation | 0 | 2 | 2 |" in to_markdown(cells, payments=2, duplicates=3,
                                                                                    lease_seconds=1.0)
