@@ -229,7 +229,10 @@ def test_ctrl_c_while_the_nemesis_waits_to_restart_the_service_leaves_no_process
     harness = subprocess.Popen([sys.executable, "-m", "harness", "run", "--profile", str(CLAIM_THEN_GENERATE),
                                 "--payments", "1", "--duplicates", "2", "--nemesis", CRASH_WHILE_RENDERING,
                                 "--restart-after", "30", "--report-dir", str(tmp_path / "report"), "--quiet"],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               # as a terminal starts it: a test run started in the background (nohup ... &)
+                               # ignores SIGINT, and a child inherits that, so Ctrl-C would never arrive
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     log = tmp_path / "report" / "claim-then-generate.service.log"  # a run is named by its profile
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and "Generating receipt" not in (log.read_text() if log.exists() else ""):
@@ -237,8 +240,8 @@ def test_ctrl_c_while_the_nemesis_waits_to_restart_the_service_leaves_no_process
     time.sleep(0.5)  # the kill is done; the restart is 30 s away
     assert harness.poll() is None, harness.communicate()
     harness.send_signal(signal.SIGINT)
-    _, stderr = harness.communicate(timeout=60)
-    assert harness.returncode == 130, stderr
+    stdout, stderr = harness.communicate(timeout=60)
+    assert harness.returncode == 130, stdout + stderr
     time.sleep(0.5)
     assert not _service_processes(str(tmp_path))
 
