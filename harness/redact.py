@@ -62,6 +62,18 @@ def is_secret_key(key: Any) -> bool:
     return any(part in norm for part in SECRET_KEY_PARTS)
 
 
+# Words in a header's name that say it carries a credential: a key, a signature, a session, a password, a PIN.
+CREDENTIAL_HEADER_PARTS = ("key", "auth", "sign", "session", "pass", "cookie", "secret", "token", "credential", "hmac",
+                           "salt", "code", "pin", "verify", "otp")
+
+
+def credential_header(name: str) -> bool:
+    """Whether a header's name says it carries a credential (its value is masked wherever it is kept: a
+    report's profile, the sink's records); an id (``X-Razorpay-Event-Id``) is not one."""
+    lowered = name.lower()
+    return is_secret_key(name) or any(part in lowered for part in CREDENTIAL_HEADER_PARTS)
+
+
 def redact_text(text: str) -> str:
     """text with URI credentials and ``secret=value`` pairs masked."""
     return _mask_key_values(_mask_uri_credentials(text))

@@ -20,7 +20,9 @@ from harness.profile.schema import parse_profile
 from harness.profile.payments import Payment
 from harness.profile.schema import ProfileFile
 from harness.profile.template import dig, placeholders_in
-from harness.redact import MASK, MIN_SECRET_LENGTH, is_secret_key, redact_uris, uri_credentials, without_userinfo
+from harness.redact import (
+    MASK, MIN_SECRET_LENGTH, credential_header, is_secret_key, redact_uris, uri_credentials, without_userinfo,
+)
 from harness.senders.base import PreparedRequest
 from harness.tls import AnswerUnbounded, bounded_request
 
@@ -184,16 +186,6 @@ class Profile:
             data = {**data, "deliveries": {name: {**channel, "signing": {"scheme": "none"}}
                                            for name, channel in data.get("deliveries", {}).items()}}
         return Profile(parse_profile(data, source), {"from": source})
-
-# Words in a header's name that say it carries a credential: a key, a signature, a session, a password.
-_CREDENTIAL_HEADER_PARTS = ("key", "auth", "sign", "session", "pass", "cookie", "secret", "token", "credential", "hmac",
-                            "salt", "code", "pin", "verify", "otp")
-
-
-def credential_header(name: str) -> bool:
-    """Whether a header's name says it carries a credential (its value masked in reports); an id is not one."""
-    lowered = name.lower()
-    return is_secret_key(name) or any(part in lowered for part in _CREDENTIAL_HEADER_PARTS)
 
 _PUBLIC_SIGNING = frozenset({"scheme", "salt_index", "header", "hash", "encoding", "signed", "prefix",
                              "timestamp_header", "timestamp_unit"})

@@ -14,20 +14,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..redact import MASK, is_secret_key, redact
-
-# Header names that carry credentials beyond what ``is_secret_key`` names: webhook signatures, API keys.
-_SECRET_HEADER_PARTS = ("signature", "api-key", "x-api-key", "auth")
-
-
-def secret_header(name: str) -> bool:
-    lowered = name.lower()
-    return is_secret_key(name) or any(part in lowered for part in _SECRET_HEADER_PARTS)
-
+from ..redact import MASK, credential_header, redact
 
 def masked_headers(headers: dict[str, str]) -> dict[str, str]:
     """Headers as a record keeps them: every credential-bearing value masked."""
-    return {k: (MASK if secret_header(k) and v else v) for k, v in headers.items()}
+    return {k: (MASK if credential_header(k) and v else v) for k, v in headers.items()}
 
 
 class RecordWriter:
@@ -81,7 +72,7 @@ def copy_masked(source: Path | str, target: Path | str) -> None:
             if isinstance(headers, dict):
                 record["headers"] = masked_headers(headers)
             elif isinstance(headers, list):  # [[name, value], ...], as a hand-made file may have them
-                record["headers"] = [[p[0], MASK] if isinstance(p, list) and len(p) == 2 and secret_header(str(p[0]))
+                record["headers"] = [[p[0], MASK] if isinstance(p, list) and len(p) == 2 and credential_header(str(p[0]))
                                      else p for p in headers]
             # the report's own rule over the rest: secret-named fields, credentials in URLs and text
             out.write(json.dumps(redact(record), default=str) + "\n")
