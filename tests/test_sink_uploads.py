@@ -141,3 +141,13 @@ def test_a_message_over_the_sinks_limit_is_recorded_refused_and_named_not_called
         assert not effects and "the sink refused 1 smtp message(s): 552" in problems[0].message
     finally:
         sink.stop()
+
+
+def test_a_multipart_boundary_in_mixed_case_is_read_as_sent():
+    # Browsers and Node's form-data name boundaries like "----WebKitFormBoundaryAbC12": case-sensitive.
+    boundary = "----WebKitFormBoundaryAbC12xYz"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"caption\"\r\n\r\nReceipt for o9\r\n"
+            f"--{boundary}--\r\n").encode()
+    record = {"channel": "proxy", "headers": {"Content-Type": f"multipart/form-data; boundary={boundary}"},
+              "body": body.decode()}
+    assert call_parts(record)["fields"] == {"caption": "Receipt for o9"}

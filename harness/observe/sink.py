@@ -200,9 +200,14 @@ def _reads_parts(section: EffectSection) -> bool:
                for r in rules)
 
 
-def _multipart_call(record: dict[str, Any]) -> bool:
+def _content_type(record: dict[str, Any]) -> str:
+    """A call's Content-Type as sent ("" when it has none): its boundary parameter is case-sensitive."""
     headers = {str(k).lower(): str(v) for k, v in (record.get("headers") or {}).items()}
-    return headers.get("content-type", "").lower().startswith("multipart/")
+    return headers.get("content-type", "")
+
+
+def _multipart_call(record: dict[str, Any]) -> bool:
+    return _content_type(record).lower().startswith("multipart/")
 
 
 def body_bytes(record: dict[str, Any]) -> bytes:
@@ -218,10 +223,9 @@ def call_parts(record: dict[str, Any]) -> dict[str, Any]:
 
     Parsed by the standard library's MIME parser (``email``), which reads multipart/form-data as the MIME
     multipart it is; a body that is none of these keeps neither."""
-    headers = {str(k).lower(): str(v) for k, v in (record.get("headers") or {}).items()}
-    content_type = headers.get("content-type", "")
+    content_type = _content_type(record)
     data = body_bytes(record)
-    if content_type.lower().startswith("multipart/"):
+    if _multipart_call(record):
         try:
             return _multipart(content_type, data)
         except (RecursionError, ValueError, LookupError, TypeError) as exc:  # a header the parser chokes on
