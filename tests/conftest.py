@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 
@@ -48,3 +48,13 @@ def mitmdump() -> str:
     from _cached_venv import mitmdump as find
 
     return find()
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory) -> Iterator[str]:
+    """The PhonePe simulator (its v1 status API and v2 order status) as a gateway the strangers ask: its URL."""
+    from harness.reference import start_simulator
+
+    simulator = start_simulator(log_path=tmp_path_factory.mktemp("gateway") / "simulator.log")
+    yield simulator.url
+    simulator.stop()

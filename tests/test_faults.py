@@ -320,6 +320,9 @@ def test_a_cut_link_resets_its_connections_and_refuses_new_ones_until_it_heals()
         deadline = time.monotonic() + 5
         while not accepted and time.monotonic() < deadline:
             time.sleep(0.01)
+        # The upstream accepts before the relay has its side of the pair: the relayed ping says the pair is open.
+        accepted[0].settimeout(5)
+        assert accepted[0].recv(4) == b"ping"
         assert relay.cut(0.5) == 1
         try:  # reset in the middle: the connection ends (a reset, or an end of stream), nothing more comes
             ended = client.recv(1) == b""

@@ -190,7 +190,9 @@ def test_every_stranger_profile_in_the_suite_loads(path):
                               "CTG_DB_UPSTREAM", "CTG_DB_PORT", "CTG_DATABASE", "CTG_VARIANT", "CTG_SECRET", "CTG_LEASE_SECONDS",
                               "DS_PYTHON", "DS_PORT", "DS_RECEIPTS_DIR", "DS_MONGO_URI", "DS_DATABASE", "DS_VARIANT",
                               "DS_SECRET", "HX_PYTHON", "HX_PORT", "HX_RECEIPTS_DIR", "HX_MODE", "HX_SECRET",
-                              "HX_PASSWORD")}
+                              "HX_PASSWORD", "V2CO_BASE_URL", "V2CO_INVOICES_DIR", "V2CO_WEBHOOK_USERNAME",
+                              "V2CO_WEBHOOK_PASSWORD", "V2CO_GATEWAY_URL", "STRIPE_ORDERS_BASE_URL",
+                              "STRIPE_ORDERS_SECRET")}
     assert load_profile(path, variables).channels
 
 

@@ -15,7 +15,7 @@ import sys
 import threading
 from typing import Iterator, Sequence
 
-from harness.cli import audit, run, sink, tools
+from harness.cli import audit, probe, run, sink, tools
 from harness.cli.common import Parser, say
 from harness.verdict.result import EXIT_INCONCLUSIVE
 
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="race-harness", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     # One way of registering: each family of subcommands adds its own parsers.
-    for family in (run, tools, audit, sink):
+    for family in (run, tools, audit, probe, sink):
         family.register(sub)
     return parser
 

@@ -2,9 +2,9 @@
 and every delivery rendered and signed as a ``PreparedRequest`` for a sender."""
 
 from harness.prepare.deliveries import (
-    build_requests, check_reachable, make_planned_payments, prepare_payments, sent_payments,
+    build_requests, check_reachable, make_planned_payments, prepare_payments, sent_payments, tell_gateway,
 )
 from harness.prepare.plan import Plan, PlannedRequest, parse_channel_mix
 
 __all__ = ["Plan", "PlannedRequest", "build_requests", "check_reachable", "make_planned_payments",
-           "parse_channel_mix", "prepare_payments", "sent_payments"]
+           "parse_channel_mix", "prepare_payments", "sent_payments", "tell_gateway"]

@@ -47,19 +47,24 @@ def make_planned_payments(profile: Profile, plan: Plan, client: httpx.Client,
             raise TargetError(f"the plan sends on {channel!r} but the profile has no deliveries.{channel}")
     payments = make_payments(profile.spec.payments, plan.amounts(), base_url=profile.base_url, client=client,
                              progress=progress)
-    verify = profile.spec.deliveries.get("verify")
-    if plan.uses_verify() and verify is not None and verify.gateway:
-        for payment in payments[:plan.payments]:
-            _tell_gateway(client, verify, payment)
+    # A service that asks the gateway (its status API; a simulator in local runs) must hear what the gateway
+    # knows before the deliveries race: every paid payment is COMPLETED there.
+    for name, section in profile.spec.deliveries.items():
+        if section.gateway and plan.channel_mix.get(name, 0) > 0 and (name != "verify" or plan.uses_verify()):
+            for payment in payments[:plan.payments]:
+                tell_gateway(client, section, payment, channel=name)
     return payments
 
 
-def _tell_gateway(client: httpx.Client, section: Any, payment: Payment) -> None:
+def tell_gateway(client: httpx.Client, section: Any, payment: Payment, state: str = "COMPLETED", *,
+                 amount: int | None = None, channel: str = "verify") -> None:
+    """Tell the gateway simulator a channel names (``deliveries.<channel>.gateway``) what its status API says of
+    ``payment``: its state, and the amount paid (default: the payment's). TargetError when it refuses."""
     if not section.gateway_url:
-        raise TargetError("deliveries.verify.gateway_url is empty: verify calls need the PhonePe status API "
-                          "simulator the service asks")
+        raise TargetError(f"deliveries.{channel}.gateway_url is empty: the service asks the PhonePe status API "
+                          f"simulator, and the harness must tell it what the gateway knows")
     response = client.put(f"{str(section.gateway_url).rstrip('/')}/sim/transactions/{payment.merchant_transaction_id}",
-                          json={"amount": payment.amount, "state": "COMPLETED"})
+                          json={"amount": payment.amount if amount is None else amount, "state": state})
     if response.status_code != 200:
         raise TargetError(f"gateway simulator answered {response.status_code}: {response.text[:300]}")
 

@@ -12,9 +12,10 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from harness.senders.burst import PreparedRequest
-from ..signing import callback_body, redeliver, scheme
 from harness.profile.payments import Payment
+from harness.senders.burst import PreparedRequest
+
+from ..signing import callback_body, redeliver, scheme
 from .payments import event_values
 from .schema import DeliverySection
 from .template import render
@@ -38,20 +39,32 @@ class Channel:
         return event_values(payment.merchant_transaction_id, payment.amount, id=payment.id, state=table["state"],
                             **{f"state.{k}": v for k, v in table.items()})
 
-    def _event(self, payment: Payment, state: str) -> "_Event":
+    def _event(self, payment: Payment, state: str) -> _Event:
         """This payment's event in ``state``, rendered (and first signed) once."""
         key = (payment.id, state)
         with self._lock:
             if key not in self._events:
-                values = self._values(payment, state)
-                body = self._body(values)
-                headers = {k: str(v) for k, v in render(self.section.headers, values).items()}
-                if self.section.body is not None and not any(k.lower() == "content-type" for k in headers):
-                    headers["Content-Type"] = "application/json"
-                event_id = values["event_id"]
-                self._events[key] = _Event(str(render(self.section.path, values)), body, headers,
-                                           self.scheme.sign(body, event_id=event_id), event_id)
+                event = self.render(payment, state)
+                self._events[key] = _Event(event.path, event.body, event.headers,
+                                           self.scheme.sign(event.body, event_id=event.event_id), event.event_id)
             return self._events[key]
+
+    def render(self, payment: Payment, state: str = "COMPLETED") -> Rendered:
+        """A new event for ``payment`` in ``state``, rendered and not signed (the webhook probes sign it their way:
+        with other credentials, at another time, over another body). A run's deliveries go through ``request``."""
+        values = self._values(payment, state)
+        body = self._body(values)
+        headers = {k: str(v) for k, v in render(self.section.headers, values).items()}
+        if self.section.body is not None and not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = "application/json"
+        return Rendered(str(render(self.section.path, values)), body, headers, values["event_id"])
+
+    def prepared(self, payment: Payment, event: Rendered, signed: dict[str, str], state: str,
+                 **meta: object) -> PreparedRequest:
+        """A request of this channel carrying ``event`` under the headers ``signed`` (whatever they are)."""
+        return PreparedRequest(self.section.method.upper(), self.base_url + event.path,
+                               tuple({**event.headers, **signed}.items()), event.body,
+                               payment=payment.id, channel=self.name, meta={"state": state, **meta})
 
     def _body(self, values: dict[str, Any]) -> bytes:
         if self.section.body is not None:
@@ -69,9 +82,17 @@ class Channel:
             raise ValueError(f"deliveries.{self.name}: no words for state {state} (states = ...)")
         event = self._event(payment, state)
         signed = redeliver(self.scheme, event.body, event.signed, event_id=event.event_id)
-        return PreparedRequest(self.section.method.upper(), self.base_url + event.path,
-                               tuple({**event.headers, **signed}.items()), event.body,
-                               payment=payment.id, channel=self.name, meta={"state": state})
+        return self.prepared(payment, Rendered(event.path, event.body, event.headers, event.event_id), signed, state)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One event of a channel, rendered: where it goes, its bytes, the template's headers (unsigned), its id."""
+
+    path: str
+    body: bytes
+    headers: dict[str, str]
+    event_id: str
 
 
 @dataclass(frozen=True)

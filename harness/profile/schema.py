@@ -303,7 +303,9 @@ class DeliverySection(Strict):
     # with the word itself under "state".
     states: dict[str, str | dict[str, Any]] = Field(default_factory=lambda: {s: s for s in STATES})
     signing: SigningSection = Field(default_factory=SigningSection)
-    gateway: Literal["phonepe-v1-simulator"] | None = None
+    # A PhonePe simulator (reference_service.simulator) the harness tells what the gateway knows of each payment
+    # before the deliveries (its v1 status API and v2 order status answer from it); both names mean the same.
+    gateway: Literal["phonepe-simulator", "phonepe-v1-simulator"] | None = None
     gateway_url: str | None = None
     # the PhonePe merchant the simulator's status API answers for (the v1 salt key signs it)
     merchant_id: str | None = None

@@ -1,0 +1,122 @@
+"""The probes against services the harness did not write, each judged only through its profile.
+
+- a PhonePe v2 checkout (tests/strangers/v2_checkout.py): ``any-auth`` accepts any Authorization, as real
+  backends did before their fix; ``checks-auth`` checks it but trusts the body, which the header does not
+  cover; ``asks-gateway`` asks the gateway (the PhonePe simulator) what was paid;
+- a Stripe order backend (tests/strangers/stripe_orders.py): ``ignores-timestamp`` checks the HMAC but not
+  its age, ``unpays`` lets FAILED after COMPLETED un-pay, ``fixed`` does neither.
+
+Each hole is found on the variant that has it, and on its fixed twin the same probe finds none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from _strangers import STRANGERS, stranger
+
+from harness.probe import HOLE, ProbeOptions, run_probes
+from harness.profile import load_profile
+
+pytestmark = pytest.mark.slow  # real service processes
+
+TRIALS = 10  # the any-Authorization hole must be found in every one
+USERNAME, PASSWORD = "co-webhook", "co-webhook-password-for-probes"
+STRIPE_SECRET = "whsec_probe_tests_0123456789abcdef"
+FORGED = ["unsigned", "wrong-signature", "other-secret"]
+
+
+def outcomes(report: dict) -> dict[str, str]:
+    return {p["name"]: p["outcome"] for p in report["probes"]}
+
+
+def holes(report: dict) -> list[str]:
+    return sorted(n for n, o in outcomes(report).items() if o == HOLE)
+
+
+@contextlib.contextmanager
+def checkout(workdir: Path, variant: str, gateway: str) -> Iterator[object]:
+    invoices = workdir / "invoices"
+    with stranger("v2_checkout.py", invoices, "--db", str(workdir / "checkout.sqlite"), "--variant", variant,
+                  "--username", USERNAME, "--password", PASSWORD, "--gateway-url", gateway,
+                  log=workdir / "checkout.log") as service:
+        yield load_profile(STRANGERS / "v2_checkout.toml", {
+            "V2CO_BASE_URL": service.url, "V2CO_INVOICES_DIR": str(invoices), "V2CO_WEBHOOK_USERNAME": USERNAME,
+            "V2CO_WEBHOOK_PASSWORD": PASSWORD, "V2CO_GATEWAY_URL": gateway})
+
+
+@contextlib.contextmanager
+def orders(workdir: Path, variant: str) -> Iterator[object]:
+    with stranger("stripe_orders.py", None, "--db", str(workdir / "orders.sqlite"), "--variant", variant,
+                  "--secret", STRIPE_SECRET, log=workdir / "orders.log") as service:
+        yield load_profile(STRANGERS / "stripe_orders.toml", {"STRIPE_ORDERS_BASE_URL": service.url,
+                                                              "STRIPE_ORDERS_SECRET": STRIPE_SECRET})
+
+
+def probe(profile, tmp_path: Path, *names: str) -> dict:
+    return run_probes(profile, ProbeOptions(report_dir=tmp_path, only=list(names) or None))
+
+
+# -- PhonePe v2: Authorization --------------------------------------------------------------------
+
+def test_a_v2_service_accepting_any_authorization_is_found_in_every_trial(tmp_path, gateway):
+    with checkout(tmp_path, "any-auth", gateway) as profile:
+        found = [holes(probe(profile, tmp_path / f"t{i}", *FORGED)) for i in range(TRIALS)]
+    assert found == [["other-secret", "wrong-signature"]] * TRIALS  # a header is required, any value passes
+
+
+def test_its_twin_that_checks_authorization_refuses_every_forged_delivery(tmp_path, gateway):
+    with checkout(tmp_path, "checks-auth", gateway) as profile:
+        report = probe(profile, tmp_path, *FORGED)
+    assert outcomes(report) == {name: "rejected" for name in FORGED}
+    assert all(s["status"] == 401 for p in report["probes"] for s in p["sent"])
+
+
+# -- PhonePe v2: a body the signature does not cover ----------------------------------------------
+
+def test_a_v2_service_trusting_the_body_is_paid_by_a_validly_authorised_lie(tmp_path, gateway):
+    with checkout(tmp_path, "checks-auth", gateway) as profile:
+        report = probe(profile, tmp_path, "unprotected-body", "unprotected-amount")
+    assert holes(report) == ["unprotected-amount", "unprotected-body"]
+    amount = next(p for p in report["probes"] if p["name"] == "unprotected-amount")
+    assert "never asked the gateway" in amount["note"] and "'CREATED' -> 'PAID'" in " ".join(amount["evidence"])
+
+
+def test_its_twin_that_asks_the_gateway_passes_every_probe(tmp_path, gateway):
+    with checkout(tmp_path, "asks-gateway", gateway) as profile:
+        report = probe(profile, tmp_path)
+    assert report["exit_code"] == 0, report["summary"]
+    assert {"unprotected-body", "unprotected-amount", "wrong-signature"} <= set(outcomes(report))
+    body = next(p for p in report["probes"] if p["name"] == "unprotected-body")
+    assert "asked the gateway 1 time(s)" in body["note"]
+
+
+# -- Stripe: the timestamp ------------------------------------------------------------------------
+
+def test_a_stripe_service_ignoring_the_timestamp_takes_a_replay_after_the_window(tmp_path):
+    with orders(tmp_path, "ignores-timestamp") as profile:
+        report = probe(profile, tmp_path, "stale-timestamp", "other-secret", "tampered-body")
+    assert holes(report) == ["stale-timestamp"]
+    stale = next(p for p in report["probes"] if p["name"] == "stale-timestamp")
+    assert stale["sent"][0]["status"] == 200 and any(h["forged"] for h in stale["sent"][0]["headers"]) is False
+
+
+def test_its_fixed_twin_passes_every_probe(tmp_path):
+    with orders(tmp_path, "fixed") as profile:
+        report = probe(profile, tmp_path)
+    assert report["exit_code"] == 0, report["summary"]
+    assert outcomes(report)["stale-timestamp"] == "rejected"
+    assert outcomes(report)["failed-after-completed"] != HOLE
+
+
+# -- state regression -----------------------------------------------------------------------------
+
+def test_a_service_that_lets_failed_after_completed_un_pay_is_a_regression_hole(tmp_path):
+    with orders(tmp_path, "unpays") as profile:
+        report = probe(profile, tmp_path, "failed-after-completed", "pending-after-completed")
+    assert holes(report) == ["failed-after-completed", "pending-after-completed"]
+    failed = next(p for p in report["probes"] if p["name"] == "failed-after-completed")
+    assert any(line.startswith("un-paid: status 'paid' -> 'failed'") for line in failed["evidence"])
