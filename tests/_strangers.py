@@ -90,6 +90,33 @@ def stranger_with_profile(name: str, variant: str, workdir: Path) -> Iterator[di
         raise ValueError(f"no stranger called {name!r}")
 
 
+# The webhook-security strangers (race-harness probe): a PhonePe v2 checkout and a Stripe order backend.
+CHECKOUT_USERNAME, CHECKOUT_PASSWORD = "co-webhook", "co-webhook-password-for-probes"
+ORDERS_SECRET = "whsec_probe_tests_0123456789abcdef"
+CHECKOUT_PROFILE, ORDERS_PROFILE = STRANGERS / "v2_checkout.toml", STRANGERS / "stripe_orders.toml"
+
+
+@contextlib.contextmanager
+def checkout_with_profile(variant: str, workdir: Path, gateway: str) -> Iterator[dict[str, str]]:
+    """Start the PhonePe v2 checkout (any-auth, checks-auth, asks-gateway) asking ``gateway`` (the PhonePe
+    simulator); yield its profile's variables."""
+    invoices = workdir / "invoices"
+    with stranger("v2_checkout.py", invoices, "--db", str(workdir / "checkout.sqlite"), "--variant", variant,
+                  "--username", CHECKOUT_USERNAME, "--password", CHECKOUT_PASSWORD, "--gateway-url", gateway,
+                  log=workdir / "checkout.log") as service:
+        yield {"V2CO_BASE_URL": service.url, "V2CO_INVOICES_DIR": str(invoices),
+               "V2CO_WEBHOOK_USERNAME": CHECKOUT_USERNAME, "V2CO_WEBHOOK_PASSWORD": CHECKOUT_PASSWORD,
+               "V2CO_GATEWAY_URL": gateway}
+
+
+@contextlib.contextmanager
+def orders_with_profile(variant: str, workdir: Path) -> Iterator[dict[str, str]]:
+    """Start the Stripe order backend (fixed, ignores-timestamp, unpays); yield its profile's variables."""
+    with stranger("stripe_orders.py", None, "--db", str(workdir / "orders.sqlite"), "--variant", variant,
+                  "--secret", ORDERS_SECRET, log=workdir / "orders.log") as service:
+        yield {"STRIPE_ORDERS_BASE_URL": service.url, "STRIPE_ORDERS_SECRET": ORDERS_SECRET}
+
+
 MAILER_SECRET = "rzp-webhook-secret-for-tests"
 MAILER_PROFILE = STRANGERS / "donation_mailer.toml"
 

@@ -108,3 +108,12 @@ def test_an_altered_standard_webhooks_signature_fails_the_librarys_verifier():
     verifier.verify(BODY, headers)
     with pytest.raises(standardwebhooks.webhooks.WebhookVerificationError):
         verifier.verify(BODY, {**headers, "webhook-signature": altered(headers["webhook-signature"])})
+
+
+def test_the_catalogue_names_every_probe_once_whatever_applies():
+    from harness.probe.probes import PROBE_NAMES, catalogue
+    from harness.profile import load_profile
+
+    for name in ("reference", "reference-v2"):
+        applies, skipped = catalogue(load_profile(name, {"RECEIPTS_DIR": "/tmp/r"}))
+        assert sorted([p.name for p in applies] + [s.name for s in skipped]) == sorted(PROBE_NAMES)

@@ -159,3 +159,22 @@ def test_a_profile_whose_only_channel_is_verify_cannot_be_probed(tmp_path):
     only_verify.write_text(head + verify_and_after)
     with pytest.raises(ValueError, match="no such channel"):
         catalogue(load_profile(only_verify, {"RECEIPTS_DIR": str(tmp_path)}))
+
+
+def test_run_with_probe_races_then_probes_and_a_hole_fails_a_valid_race(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "harness", "run", "--profile", "reference-v2", "--payments", "3",
+                           "--duplicates", "3", "--probe", "--json", "--quiet", "--report-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    result = json.loads(done.stdout)
+    assert result["verdict"]["valid"] is True  # the race itself: one receipt per payment
+    assert result["probe"]["exit_code"] == 1 and "unprotected-body" in result["probe"]["summary"]
+    assert done.returncode == 1
+    assert (tmp_path / "atomic-probe.html").exists() and (tmp_path / "atomic.html").exists()
+
+
+@pytest.mark.parametrize(("run", "probe", "expected"), [(0, 0, 0), (0, 1, 1), (2, 1, 1), (2, 0, 2), (0, 3, 3),
+                                                        (3, 0, 3), (1, 0, 1), (2, 3, 2)])
+def test_run_with_probe_exits_with_the_worse_of_race_and_probe(run, probe, expected):
+    from harness.cli.run import with_probe_exit
+
+    assert with_probe_exit(run, probe) == expected

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from _strangers import STRANGERS, stranger
+from _strangers import CHECKOUT_PROFILE, ORDERS_PROFILE, STRANGERS, checkout_with_profile, orders_with_profile
 
 from harness.probe import HOLE, ProbeOptions, run_probes
 from harness.profile import load_profile
@@ -24,8 +24,6 @@ from harness.profile import load_profile
 pytestmark = pytest.mark.slow  # real service processes
 
 TRIALS = 10  # the any-Authorization hole must be found in every one
-USERNAME, PASSWORD = "co-webhook", "co-webhook-password-for-probes"
-STRIPE_SECRET = "whsec_probe_tests_0123456789abcdef"
 FORGED = ["unsigned", "wrong-signature", "other-secret"]
 
 
@@ -39,21 +37,14 @@ def holes(report: dict) -> list[str]:
 
 @contextlib.contextmanager
 def checkout(workdir: Path, variant: str, gateway: str) -> Iterator[object]:
-    invoices = workdir / "invoices"
-    with stranger("v2_checkout.py", invoices, "--db", str(workdir / "checkout.sqlite"), "--variant", variant,
-                  "--username", USERNAME, "--password", PASSWORD, "--gateway-url", gateway,
-                  log=workdir / "checkout.log") as service:
-        yield load_profile(STRANGERS / "v2_checkout.toml", {
-            "V2CO_BASE_URL": service.url, "V2CO_INVOICES_DIR": str(invoices), "V2CO_WEBHOOK_USERNAME": USERNAME,
-            "V2CO_WEBHOOK_PASSWORD": PASSWORD, "V2CO_GATEWAY_URL": gateway})
+    with checkout_with_profile(variant, workdir, gateway) as variables:
+        yield load_profile(CHECKOUT_PROFILE, variables)
 
 
 @contextlib.contextmanager
 def orders(workdir: Path, variant: str) -> Iterator[object]:
-    with stranger("stripe_orders.py", None, "--db", str(workdir / "orders.sqlite"), "--variant", variant,
-                  "--secret", STRIPE_SECRET, log=workdir / "orders.log") as service:
-        yield load_profile(STRANGERS / "stripe_orders.toml", {"STRIPE_ORDERS_BASE_URL": service.url,
-                                                              "STRIPE_ORDERS_SECRET": STRIPE_SECRET})
+    with orders_with_profile(variant, workdir) as variables:
+        yield load_profile(ORDERS_PROFILE, variables)
 
 
 def probe(profile, tmp_path: Path, *names: str) -> dict:
@@ -120,3 +111,32 @@ def test_a_service_that_lets_failed_after_completed_un_pay_is_a_regression_hole(
     assert holes(report) == ["failed-after-completed", "pending-after-completed"]
     failed = next(p for p in report["probes"] if p["name"] == "failed-after-completed")
     assert any(line.startswith("un-paid: status 'paid' -> 'failed'") for line in failed["evidence"])
+
+
+# -- a service the probe run starts ([service]) ---------------------------------------------------
+
+def test_a_probe_run_starts_the_profiles_service_and_leaves_no_process_behind(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import psutil
+    from _strangers import claim_then_generate_variables
+
+    variables = claim_then_generate_variables("lease", tmp_path)
+    done = subprocess.run([sys.executable, "-m", "harness", "probe", "--profile", str(STRANGERS / "claim_then_generate.toml"),
+                           "--report-dir", str(tmp_path / "r"), "--quiet", "--json"], env={**os.environ, **variables},
+                          capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
+    report = __import__("json").loads(done.stdout)
+    # Written for races, this stranger never compares the amount paid with the order's: a hole the probe finds.
+    assert done.returncode == 1 and holes(report) == ["wrong-amount"]
+    marker = f"--port {variables['CTG_PORT']}"
+    left = [p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])]
+    assert left == []
+
+
+def test_the_race_probe_fixture_probes_a_profile_as_the_cli_does(tmp_path, race_probe):
+    with orders_with_profile("ignores-timestamp", tmp_path) as variables:
+        report = race_probe(ORDERS_PROFILE, variables, only=["stale-timestamp", "unsigned"])
+    assert report["exit_code"] == 1 and holes(report) == ["stale-timestamp"]
+    assert outcomes(report)["unsigned"] == "rejected"

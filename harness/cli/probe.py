@@ -28,7 +28,8 @@ def register(sub: Any) -> argparse.ArgumentParser:
                         "the reference service and probes it")
     p.add_argument("--mode", default="atomic", help=MODES_HELP)
     p.add_argument("--only", metavar="NAMES", help="comma-separated probe names to run (default: every one that applies)")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds one delivery may take (default: 30)")
+    p.add_argument("--timeout", type=float, help="seconds one delivery may take (default: the profile's [run] timeout, "
+                                                  "else 30)")
     p.add_argument("--report-dir", type=Path, default=Path("reports/probe"))
     p.add_argument("--label", help="the report's name (default: the profile's name)")
     p.add_argument("--json", action="store_true", help="print the report as JSON for machines")
@@ -72,10 +73,12 @@ def probed_profile(args: argparse.Namespace) -> Iterator[Any]:
 def cmd_probe(args: argparse.Namespace) -> int:
     """Run the probes, write their report, print its summary; exit 1 on a hole, 3 when one could not be judged."""
     from harness.probe import ProbeOptions, probe_stdout, run_probes, write_probe_report
+    from harness.probe.probes import check_names
     from harness.tls import trust_of
 
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
     try:
+        check_names(only)  # before anything is started
         with probed_profile(args) as profile, ProgressBar(not args.quiet and not args.json) as bar:
             options = ProbeOptions(label=args.label, report_dir=args.report_dir, only=only, timeout=args.timeout,
                                    verify_tls=trust_of(args.insecure, args.ca_file))

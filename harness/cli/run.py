@@ -97,7 +97,7 @@ def _secrets(config: Any) -> frozenset[str]:
 
 
 def print_report(report: RunReport, as_json: bool, paths: dict[str, Path] | None = None,
-                  secrets: frozenset[str] = frozenset()) -> None:
+                 secrets: frozenset[str] = frozenset(), extra: dict[str, Any] | None = None) -> None:
     """The run's summary on stdout: secrets masked as in the written report, and (as text) every value the
     service controls — a file name, an answer — escaped for the terminal."""
     from harness.redact import printable, printable_values
@@ -109,7 +109,8 @@ def print_report(report: RunReport, as_json: bool, paths: dict[str, Path] | None
                           "checks": [{"name": c.name, "valid": c.valid, "violations": [v.__dict__ for v in c.violations]}
                                      for c in report.checks],
                           "targets": [t.__dict__ for t in report.targets],
-                          "reports": {k: str(v) for k, v in (paths or {}).items()}}, indent=2, default=str))
+                          "reports": {k: str(v) for k, v in (paths or {}).items()}, **(extra or {})},
+                         indent=2, default=str))
         return
     report = RunReport.from_dict(printable_values(json.loads(report.dumps())))
     print(f"[{report.label}] {report.explain(limit=5)}")
@@ -162,10 +163,51 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         config, reference = _run_config(args)
         report, paths = _execute(config, reference, args)
+        probed = _probe_after(config, reference, args) if args.probe else None
     except (HarnessError, PlanError, ValueError) as exc:
         return fail(str(exc))
-    print_report(report, args.json, paths, _secrets(config))
-    return report.verdict.exit_code
+    if probed is None:
+        print_report(report, args.json, paths, _secrets(config))
+        return report.verdict.exit_code
+    from harness.probe import probe_stdout
+
+    probe_report, probe_paths = probed
+    print_report(report, args.json, paths, _secrets(config),
+                 extra={"probe": {**probe_report, "reports": {k: str(v) for k, v in probe_paths.items()}}})
+    if not args.json:
+        print(say(probe_stdout(probe_report, probe_paths)))
+    return with_probe_exit(report.verdict.exit_code, probe_report["exit_code"])
+
+
+def with_probe_exit(run: int, probe: int) -> int:
+    """``run --probe``'s exit code: 1 when the race or a probe found a violation (a hole is one), else the run's
+    own (a missed target, an inconclusive run), else the probe's (3 when one could not be judged)."""
+    if EXIT_INVALID in (run, probe):
+        return EXIT_INVALID
+    return run if run != EXIT_OK else probe
+
+
+def _probe_after(config: Any, reference: Any, args: argparse.Namespace) -> tuple[dict, dict[str, Path]]:
+    """``run --probe``: the webhook probes against the same service after the race (the reference service is
+    started again in the same mode: a race leaves it stopped), their report beside the run's."""
+    import tempfile
+
+    from harness.probe import ProbeOptions, run_probes, write_probe_report
+
+    label = config.label or (reference.mode if reference is not None else None)
+    options = ProbeOptions(label=label, report_dir=config.report_dir, verify_tls=config.verify_tls)
+    if reference is None:
+        report = run_probes(config.profile, options)
+        secrets = _secrets(config)
+    else:
+        from harness.reference import started
+
+        with tempfile.TemporaryDirectory(prefix="race-harness-probe-") as tmp, \
+                started(reference, Path(tmp)) as provided:
+            report = run_probes(provided.profile, options)
+            secrets = provided.profile.secret_values()
+    paths = write_probe_report(report, config.report_dir, secrets=secrets) if config.report_dir else {}
+    return report, paths
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -303,6 +345,9 @@ def register(sub: Any) -> None:
     _add_service_options(run, SERVICE)
     _add_target_options(run)
     _add_output_options(run, report_default="reports/runs")
+    run.add_argument("--probe", action="store_true",
+                     help="after the race, the webhook probes against the same service (race-harness probe): a hole "
+                          "exits 1; their report goes beside the run's")
     run.set_defaults(func=_cmd_run)
 
     demo = sub.add_parser("demo", help="vulnerable then atomic on the embedded service, with the before/after table")

@@ -34,6 +34,11 @@ from harness.signing.forgery import (
 CHANNEL = "callback"  # the gateway's deliveries; a verify call is the merchant's own request, not probed
 UNDERPAID_SHARE = 100  # the amount a probe says was paid: 1/100 of the order's (at least 1 paise)
 
+# Every probe of the catalogue, in the order they run (``catalogue`` says which apply to a profile).
+PROBE_NAMES = ("unsigned", "wrong-signature", "other-secret", "tampered-body", "stale-timestamp", "unprotected-body",
+               "unprotected-amount", "wrong-amount", "unknown-order", "failed-after-completed",
+               "pending-after-completed", "completed-and-failed-together")
+
 # What the gateway (a simulator the profile names) is told of a probe's payment before the attack.
 NOT_PAID, PAID, UNDERPAID, UNTOLD = "PENDING", "COMPLETED", "underpaid", None
 
@@ -170,6 +175,13 @@ class Forger:
                                   f"({made_up.merchant_transaction_id})")
         delivery.request = _for_payment(delivery.request, payment)  # judged as the probe's own payment
         return delivery
+
+
+def check_names(names: list[str] | None) -> None:
+    """ValueError naming the first probe name that is not one of the catalogue (``--only``)."""
+    unknown = [n for n in names or [] if n not in PROBE_NAMES]
+    if unknown:
+        raise ValueError(f"unknown probe {unknown[0]!r}; the probes: {', '.join(PROBE_NAMES)}")
 
 
 def underpaid(payment: Payment) -> int:

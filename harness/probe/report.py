@@ -56,17 +56,17 @@ def write_probe_report(report: dict[str, Any], directory: Path, stem: str | None
 
 def probes_table(report: dict[str, Any]) -> Table:
     """One row per probe: what it sent, what came back, the outcome and its evidence."""
-    table = Table(["Probe", "Outcome", "Sent", "Answers", "Evidence"])
+    table = Table(["Probe", "Outcome", "Sent", "Answers", "Evidence", "Note"])
     for probe in report["probes"]:
         attack = [s for s in probe["sent"] if s["phase"] == "attack"]
         forged = "; ".join(f"{h['header']}: {h['value']}" for s in attack for h in s["headers"] if h["forged"])
         sent = probe["title"] + (f" [{forged}]" if forged else "")
         answers = ", ".join(str(s["status"]) if s["status"] is not None else f"no answer ({(s['error'] or '')[:40]})"
                             for s in attack) or "—"
-        evidence = "; ".join(probe["evidence"] + ([f"ended: {probe['ended']}"] if probe["ended"] else [])
-                             + ([probe["note"]] if probe["note"] else [])) or "nothing changed"
+        evidence = "; ".join(probe["evidence"] + ([f"ended: {probe['ended']}"] if probe["ended"] else [])) or \
+            ("could not be judged" if probe["outcome"] == "unknown" else "nothing changed")
         table.add([probe["name"], probe["outcome"].upper() if probe["outcome"] == "hole" else probe["outcome"], sent,
-                   answers, evidence], ROW_CLASS.get(probe["outcome"], ""))
+                   answers, evidence, probe["note"] or "—"], ROW_CLASS.get(probe["outcome"], ""))
     return table
 
 

@@ -51,6 +51,7 @@ from .probes import (
     NotApplicable,
     Probe,
     catalogue,
+    check_names,
     scheme_facts,
     underpaid,
 )
@@ -59,6 +60,7 @@ REJECTED, IGNORED, HOLE, CONSISTENT, UNKNOWN = "rejected", "accepted, no change"
 EXIT_OK, EXIT_HOLE, EXIT_UNKNOWN = 0, 1, 3
 ANSWER_SHOWN = 160  # characters of an answer's body the report keeps
 FIRST_AMOUNT, AMOUNT_STEP = 50_000, 1_111  # paise: each probe's payment has an amount of its own
+DEFAULT_TIMEOUT = 30.0
 
 
 @dataclass
@@ -84,7 +86,7 @@ class ProbeOptions:
     report_dir: Path | None = None
     only: list[str] | None = None  # probe names to run (default: every one that applies)
     verify_tls: bool | str | None = None
-    timeout: float = 30.0
+    timeout: float | None = None  # seconds one delivery may take; None: the profile's [run] timeout, else 30
 
 
 def run_probes(profile: Profile, options: ProbeOptions | None = None, progress: Progress = no_progress) -> dict[str, Any]:
@@ -100,19 +102,20 @@ def run_probes(profile: Profile, options: ProbeOptions | None = None, progress: 
     except ValueError as exc:
         raise HarnessError(str(exc)) from None
     if options.only:
-        unknown = sorted(set(options.only) - {p.name for p in probes} - {s.name for s in skipped})
-        if unknown:
-            names = ", ".join(p.name for p in probes) + (", " if skipped else "") + ", ".join(s.name for s in skipped)
-            raise HarnessError(f"unknown probe {unknown[0]!r}; the probes: {names}")
+        try:
+            check_names(options.only)
+        except ValueError as exc:
+            raise HarnessError(str(exc)) from None
         skipped += [NotApplicable(p.name, "not asked for (--only)") for p in probes if p.name not in options.only]
         probes = [p for p in probes if p.name in options.only]
     label = options.label or profile.name
+    timeout = options.timeout or profile.spec.run.timeout or DEFAULT_TIMEOUT
     config = RunConfig(plan=Plan(payments=len(probes), duplicates=1), profile=profile, label=label,
-                       report_dir=options.report_dir, verify_tls=options.verify_tls, timeout=options.timeout)
+                       report_dir=options.report_dir, verify_tls=options.verify_tls, timeout=timeout)
     started = time.time()
     with RunSession(config) as session:
         session.start()  # the sink, then the service (told where the sink is)
-        prober = _Prober(session.profile, options.timeout, progress)
+        prober = _Prober(session.profile, timeout, progress)
         try:
             results = prober.run(probes)
         finally:
@@ -251,7 +254,7 @@ class _Prober:
     def _judge_unchanged(self, probe: Probe, payment: Payment, before: Observation, after: Observation,
                          result: ProbeResult, made_up: list[str]) -> None:
         old, new = before.state.get(payment.id), after.state.get(payment.id)
-        if probe.gateway == NOT_PAID and old is not None and old.get("paid"):
+        if old is not None and old.get("paid"):  # a payment made paid already (a payments file's): nothing to move
             result.evidence.append("the order was already paid before the probe: a change could not show")
             return
         changes = _state_changes(old, new)
