@@ -184,11 +184,12 @@ def race_profile(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
 def race_probe(tmp_path: Any) -> Any:
     """A factory: send a service deliveries a gateway would never send, and return the probe report (plain data).
 
-    ``race_probe(profile, variables=None, *, base_url=None, only=None, verify_tls=None, timeout=30.0)``: the
+    ``race_probe(profile, variables=None, *, base_url=None, only=None, verify_tls=None, timeout=None)``: the
     same probes as ``race-harness probe`` (unsigned, wrong signature, another secret, a body changed after
     signing, a stale timestamp, an unprotected body or amount, another amount, an unknown order, FAILED or
     PENDING after COMPLETED, COMPLETED and FAILED together). ``report["exit_code"]`` is 1 on any hole, 3
     when one could not be judged, else 0; ``report["probes"]`` has each probe's outcome and evidence.
+    ``timeout``: seconds one delivery may take (default: the profile's ``[run] timeout``, else 30).
     ``profile`` is a file, a built-in name or a ``Profile``; its ``[service]``, if any, is started and stopped.
     """
     import itertools
@@ -200,7 +201,7 @@ def race_probe(tmp_path: Any) -> Any:
     runs = itertools.count(1)
 
     def probe(profile: "str | Path | Profile", variables: dict[str, str] | None = None, *, base_url: str | None = None,
-              only: list[str] | None = None, verify_tls: bool | str | None = None, timeout: float = 30.0,
+              only: list[str] | None = None, verify_tls: bool | str | None = None, timeout: float | None = None,
               label: str | None = None) -> dict[str, Any]:
         if not isinstance(profile, Profile):
             profile = load_profile(profile, variables, base_url=base_url)

@@ -87,6 +87,7 @@ def main() -> int:
                 codes: Counter[int] = Counter()
                 found: Counter[str] = Counter()
                 skipped: list[str] = []
+                scheme = "?"
                 began = time.monotonic()
                 for run in range(args.runs):
                     done = subprocess.run([sys.executable, "-m", "harness", "probe", "--profile", profile, *flags,

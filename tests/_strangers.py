@@ -97,12 +97,12 @@ CHECKOUT_PROFILE, ORDERS_PROFILE = STRANGERS / "v2_checkout.toml", STRANGERS / "
 
 
 @contextlib.contextmanager
-def checkout_with_profile(variant: str, workdir: Path, gateway: str) -> Iterator[dict[str, str]]:
+def checkout_with_profile(variant: str, workdir: Path, gateway: str, *more: str) -> Iterator[dict[str, str]]:
     """Start the PhonePe v2 checkout (any-auth, checks-auth, asks-gateway) asking ``gateway`` (the PhonePe
-    simulator); yield its profile's variables."""
+    simulator), with ``more`` of its flags; yield its profile's variables."""
     invoices = workdir / "invoices"
     with stranger("v2_checkout.py", invoices, "--db", str(workdir / "checkout.sqlite"), "--variant", variant,
-                  "--username", CHECKOUT_USERNAME, "--password", CHECKOUT_PASSWORD, "--gateway-url", gateway,
+                  "--username", CHECKOUT_USERNAME, "--password", CHECKOUT_PASSWORD, "--gateway-url", gateway, *more,
                   log=workdir / "checkout.log") as service:
         yield {"V2CO_BASE_URL": service.url, "V2CO_INVOICES_DIR": str(invoices),
                "V2CO_WEBHOOK_USERNAME": CHECKOUT_USERNAME, "V2CO_WEBHOOK_PASSWORD": CHECKOUT_PASSWORD,

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.probe import HOLE, catalogue
+from harness.errors import HarnessError
+from harness.probe import HOLE
+from harness.probe.session import plan_probes
 from harness.profile import load_profile
 from harness.reference import ReferenceOptions, started
 from harness.probe import ProbeOptions, run_probes
@@ -119,6 +121,8 @@ def test_no_report_file_holds_the_webhook_credential_but_forged_values_are_shown
         text = path.read_text()
         assert token not in text and channel["password"] not in text, path
         assert forged in text, path
+    printed = json.dumps(report)  # what --json printed
+    assert token not in printed and channel["password"] not in printed and forged in printed
 
 
 def test_an_unknown_probe_name_is_a_usage_error_that_starts_nothing(tmp_path):
@@ -157,8 +161,8 @@ def test_a_profile_whose_only_channel_is_verify_cannot_be_probed(tmp_path):
     verify_and_after = rest[rest.index("[deliveries.verify]"):]
     only_verify = tmp_path / "verify-only.toml"
     only_verify.write_text(head + verify_and_after)
-    with pytest.raises(ValueError, match="no such channel"):
-        catalogue(load_profile(only_verify, {"RECEIPTS_DIR": str(tmp_path)}))
+    with pytest.raises(HarnessError, match="no such channel"):
+        plan_probes(load_profile(only_verify, {"RECEIPTS_DIR": str(tmp_path)}))
 
 
 def test_run_with_probe_races_then_probes_and_a_hole_fails_a_valid_race(tmp_path):
@@ -178,3 +182,16 @@ def test_run_with_probe_exits_with_the_worse_of_race_and_probe(run, probe, expec
     from harness.cli.run import with_probe_exit
 
     assert with_probe_exit(run, probe) == expected
+
+
+def test_asking_only_for_probes_that_do_not_apply_is_a_usage_error_not_a_vacuous_pass(tmp_path):
+    code, _, stderr = probe_cli(tmp_path, "--profile", "reference-v2", "--only", "tampered-body")
+    assert code == 4 and "none of the probes asked for applies" in stderr and "does not cover the body" in stderr
+    assert not (tmp_path / "r").exists()  # nothing started, nothing written
+
+
+def test_the_control_payment_is_paid_by_a_valid_delivery_before_any_probe_counts(v1_report):
+    _, report = v1_report
+    control = report["control"]
+    assert control["ok"] is True and control["ended"] == "paymentStatus 'paid', 1 receipt"
+    assert [s["status"] for s in control["sent"]] == [200]

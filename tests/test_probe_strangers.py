@@ -36,8 +36,8 @@ def holes(report: dict) -> list[str]:
 
 
 @contextlib.contextmanager
-def checkout(workdir: Path, variant: str, gateway: str) -> Iterator[object]:
-    with checkout_with_profile(variant, workdir, gateway) as variables:
+def checkout(workdir: Path, variant: str, gateway: str, *more: str) -> Iterator[object]:
+    with checkout_with_profile(variant, workdir, gateway, *more) as variables:
         yield load_profile(CHECKOUT_PROFILE, variables)
 
 
@@ -140,3 +140,24 @@ def test_the_race_probe_fixture_probes_a_profile_as_the_cli_does(tmp_path, race_
         report = race_probe(ORDERS_PROFILE, variables, only=["stale-timestamp", "unsigned"])
     assert report["exit_code"] == 1 and holes(report) == ["stale-timestamp"]
     assert outcomes(report)["unsigned"] == "rejected"
+
+
+# -- what the probes must not be fooled by -----------------------------------------------------------
+
+def test_a_profile_whose_secret_is_not_the_services_makes_every_probe_unknown_not_a_pass(tmp_path):
+    # Every delivery is refused, the forged ones and the stale one alike: only the control shows why.
+    with orders_with_profile("ignores-timestamp", tmp_path) as variables:
+        report = probe(load_profile(ORDERS_PROFILE, {**variables, "STRIPE_ORDERS_SECRET": "whsec_not_the_services"}),
+                       tmp_path, "stale-timestamp", "unsigned", "other-secret")
+    assert report["exit_code"] == 3 and set(outcomes(report).values()) == {"unknown"}
+    assert report["control"]["ok"] is False and "did not pay the control payment" in report["summary"]
+
+
+def test_a_service_slower_than_the_probe_timeout_is_never_judged_as_passing(tmp_path, gateway):
+    # The checkout waits 1.5 s before it handles a webhook (any Authorization passes); the probe gives up after 0.5 s.
+    with checkout(tmp_path, "any-auth", gateway, "--webhook-delay-ms", "1500") as profile:
+        patient = run_probes(profile, ProbeOptions(report_dir=tmp_path, only=["other-secret"], timeout=5.0))
+        hasty = run_probes(profile, ProbeOptions(report_dir=tmp_path / "hasty", only=["other-secret"], timeout=0.5))
+    assert outcomes(patient) == {"other-secret": HOLE}
+    assert hasty["exit_code"] != 0 and outcomes(hasty)["other-secret"] in ("unknown", HOLE)
+    assert "no answer" in hasty["control"]["reason"]

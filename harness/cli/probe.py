@@ -73,23 +73,29 @@ def probed_profile(args: argparse.Namespace) -> Iterator[Any]:
 def cmd_probe(args: argparse.Namespace) -> int:
     """Run the probes, write their report, print its summary; exit 1 on a hole, 3 when one could not be judged."""
     from harness.probe import ProbeOptions, probe_stdout, run_probes, write_probe_report
-    from harness.probe.probes import check_names
+    from harness.probe.report import masked
+    from harness.probe.session import plan_probes
+    from harness.profile import BUILT_IN, load_profile
     from harness.tls import trust_of
 
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
     try:
-        check_names(only)  # before anything is started
+        if args.timeout is not None and not args.timeout > 0:
+            raise HarnessError(f"--timeout must be above 0 seconds, not {args.timeout:g}")
+        if args.profile in BUILT_IN:  # what would be probed, known before the reference service is started
+            plan_probes(load_profile(args.profile, {"RECEIPTS_DIR": "/nonexistent"}), only)
         with probed_profile(args) as profile, ProgressBar(not args.quiet and not args.json) as bar:
+            secrets = profile.secret_values()
             options = ProbeOptions(label=args.label, report_dir=args.report_dir, only=only, timeout=args.timeout,
                                    verify_tls=trust_of(args.insecure, args.ca_file))
             report = run_probes(profile, options, bar)
-            secrets = profile.secret_values()
     except (HarnessError, ProfileError, ValueError) as exc:
         return fail(str(exc))
     paths = write_probe_report(report, args.report_dir, secrets=secrets) if args.report_dir else {}
+    shown = masked(report, secrets)  # what is printed masks what the written report masks
     if args.json:
-        print(json.dumps({**report, "reports": {k: str(v) for k, v in paths.items()}}, indent=2))
+        print(json.dumps({**shown, "reports": {k: str(v) for k, v in paths.items()}}, indent=2))
     else:
-        print(say(probe_stdout(report, paths)))
+        print(say(probe_stdout(shown, paths)))
     sys.stdout.flush()
     return report["exit_code"]

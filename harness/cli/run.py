@@ -162,20 +162,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     try:
         config, reference = _run_config(args)
+        if args.probe:  # what would be probed, before the race: bad input for the probes changes nothing
+            from harness.probe.session import plan_probes
+            from harness.profile import load_profile
+
+            plan_probes(config.profile or load_profile(reference.profile or "reference",
+                                                       {"RECEIPTS_DIR": "/nonexistent"}))
         report, paths = _execute(config, reference, args)
-        probed = _probe_after(config, reference, args) if args.probe else None
     except (HarnessError, PlanError, ValueError) as exc:
         return fail(str(exc))
-    if probed is None:
+    if not args.probe:
         print_report(report, args.json, paths, _secrets(config))
         return report.verdict.exit_code
     from harness.probe import probe_stdout
+    from harness.probe.report import masked
 
-    probe_report, probe_paths = probed
+    try:
+        probe_report, probe_paths = _probe_after(config, reference, args)
+    except (HarnessError, ValueError) as exc:  # the race stands; the probes could not say anything
+        print_report(report, args.json, paths, _secrets(config), extra={"probe": {"error": say(str(exc))}})
+        print(f"race-harness: the probes could not run: {say(str(exc))}", file=sys.stderr)
+        return with_probe_exit(report.verdict.exit_code, EXIT_INCONCLUSIVE)
+    shown = masked(probe_report, _secrets(config))
     print_report(report, args.json, paths, _secrets(config),
-                 extra={"probe": {**probe_report, "reports": {k: str(v) for k, v in probe_paths.items()}}})
+                 extra={"probe": {**shown, "reports": {k: str(v) for k, v in probe_paths.items()}}})
     if not args.json:
-        print(say(probe_stdout(probe_report, probe_paths)))
+        print(say(probe_stdout(shown, probe_paths)))
     return with_probe_exit(report.verdict.exit_code, probe_report["exit_code"])
 
 
@@ -195,7 +207,8 @@ def _probe_after(config: Any, reference: Any, args: argparse.Namespace) -> tuple
     from harness.probe import ProbeOptions, run_probes, write_probe_report
 
     label = config.label or (reference.mode if reference is not None else None)
-    options = ProbeOptions(label=label, report_dir=config.report_dir, verify_tls=config.verify_tls)
+    options = ProbeOptions(label=label, report_dir=config.report_dir, verify_tls=config.verify_tls,
+                           timeout=config.timeout)
     if reference is None:
         report = run_probes(config.profile, options)
         secrets = _secrets(config)

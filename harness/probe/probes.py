@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 
 from harness.profile import Payment, Profile
 from harness.profile.deliveries import Channel, Rendered
+from harness.profile.template import placeholders_in
 from harness.senders.base import PreparedRequest
 from harness.signing.forgery import (
     STALE_AGE,
@@ -205,7 +206,8 @@ def catalogue(profile: Profile) -> tuple[list[Probe], list[NotApplicable]]:
     forger = Forger(profile)
     scheme, channel = forger.scheme, forger.channel
     facts = scheme_facts(forger)
-    signs, covered = facts["signs"], facts["covers_body"]
+    signs, covered, says_amount = facts["signs"], facts["covers_body"], facts["says_amount"]
+    unnamed = "the body names neither the order nor its amount: whether the signature protects it cannot be shown"
     has_gateway = bool(channel.section.gateway)
     applies: list[Probe] = []
     skipped: list[NotApplicable] = []
@@ -223,8 +225,12 @@ def catalogue(profile: Profile) -> tuple[list[Probe], list[NotApplicable]]:
               "unchanged", NOT_PAID, lambda f, p: [f.other_credentials(p)]), unsigned_reason)
     add(Probe("tampered-body", "a body changed after signing: the order's FAILED event signed, COMPLETED sent",
               "unchanged", NOT_PAID, lambda f, p: [f.tampered(p)]),
-        unsigned_reason or (None if covered else f"scheme {scheme.name!r} does not cover the body: a changed body "
-                                                   f"verifies (see unprotected-body)"))
+        unsigned_reason or (unnamed if covered is None else
+                            f"scheme {scheme.name!r} does not cover the body: a changed body verifies (see "
+                            f"unprotected-body)" if not covered else
+                            None if channel.sends("FAILED") or says_amount else
+                            f"deliveries.{CHANNEL} has no word for FAILED and its body no amount: no other body of "
+                            f"the order to sign"))
     add(Probe("stale-timestamp", f"COMPLETED for an unpaid order, validly signed {STALE_AGE / 60:g} minutes ago: a "
                                  f"captured delivery replayed after the tolerance window", "unchanged", NOT_PAID,
               lambda f, p: [f.stale(p)]),
@@ -233,14 +239,15 @@ def catalogue(profile: Profile) -> tuple[list[Probe], list[NotApplicable]]:
                                                            f"idempotency stops its replay (the state probes)"))
     add(Probe("unprotected-body", "the signature covers no body: a validly signed COMPLETED for an order the gateway "
                                   "says is not paid", "unchanged", NOT_PAID, lambda f, p: [f.valid(p)]),
-        None if not covered else f"scheme {scheme.name!r} covers the body")
+        unnamed if covered is None else None if not covered else f"scheme {scheme.name!r} covers the body")
     add(Probe("unprotected-amount", "the signature covers no body: a validly signed COMPLETED saying the order's "
                                     f"amount, while the gateway says 1/{UNDERPAID_SHARE} of it was paid", "unchanged",
               UNDERPAID, lambda f, p: [f.valid(p)]),
-        f"scheme {scheme.name!r} covers the body (see wrong-amount)" if covered else
+        unnamed if covered is None else f"scheme {scheme.name!r} covers the body (see wrong-amount)" if covered else
         (None if has_gateway else "no gateway simulator to tell what was paid (deliveries.callback.gateway)"))
     add(Probe("wrong-amount", f"COMPLETED validly signed, saying 1/{UNDERPAID_SHARE} of the order's amount was paid "
-                              f"(as the gateway says)", "unchanged", UNDERPAID, lambda f, p: [f.other_amount(p)]), None)
+                              f"(as the gateway says)", "unchanged", UNDERPAID, lambda f, p: [f.other_amount(p)]),
+        None if says_amount else f"deliveries.{CHANNEL}'s body does not say the amount ({{amount}})")
     add(Probe("unknown-order", "COMPLETED validly signed, for an order the service never made", "unchanged", UNTOLD,
               lambda f, p: [f.unknown_order(p)]), None)
     no_failed = None if channel.sends("FAILED") else f"deliveries.{CHANNEL} has no word for FAILED (states)"
@@ -257,10 +264,17 @@ def catalogue(profile: Profile) -> tuple[list[Probe], list[NotApplicable]]:
 
 def scheme_facts(forger: Forger) -> dict[str, object]:
     """What the report says of the callback channel's scheme, worked out from the scheme: whether it signs at all,
-    whether its signature covers the body and binds a timestamp, and which gateway simulator the channel names."""
-    sample = Payment("RHXSAMPLE", "RHXSAMPLE", 10_000)
-    body = forger.event(sample).body
-    signs = bool(credentials(forger.scheme)) and bool(signature_headers(forger.scheme, body))
-    covered = signs and covers_body(forger.scheme, body, forger.event(Payment(sample.id, sample.id, 20_000)).body)
+    whether its signature covers the body (None: the body names neither the order nor its amount, so whether a
+    changed body verifies cannot be shown), whether it binds a timestamp, whether the body says the amount, and
+    which gateway simulator the channel names."""
+    section = forger.channel.section
+    named = placeholders_in(section.body if section.body is not None else section.text)
+    one = forger.event(Payment("RHXSAMPLE1", "RHXSAMPLE1", 10_000)).body
+    two = forger.event(Payment("RHXSAMPLE2", "RHXSAMPLE2", 20_000)).body
+    signs = bool(credentials(forger.scheme)) and bool(signature_headers(forger.scheme, one))
+    covered: bool | None = signs and covers_body(forger.scheme, one, two)
+    if signs and not covered and not {"transaction", "id", "amount", "amount_rupees"} & named:
+        covered = None
     return {"scheme": forger.scheme.name, "signs": signs, "covers_body": covered,
-            "binds_time": bool(forger.scheme.binds_time), "gateway": forger.channel.section.gateway or None}
+            "binds_time": bool(forger.scheme.binds_time), "says_amount": bool({"amount", "amount_rupees"} & named),
+            "gateway": section.gateway or None}

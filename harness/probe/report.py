@@ -90,6 +90,25 @@ def scheme_line(report: dict[str, Any]) -> str:
     return f"Scheme {scheme['scheme']}: {covered}; {time_bound}{gateway}"
 
 
+def control_line(report: dict[str, Any]) -> str:
+    """What the control payment (a valid COMPLETED the gateway confirms) did: every probe's yardstick."""
+    control = report.get("control") or {}
+    answers = ", ".join(str(s["status"]) if s["status"] is not None else "no answer" for s in control.get("sent", []))
+    if control.get("ok"):
+        return (f"Control: a valid COMPLETED for payment {control.get('payment')} was answered {answers or '—'} and "
+                f"ended {control.get('ended')}: the profile's deliveries are the service's")
+    return f"Control FAILED: {control.get('reason', 'not run')}"
+
+
+def late_table(report: dict[str, Any]) -> Table | None:
+    if not report.get("late"):
+        return None
+    table = Table(["Side effect that appeared after the last probe (belongs to none of them)"])
+    for line in report["late"]:
+        table.add([line], "bad")
+    return table
+
+
 def target_line(report: dict[str, Any]) -> str:
     origin = report.get("origin") or {}
     where = origin.get("path") or origin.get("name") or origin.get("from") or ""
@@ -100,7 +119,10 @@ def render_probe_markdown(report: dict[str, Any]) -> str:
     icon = "❌" if report["exit_code"] == 1 else "⚠️" if report["exit_code"] else "✅"
     lines = [f"## {icon} race-harness probe `{md_code(report['label'])}` — {md_escape(report['summary'])}", "",
              f"{md_escape(target_line(report))}  ", f"{md_escape(scheme_line(report))}  ",
+             f"{md_escape(control_line(report))}  ",
              f"**Exit code:** {report['exit_code']}", "", "### Probes", "", *md_table(probes_table(report)), ""]
+    if (late := late_table(report)) is not None:
+        lines += ["### After the last probe", "", *md_table(late), ""]
     if report["not_applicable"]:
         lines += ["### Probes that do not apply", "", *md_table(not_applicable_table(report)), ""]
     return printable("\n".join(lines).rstrip() + "\n", newlines=True)
@@ -116,17 +138,19 @@ def render_probe_html(report: dict[str, Any]) -> str:
     """One page that loads nothing from elsewhere; every value escaped by the template."""
     banner = "bad" if report["exit_code"] == 1 else "warn" if report["exit_code"] else "ok"
     sections = [("Probes", probes_table(report))]
+    if (late := late_table(report)) is not None:
+        sections.append(("After the last probe", late))
     if report["not_applicable"]:
         sections.append(("Probes that do not apply", not_applicable_table(report)))
     return _environment().get_template("probe.html.j2").render(
         report=report, banner=banner, sections=sections, target_line=target_line(report),
-        scheme_line=scheme_line(report))
+        scheme_line=scheme_line(report), control_line=control_line(report))
 
 
 def probe_stdout(report: dict[str, Any], paths: dict[str, Path] | None = None) -> str:
     """What the command prints: the summary and one line per probe, escaped for the terminal."""
     report = printable_values(report)
-    lines = [report["summary"], scheme_line(report)]
+    lines = [report["summary"], scheme_line(report), control_line(report)]
     for probe in report["probes"]:
         answers = ",".join(str(s["status"]) if s["status"] is not None else "-" for s in probe["sent"]
                            if s["phase"] == "attack")
@@ -135,5 +159,6 @@ def probe_stdout(report: dict[str, Any], paths: dict[str, Path] | None = None) -
         lines.append(f"  {probe['name']:<30} {probe['outcome']:<20} [{answers}] {detail}".rstrip())
     for item in report["not_applicable"]:
         lines.append(f"  {item['name']:<30} {'not applicable':<20} {item['reason']}")
+    lines += [f"  after the last probe: {line}" for line in report.get("late") or []]
     lines += [f"report ({fmt}): {printable(path)}" for fmt, path in (paths or {}).items()]
     return "\n".join(lines)

@@ -63,12 +63,18 @@ def write_report(report: RunReport, directory: Path, stem: str | None = None,
 
 def _sink_records_beside(report: RunReport, directory: Path, stem: str, secrets: frozenset[str]) -> Path | None:
     """The run's sink records (JSON lines; secret headers and known secret values masked) as ``<stem>.sink.jsonl``."""
+    return keep_sink_records((report.config.get("sink") or {}).get("records"), directory / f"{stem}.sink.jsonl",
+                             secrets)
+
+
+def keep_sink_records(source: str | Path | None, target: Path, secrets: Iterable[str] = ()) -> Path | None:
+    """A sink's records kept as ``target`` (the same file is masked in place): secret headers masked, and every
+    known secret value wherever the service sent it. None when there are no records to keep."""
     from harness.sink.records import copy_masked, read_records
 
-    source = (report.config.get("sink") or {}).get("records")
+    secrets = frozenset(secrets)
     if not source or not Path(source).is_file():
         return None
-    target = directory / f"{stem}.sink.jsonl"
     if Path(source).resolve() != target.resolve():
         copy_masked(source, target)
     if secrets:  # the values themselves, wherever the service sent them (a body, a URL, an e-mail)

@@ -41,9 +41,21 @@ def with_other_credentials(scheme: Scheme) -> Scheme:
         value = getattr(scheme, name)
         if isinstance(value, str) and value.startswith("whsec_"):
             changes[name] = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode("ascii")
+        elif _base64(value):  # a secret given as bare base64 (a Standard Webhooks key without its prefix)
+            changes[name] = base64.b64encode(secrets.token_bytes(24)).decode("ascii")
         else:
             changes[name] = f"forged-{secrets.token_hex(12)}"
     return replace(scheme, **changes)  # type: ignore[type-var]
+
+
+def _base64(value: object) -> bool:
+    """Whether a credential reads as base64 of at least 16 bytes (so its replacement must too)."""
+    if not isinstance(value, str) or len(value) < 24:
+        return False
+    try:
+        return len(base64.b64decode(value + "=" * (-len(value) % 4), validate=True)) >= 16
+    except ValueError:
+        return False
 
 
 def signature_headers(scheme: Scheme, body: bytes, *, event_id: str | None = None) -> list[str]:

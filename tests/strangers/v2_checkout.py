@@ -237,6 +237,7 @@ class Checkout:
     def __init__(self, store: Store, invoices: Path, variant: str, authorization: str, gateway: Gateway | None):
         self.store, self.invoices, self.variant = store, invoices, variant
         self.authorization, self.gateway = authorization, gateway
+        self.webhook_delay = 0.0  # seconds each webhook waits before it is handled (--webhook-delay-ms)
 
     def check_authorization(self, supplied: str | None) -> None:
         if not supplied:
@@ -331,6 +332,8 @@ def handler_for(checkout: Checkout) -> type[BaseHTTPRequestHandler]:
                 if path == "/api/orders":
                     self.answer(201, self.create(raw))
                 elif path == "/webhooks/phonepe":
+                    # A webhook handler behind a slow queue or a cold start: the work waits, so does the answer.
+                    time.sleep(checkout.webhook_delay)
                     self.answer(200, checkout.webhook(self.headers.get("Authorization"), raw))
                 else:
                     self.answer(404, {"error": "not found"})
@@ -363,6 +366,8 @@ def main() -> None:
     parser.add_argument("--client-id", default=os.environ.get("PHONEPE_CLIENT_ID", "RHV2CLIENT"))
     parser.add_argument("--client-secret", default=os.environ.get("PHONEPE_CLIENT_SECRET", "rh-v2-client-secret"))
     parser.add_argument("--client-version", default=os.environ.get("PHONEPE_CLIENT_VERSION", "1"))
+    parser.add_argument("--webhook-delay-ms", type=float, default=0.0,
+                        help="wait this long before handling each webhook (a slow queue, a cold start)")
     args = parser.parse_args()
     if args.variant == "asks-gateway" and not args.gateway_url:
         parser.error("--variant asks-gateway needs --gateway-url (PhonePe's API base URL)")
@@ -373,6 +378,7 @@ def main() -> None:
                if args.variant == "asks-gateway" else None)
     checkout = Checkout(Store(db_path), args.receipts, args.variant,
                         authorization_for(args.username, args.password), gateway)
+    checkout.webhook_delay = args.webhook_delay_ms / 1000
     server = Server(("127.0.0.1", args.port), handler_for(checkout))
     server.serve_forever()
 
