@@ -7,9 +7,24 @@ checker here says *unknown* (never a pass) when it cannot show that they overlap
 from __future__ import annotations
 
 from collections import Counter
+from statistics import median
+
 from harness.history import Event
 from harness.oracle.evidence import Evidence, unjudged_details
 from harness.oracle.result import CheckResult
+
+
+# A payment's duplicates count as a race only when the first two reached the service (its own X-Arrival-Ns
+# stamps) within this many ms: a handler's whole duration (Server-Timing) is not its check-then-act window,
+# and a window narrower than the gap between the duplicates would never have been hit. 20 ms: a loaded
+# two-core machine's in-process swarm was measured to stamp 4 duplicates up to ~11 ms apart.
+RACE_GAP_MS = 20.0
+# Lanes on several clocks (swarm workers): how far apart the lanes' lags may be (how much later the service saw
+# a lane's duplicates than the others', beyond what their release times say, median over the run's payments). More is a clock
+# the master did not correct for (a skewed worker releases "together" on its own clock, apart on the
+# service's); the median keeps one payment stamped late by a busy service from reading as a skew.
+CLOCK_DISAGREEMENT_MS = 5.0
+NOT_TIGHT = "not a tight race"  # how the per-payment reasons begin (the check's ``not_tight`` list counts them)
 
 
 def race_exercised(ev: Evidence) -> CheckResult:
@@ -40,20 +55,35 @@ def race_exercised(ev: Evidence) -> CheckResult:
         if not overlapped:
             not_overlapped.append(planned.payment.id)
     skipped = sum(1 for e in ev.history if e.outcome == "already_generated")
+    not_tight = [p for p, why in unjudgeable if why.startswith(NOT_TIGHT)]
+    lags = clock_lags([e for planned in ev.payments if planned.expected_paid and ev.judged(planned)
+                       for e in ev.delivered_events_of(planned.payment) if "redelivery" not in e.meta])
+    disagreeing = lags if lags and max(lags.values()) - min(lags.values()) > CLOCK_DISAGREEMENT_MS else {}
     details = {"payments_judged": judged, "not_overlapped": not_overlapped,
                "unjudgeable": [f"{p}: {why}" for p, why in unjudgeable], "duplicates_skipped": skipped,
+               "not_tight": not_tight, "race_gap_ms": RACE_GAP_MS,
+               **({"clock_lag_ms": lags} if lags else {}),
                **unjudged_details(ev), **({"cut_by_fault": cut} if cut else {})}
     if cut and not judged and not not_overlapped and not unjudgeable:
         details["reason"] = (f"the fault cut the burst of every paid payment it could judge ({len(cut)}) before "
                              "its answers came: overlap cannot be shown, and the run is judged for eventual "
                              "exactly-once")
         return CheckResult(name, description, None, details=details, made=False)
-    if not_overlapped or unjudgeable or judged == 0:
+    if not_overlapped or unjudgeable or judged == 0 or disagreeing:
         reasons = []
+        if disagreeing:
+            reasons.append("the lanes' clocks disagree: beyond their release times, the service saw each lane's "
+                           "duplicates " + ", ".join(f"{clock} {lag:+.1f} ms" for clock, lag in sorted(disagreeing.items()))
+                           + f" off the middle (median over the payments; more than {CLOCK_DISAGREEMENT_MS:g} ms "
+                             "apart), so the release instants did not hold at the service")
         if not_overlapped:
             reasons.append(f"{len(not_overlapped)} paid payment(s) whose duplicates arrived after the receipt was done")
-        if unjudgeable:
-            reasons.append(f"{len(unjudgeable)} paid payment(s) could not be judged ({unjudgeable[0][1]})")
+        if not_tight:
+            first = next(why for p, why in unjudgeable if p == not_tight[0])
+            reasons.append(f"{len(not_tight)} paid payment(s) whose duplicates did not race tightly ({first})")
+        if len(unjudgeable) > len(not_tight):
+            why = next(why for p, why in unjudgeable if p not in not_tight)
+            reasons.append(f"{len(unjudgeable) - len(not_tight)} paid payment(s) could not be judged ({why})")
         if judged == 0 and not reasons:
             reasons.append("no paid payment to race")
         details["reason"] = "; ".join(reasons)
@@ -105,7 +135,9 @@ def round_overlap(batch: list[Event]) -> tuple[bool | None, str]:
 
     - the service's own clock: its arrival stamp (``X-Arrival-Ns``) of every request, and the time it
       says it worked on the generating request (``Server-Timing``): the first generation was done at
-      arrival + duration, with no network time in it;
+      arrival + duration, with no network time in it, so a request arriving after that did not overlap.
+      One arriving before it overlapped the handler, which is not its check-then-act window: it counts
+      as a race only when the duplicates were tight (``tight``);
     - arrival stamps without durations: a request that arrived no later than the first finisher
       arrived was in time; one that arrived after a finisher's arrival plus its whole round trip
       (an upper bound of its work) was not; anything between cannot be told from stamps;
@@ -119,12 +151,14 @@ def round_overlap(batch: list[Event]) -> tuple[bool | None, str]:
         arrivals = [e.server_arrival for e in batch]
         timed = [e.server_arrival + e.server_duration for e in finishers if e.server_duration is not None]
         if timed:
-            return max(arrivals) < min(timed), "arrivals and processing time reported by the service"
+            if max(arrivals) >= min(timed):
+                return False, "arrivals and processing time reported by the service"
+            return tight(batch, "arrivals and processing time reported by the service")
         bounds = [e.server_arrival + e.latency for e in finishers if e.latency is not None]
         if bounds and max(arrivals) > min(bounds):
             return False, "a request arrived after the first generation's whole round trip"
         if max(arrivals) <= min(e.server_arrival for e in finishers):
-            return True, "every request arrived before the first generating request did"
+            return tight(batch, "every request arrived before the first generating request did")
     if sum(1 for e in batch if e.outcome == "generated") >= 2:
         return True, "two requests both generated"
     first = min(finishers, key=lambda e: e.t_response)
@@ -134,6 +168,41 @@ def round_overlap(batch: list[Event]) -> tuple[bool | None, str]:
     return None, ("the service reports no processing time (Server-Timing) or arrival times (X-Arrival-Ns), and some "
                   "duplicates were answered after the first generation or on another clock: their overlap cannot "
                   "be shown")
+
+
+def tight(batch: list[Event], why: str) -> tuple[bool | None, str]:
+    """True (with ``why``) when the duplicates that overlapped the handler also raced tightly, else None and why not.
+
+    Tight: the first two reached the service within ``RACE_GAP_MS`` of each other. (Whether the lanes' clocks
+    agreed is judged over the whole run: ``clock_lags``.)
+    """
+    arrivals = sorted(e.server_arrival for e in batch if e.server_arrival is not None)
+    gap_ms = (arrivals[1] - arrivals[0]) * 1000 if len(arrivals) > 1 else 0.0
+    if gap_ms > RACE_GAP_MS:
+        return None, (f"{NOT_TIGHT}: its first two duplicates reached the service {gap_ms:.1f} ms apart, over "
+                      f"{RACE_GAP_MS:g} ms; a check-then-act window narrower than that would not have been hit "
+                      "(a handler's duration is not its race window)")
+    return True, why
+
+
+def clock_lags(events: list[Event]) -> dict[str, float]:
+    """Per clock (lane), the median over rounds sent from several clocks of how much later the service saw that
+    lane's duplicates than the round's others, beyond how much later the lane released them (ms). Near 0 for
+    every lane when their clocks agree (or were corrected); a lane whose clock is ahead by ``d`` shows ``-d``."""
+    rounds: dict[tuple, list[Event]] = {}
+    for event in events:
+        if event.server_arrival is not None and event.t_release is not None and event.clock is not None:
+            rounds.setdefault((event.payment, event.meta.get("round", 0)), []).append(event)
+    lags: dict[str, list[float]] = {}
+    for batch in rounds.values():
+        if len({e.clock for e in batch}) < 2:
+            continue
+        # arrival minus release: the same for every duplicate of a round, but for network and clock error
+        seen = [(e.clock, (e.server_arrival - e.t_release) * 1000) for e in batch]
+        middle = median(d for _, d in seen)
+        for clock, d in seen:
+            lags.setdefault(str(clock), []).append(d - middle)
+    return {clock: round(median(values), 3) for clock, values in lags.items()}
 
 
 def in_flight_together(batch: list[Event]) -> tuple[bool | None, str]:

@@ -152,6 +152,12 @@ def compute_metrics(ev: Evidence, rows: list[dict[str, Any]], checks: list[Check
         "arrival_spread_ms": _ms(_per_round(ev, ev.history.arrival_spread)),
         "payment_arrival_spread_ms_max": max((r["arrival_spread_ms"] for r in rows if r["arrival_spread_ms"] is not None),
                                              default=None),
+        # Per payment, the service's view beside the senders': far apart means the release instants did not hold
+        # at the service (a skewed worker's clock, a slow path), whatever the release times say.
+        "payment_arrival_spread_ms_p50": percentile([r["arrival_spread_ms"] for r in paid_rows
+                                                     if r["arrival_spread_ms"] is not None], 50),
+        "payment_release_spread_ms_p50": percentile([r["release_spread_ms"] for r in paid_rows
+                                                     if r["release_spread_ms"] is not None], 50),
         "receipt_generation_ms_mean": _generation_ms(counters, events),
     }
     if ev.faulted:  # eventual exactly-once: what the faults cost, counted apart
