@@ -7,7 +7,7 @@ import pytest
 from _reports import make_report
 
 from harness.history import Event
-from harness.verdict.measure import catchable_window, first_arrival_gaps
+from harness.oracle.overlap import catchable_window, first_arrival_gaps
 from harness.report.write import render_html, render_markdown
 from harness.report.tables import strength_text
 

@@ -23,8 +23,9 @@ import pytest
 from harness.prepare.plan import Plan
 from harness.reference import FaultFlags, profile_of
 from harness.verdict.result import RunReport
-from harness.swarm import GO, HELLO, Coordinator, Handler, Lane, WaveConfig, Work, judge, prepare
+from harness.swarm import GO, HELLO, PING, PONG, Coordinator, Handler, Lane, WaveConfig, Work, judge, prepare
 from harness.errors import SwarmTimeout
+from harness.swarm.clocks import LaneClock
 
 # Real processes, nested pytest or Locust runs: `pytest -m 'not slow'` leaves these out.
 pytestmark = pytest.mark.slow
@@ -98,8 +99,8 @@ class Swarm:
     hands: list[threading.Thread] = field(default_factory=list)
     lanes: list[Lane] = field(default_factory=list)
 
-    def lane(self, node: str, hands: int = 2) -> Lane:
-        lane = Lane(self.hub.transport(node), node).attach()
+    def lane(self, node: str, hands: int = 2, clock: LaneClock | None = None) -> Lane:
+        lane = Lane(self.hub.transport(node), node, clock=clock).attach()
         self.lanes.append(lane)
         lane.hello(users=hands)
         for _ in range(hands):
@@ -108,9 +109,14 @@ class Swarm:
             self.hands.append(thread)
         return lane
 
-    def silent_lane(self, node: str) -> None:
-        """A lane that says hello and then never answers (a hung or partitioned worker)."""
-        self.hub.transport(node).send(HELLO, {"users": 1})
+    def silent_lane(self, node: str, *, clock: bool = True) -> None:
+        """A lane that says hello and then never answers its work (a hung worker); with ``clock`` False it does
+        not answer the master's clock PINGs either (a partitioned one)."""
+        transport = self.hub.transport(node)
+        if clock:
+            transport.on(PING, lambda sender, data: transport.send(
+                PONG, {"seq": data["seq"], "t0": data["t0"], "t1": time.time(), "t2": time.time()}))
+        transport.send(HELLO, {"users": 1})
 
     def _hand(self, lane: Lane) -> None:
         deadline = time.monotonic() + LOOP_LIMIT
@@ -200,6 +206,39 @@ def test_every_event_is_timed_on_the_clock_of_the_lane_that_sent_it(swarm, refer
     assert len(swarm.coordinator.history.events) == 6
     assert {e.meta["clock"] for e in swarm.coordinator.history.events} == {"lane-a", "lane-b"}
     assert all(e.clock == e.meta["worker"] for e in swarm.coordinator.history.events)
+
+
+@pytest.mark.parametrize("correction, valid, exit_code", [(True, False, 1), (False, None, 3)])
+def test_a_lane_whose_clock_is_20_ms_ahead_is_measured_and_its_release_instant_converted(
+        swarm, reference_service, correction, valid, exit_code):
+    # A 10 ms check-then-act window: caught only when both duplicates reach the service within 10 ms.
+    service = reference_service("vulnerable", generation_delay_ms=50, faults=FaultFlags(race_window_ms=10))
+    swarm.lane("lane-a", hands=1)
+    swarm.lane("lane-b", hands=1, clock=LaneClock(0.020))
+    report = swarm.run(profile_of(service), Plan(payments=6, duplicates=2),
+                       replace(WAVES, wave_size=6, inflight=1, clock_correction=correction))
+
+    estimate = swarm.coordinator.clocks.estimate("lane-b")
+    assert estimate is not None and abs(estimate.offset - 0.020) <= estimate.uncertainty + 0.001
+    assert {e.meta["clock_offset_ms"] for e in swarm.coordinator.history.events if e.meta["worker"] == "lane-b"} \
+        == {round(estimate.offset * 1000, 3)}
+    # Corrected: the duplicates meet at the service and the window is hit. Not corrected: they arrive ~20 ms
+    # apart, one receipt each, and the run says it could not show the race instead of passing.
+    assert report.verdict.valid is valid and report.verdict.exit_code == exit_code, report.explain()
+    if not correction:
+        assert "clocks disagree" in check(report, "race-exercised").details["reason"]
+
+
+def test_a_lane_that_never_answers_the_clock_pings_is_named_and_gets_no_shares(swarm, reference_service):
+    service = reference_service("atomic", generation_delay_ms=0)
+    swarm.lane("lane-a")
+    swarm.silent_lane("lane-mute", clock=False)
+    config = replace(WAVES, ping_timeout=0.2, clock_samples=3)
+    swarm.run(profile_of(service), Plan(payments=2, duplicates=2), config)
+
+    assert swarm.coordinator.clock_excluded.keys() == {"lane-mute"}
+    assert "offset is unknown" in swarm.coordinator.clock_report()["lanes"]["lane-mute"]["excluded"]
+    assert {e.meta["worker"] for e in swarm.coordinator.history.events} == {"lane-a"}
 
 
 def test_a_lane_that_never_answers_is_named_and_gets_no_more_shares_while_the_others_go_on(swarm, reference_service):

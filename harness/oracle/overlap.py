@@ -7,9 +7,29 @@ checker here says *unknown* (never a pass) when it cannot show that they overlap
 from __future__ import annotations
 
 from collections import Counter
+from statistics import median
+from typing import Any
+
 from harness.history import Event
 from harness.oracle.evidence import Evidence, unjudged_details
 from harness.oracle.result import CheckResult
+from harness.stats import percentile
+
+
+# A run is a race only when it was tight: in CATCH_PROBABILITY of its duplicate groups the first two deliveries
+# reached the service (its own X-Arrival-Ns stamps) within this many ms of each other. A handler's whole
+# duration (Server-Timing) is not its check-then-act window: a duplicate 22 ms late still arrives inside a
+# 250 ms handler, and would never hit a 10 ms window. Judged over the run (the 95th percentile of the gaps,
+# the run's own stated strength), not per payment: one payment stamped late by a busy machine is not a skew.
+# 20 ms: on this two-core machine under a loaded test suite the 95th percentile was measured at 10-16 ms.
+RACE_GAP_MS = 20.0
+CATCH_PROBABILITY = 0.95  # the run's strength is the narrowest window caught with this probability
+# Lanes on several clocks (swarm workers): how far apart the lanes' lags may be (how much later the service saw
+# a lane's duplicates than the others', beyond what their release times say, median over the run's payments). More is a clock
+# the master did not correct for (a skewed worker releases "together" on its own clock, apart on the
+# service's); the median keeps one payment stamped late by a busy service from reading as a skew.
+CLOCK_DISAGREEMENT_MS = 5.0
+NOT_TIGHT = "not a tight race"  # how the reason begins when the run's strength is over RACE_GAP_MS
 
 
 def race_exercised(ev: Evidence) -> CheckResult:
@@ -40,18 +60,32 @@ def race_exercised(ev: Evidence) -> CheckResult:
         if not overlapped:
             not_overlapped.append(planned.payment.id)
     skipped = sum(1 for e in ev.history if e.outcome == "already_generated")
+    raced = [e for planned in ev.payments if planned.expected_paid and ev.judged(planned)
+             for e in ev.delivered_events_of(planned.payment) if "redelivery" not in e.meta]
+    loose = not_tight(raced)
+    lags = clock_lags(raced)
+    disagreeing = lags if lags and max(lags.values()) - min(lags.values()) > CLOCK_DISAGREEMENT_MS else {}
     details = {"payments_judged": judged, "not_overlapped": not_overlapped,
                "unjudgeable": [f"{p}: {why}" for p, why in unjudgeable], "duplicates_skipped": skipped,
+               "race_gap_ms": RACE_GAP_MS, **({"not_tight": loose} if loose else {}),
+               **({"clock_lag_ms": lags} if lags else {}),
                **unjudged_details(ev), **({"cut_by_fault": cut} if cut else {})}
     if cut and not judged and not not_overlapped and not unjudgeable:
         details["reason"] = (f"the fault cut the burst of every paid payment it could judge ({len(cut)}) before "
                              "its answers came: overlap cannot be shown, and the run is judged for eventual "
                              "exactly-once")
         return CheckResult(name, description, None, details=details, made=False)
-    if not_overlapped or unjudgeable or judged == 0:
+    if not_overlapped or unjudgeable or judged == 0 or disagreeing or loose:
         reasons = []
+        if disagreeing:
+            reasons.append("the lanes' clocks disagree: beyond their release times, the service saw each lane's "
+                           "duplicates " + ", ".join(f"{clock} {lag:+.1f} ms" for clock, lag in sorted(disagreeing.items()))
+                           + f" off the middle (median over the payments; more than {CLOCK_DISAGREEMENT_MS:g} ms "
+                             "apart), so the release instants did not hold at the service")
         if not_overlapped:
             reasons.append(f"{len(not_overlapped)} paid payment(s) whose duplicates arrived after the receipt was done")
+        if loose:
+            reasons.append(loose["reason"])
         if unjudgeable:
             reasons.append(f"{len(unjudgeable)} paid payment(s) could not be judged ({unjudgeable[0][1]})")
         if judged == 0 and not reasons:
@@ -105,7 +139,9 @@ def round_overlap(batch: list[Event]) -> tuple[bool | None, str]:
 
     - the service's own clock: its arrival stamp (``X-Arrival-Ns``) of every request, and the time it
       says it worked on the generating request (``Server-Timing``): the first generation was done at
-      arrival + duration, with no network time in it;
+      arrival + duration, with no network time in it, so a request arriving after that did not overlap.
+      One arriving before it overlapped the handler, which is not its check-then-act window: whether the
+      run's duplicates were close enough to hit a narrow window is judged over the run (``not_tight``);
     - arrival stamps without durations: a request that arrived no later than the first finisher
       arrived was in time; one that arrived after a finisher's arrival plus its whole round trip
       (an upper bound of its work) was not; anything between cannot be told from stamps;
@@ -134,6 +170,84 @@ def round_overlap(batch: list[Event]) -> tuple[bool | None, str]:
     return None, ("the service reports no processing time (Server-Timing) or arrival times (X-Arrival-Ns), and some "
                   "duplicates were answered after the first generation or on another clock: their overlap cannot "
                   "be shown")
+
+
+def arrival_gaps(events: list[Event]) -> dict[tuple[Any, Any], float]:
+    """Per duplicate group (one payment's deliveries in one delivery round), seconds between its first two
+    server arrivals; groups with fewer than two arrival stamps give nothing."""
+    groups: dict[tuple[Any, Any], list[float]] = {}
+    for event in events:
+        if event.delivered and event.server_arrival is not None and event.payment is not None:
+            groups.setdefault((event.payment, event.meta.get("round", 0)), []).append(event.server_arrival)
+    gaps = {}
+    for key, arrivals in groups.items():
+        if len(arrivals) > 1:
+            first, second = sorted(arrivals)[:2]
+            gaps[key] = second - first
+    return gaps
+
+
+def first_arrival_gaps(events: list[Event]) -> list[float]:
+    """The first-two-arrival gap of every duplicate group (``arrival_gaps``), in seconds."""
+    return list(arrival_gaps(events).values())
+
+
+def catchable_window(gaps: list[float], probability: float = CATCH_PROBABILITY) -> float | None:
+    """The narrowest check-then-act window this run would have caught with ``probability``, in seconds.
+
+    The model: a handler that checks a flag when a request arrives and sets it ``W`` later lets a
+    duplicate through when a second delivery of the same payment arrives before the first one's
+    claim, i.e. within ``W`` of the first arrival. So one duplicate group (a payment's deliveries in
+    one round) catches a window ``W`` exactly when its first two server arrivals are less than ``W``
+    apart, whatever happens to the others. The run's own groups are the sample: the fraction of them
+    whose first gap is below ``W`` is the probability that a payment of this run catches ``W``, and
+    the narrowest ``W`` reaching ``probability`` is that quantile of the gaps (nearest rank: with
+    fewer than 20 groups at 95 %, the widest gap). Arrival is the service's own stamp
+    (``X-Arrival-Ns``: the request was complete), so whatever the network and the server's accept
+    queue did to the burst is in it; work the handler does before its check is not (it shifts every
+    duplicate alike unless the handler serialises them). None when no group had two stamps.
+    """
+    if not gaps:
+        return None
+    return percentile(gaps, probability * 100)
+
+
+def not_tight(events: list[Event]) -> dict[str, Any] | None:
+    """Why the run's duplicates did not race tightly enough to call it a race, as details (None: they did).
+
+    The run's strength — the narrowest check-then-act window it catches with ``CATCH_PROBABILITY`` — is the
+    95th percentile of its first-two-arrival gaps (``catchable_window``); over ``RACE_GAP_MS`` the run cannot
+    show the race, whatever the handler's duration says."""
+    gaps = first_arrival_gaps(events)
+    window = catchable_window(gaps)
+    if window is None or window * 1000 <= RACE_GAP_MS:
+        return None
+    wide = sorted({str(payment) for (payment, _), gap in arrival_gaps(events).items() if gap * 1000 > RACE_GAP_MS})
+    return {"window_ms": round(window * 1000, 3), "payments": wide,
+            "reason": (f"{NOT_TIGHT}: in {CATCH_PROBABILITY:.0%} of the {len(gaps)} duplicate group(s) the first two "
+                       f"deliveries reached the service within {window * 1000:.1f} ms of each other, over "
+                       f"{RACE_GAP_MS:g} ms; a check-then-act window narrower than that would not have been hit "
+                       f"(a handler's duration is not its race window)")}
+
+
+def clock_lags(events: list[Event]) -> dict[str, float]:
+    """Per clock (lane), the median over rounds sent from several clocks of how much later the service saw that
+    lane's duplicates than the round's others, beyond how much later the lane released them (ms). Near 0 for
+    every lane when their clocks agree (or were corrected); a lane whose clock is ahead by ``d`` shows ``-d``."""
+    rounds: dict[tuple, list[Event]] = {}
+    for event in events:
+        if event.server_arrival is not None and event.t_release is not None and event.clock is not None:
+            rounds.setdefault((event.payment, event.meta.get("round", 0)), []).append(event)
+    lags: dict[str, list[float]] = {}
+    for batch in rounds.values():
+        if len({e.clock for e in batch}) < 2:
+            continue
+        # arrival minus release: the same for every duplicate of a round, but for network and clock error
+        seen = [(e.clock, (e.server_arrival - e.t_release) * 1000) for e in batch]
+        middle = median(d for _, d in seen)
+        for clock, d in seen:
+            lags.setdefault(str(clock), []).append(d - middle)
+    return {clock: round(median(values), 3) for clock, values in lags.items()}
 
 
 def in_flight_together(batch: list[Event]) -> tuple[bool | None, str]:

@@ -16,7 +16,7 @@ from markupsafe import Markup, escape
 from harness.report.charts import latency_chart, receipts_caption, receipts_chart, timeline_caption, timeline_chart
 from harness.report.format import clip, plain_icons, verdict_icon
 from harness.report.tables import (
-    faults_table,
+    clocks_table, faults_table,
     Table, checks_table, config_line, environment_line, flat, history_table, judged_line, metrics_table,
     payments_heading, payments_table, strength_line, targets_table,
 )
@@ -42,7 +42,8 @@ def render_html(report: RunReport) -> str:
     banner = {False: "bad"}.get(report.verdict.valid, "ok" if report.verdict.exit_code == 0 else "warn")
     charts = [(Markup(receipts_chart(report)), receipts_caption(report)), (Markup(latency_chart(report)), LATENCY_CAPTION),
               (Markup(timeline_chart(report)), timeline_caption(report))]
-    sections = [("Checks", checks_table(report)), ("Faults", faults_table(report)), ("Targets", targets_table(report)),
+    sections = [("Checks", checks_table(report)), ("Faults", faults_table(report)), ("Clocks", clocks_table(report)),
+                ("Targets", targets_table(report)),
                 ("Metrics", metrics_table(report)), ("History", history_table(report)),
                 (payments_heading(report, HTML_PAYMENT_ROWS), payments_table(report, HTML_PAYMENT_ROWS))]
     sections = [(title, table) for title, table in sections if table is not None]

@@ -296,3 +296,27 @@ def faults_table(report: RunReport) -> Table | None:
     back = {True: "the service came back", False: "the service did NOT come back", None: ""}[nemesis.get("came_back")]
     table.note = f"schedule {nemesis.get('schedule')}: {fired}" + (f"; {back}" if back else "")
     return table
+
+
+def clocks_table(report: RunReport) -> Table | None:
+    """Each swarm lane's clock: its offset from the master's, how sure (half the best round trip), and whether it
+    was left out; the note puts the per-payment spread the service saw beside the one the senders released
+    (None: the run had one clock, not a swarm's)."""
+    clocks = ((report.config or {}).get("locust") or {}).get("clocks")
+    if not clocks or not clocks.get("lanes"):
+        return None
+    table = Table(["Lane", "Offset (ms)", "± (ms)", "Round trip (ms)", "Samples", "Measured", "Left out"])
+    for node, lane in clocks["lanes"].items():
+        known = lane.get("offset_ms") is not None
+        table.add([node, format_number(lane["offset_ms"]) if known else "unknown",
+                   format_number(lane.get("uncertainty_ms")) if known else DASH,
+                   format_number(lane.get("rtt_ms")) if known else DASH, lane.get("samples", 0),
+                   f"{len(lane.get('measurements') or [])} time(s)", lane.get("excluded") or "no"],
+                  "bad" if lane.get("excluded") else "")
+    m = report.metrics or {}
+    correction = "release instants converted to each lane's clock" if clocks.get("correction", True) else \
+        "clock correction OFF: each lane released on its own clock"
+    table.note = (f"bound ± {format_number(clocks.get('bound_ms'))} ms; {correction}; per payment (median): "
+                  f"server-seen spread {format_number(m.get('payment_arrival_spread_ms_p50'))} ms, release spread "
+                  f"{format_number(m.get('payment_release_spread_ms_p50'))} ms")
+    return table

@@ -24,7 +24,7 @@ from harness.report.format import (
 )
 from harness.report.html import render_html
 from harness.report.tables import (
-    faults_table,
+    clocks_table, faults_table,
     Table, checks_table, config_line, environment_line, history_table, judged_line, metrics_table, payments_heading,
     payments_table, strength_line, targets_table,
 )
@@ -129,7 +129,8 @@ def render_markdown(report: RunReport) -> str:
              f"**Environment:** {md_escape(environment_line(report))}  ",
              f"**Judged:** {md_escape(judged_line(report))}  ",
              f"**Strength:** {md_escape(strength_line(report))}  ", f"**Exit code:** {report.verdict.exit_code}", ""]
-    sections = [("Checks", checks_table(report)), ("Faults", faults_table(report)), ("Targets", targets_table(report)),
+    sections = [("Checks", checks_table(report)), ("Faults", faults_table(report)), ("Clocks", clocks_table(report)),
+                ("Targets", targets_table(report)),
                 ("Metrics", metrics_table(report)), ("History", history_table(report)),
                 (payments_heading(report, MD_PAYMENT_ROWS), payments_table(report, MD_PAYMENT_ROWS))]
     for title, table in sections:

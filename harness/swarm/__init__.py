@@ -11,8 +11,8 @@ side: waves across lanes, release instants, redelivery rounds, one History, boun
 from harness.swarm.coordinator import Coordinator, WaveConfig, Work
 from harness.errors import SwarmTimeout
 from .lane import Lane
-from .messages import DONE, GO, HELLO, PREPARE, READY, Handler, Transport
+from .messages import DONE, GO, HELLO, PING, PONG, PREPARE, READY, Handler, Transport
 from .run import VERDICT_PREFIX, SwarmRun, SwarmSettings, judge, prepare
 
-__all__ = ["Coordinator", "DONE", "GO", "HELLO", "Handler", "Lane", "PREPARE", "READY", "SwarmRun", "SwarmSettings",
+__all__ = ["Coordinator", "DONE", "GO", "HELLO", "Handler", "Lane", "PING", "PONG", "PREPARE", "READY", "SwarmRun", "SwarmSettings",
            "SwarmTimeout", "Transport", "VERDICT_PREFIX", "WaveConfig", "Work", "judge", "prepare"]

@@ -6,7 +6,10 @@ One wave (``wave_size`` deliveries of payments):
    one payment come from different lanes; each lane gets its share (``PREPARE``);
 2. the lanes open and warm one connection per request and answer ``READY``;
 3. once every share is ready (bounded), the master names an absolute release instant a little
-   in the future (``release_lead``) in ``GO``;
+   in the future (``release_lead``) in ``GO``, converted to each lane's clock with the offset it
+   measured (``harness.swarm.clocks``: PING/PONG exchanges before the first wave and every
+   ``clock_refresh`` seconds; a lane whose offset is not known within ``max_clock_uncertainty`` gets
+   no shares, and is named);
 4. at that instant every lane releases; each reports its events (``DONE``), which join the run's
    one History.
 
@@ -33,7 +36,8 @@ from harness.prepare.plan import Plan
 from ..senders import PreparedRequest
 from ..senders.auto import AUTO, resolve_sync
 from ..profile import Payment, Profile
-from .messages import DONE, GO, HELLO, PREPARE, READY, Transport, event_from_wire, request_to_wire
+from .clocks import DEFAULT_MAX_UNCERTAINTY_MS, ClockBook, ClockEstimate
+from .messages import DONE, GO, HELLO, PING, PONG, PREPARE, READY, Transport, event_from_wire, request_to_wire
 from harness.errors import SwarmTimeout
 
 log = logging.getLogger("race-harness.swarm")
@@ -52,6 +56,11 @@ class WaveConfig:
     redelivery_rounds: int = 0
     heal_after: int = 0  # call ``heal`` before the first delivery of a round after this one (0: never)
     sync: str = "last-byte"  # the lanes' sender; "auto" is resolved once by the master, before the first wave
+    clock_samples: int = 8  # PING/PONG exchanges per lane before the first wave (the best round trip is kept)
+    clock_refresh: float = 10.0  # seconds between further measurements during a run (clocks drift)
+    max_clock_uncertainty: float = DEFAULT_MAX_UNCERTAINTY_MS / 1000  # s: a lane less sure than this gets no shares
+    clock_correction: bool = True  # convert release instants to each lane's clock (False: measure and report only)
+    ping_timeout: float = 1.0  # seconds one round of PINGs waits for its PONGs
 
 
 @dataclass(frozen=True)
@@ -80,7 +89,8 @@ class Wave:
     events: list[Event] = field(default_factory=list)
     all_ready: threading.Event = field(default_factory=threading.Event)
     all_done: threading.Event = field(default_factory=threading.Event)
-    release_at: float | None = None
+    release_at: float | None = None  # on the master's clock
+    clocks: dict[str, ClockEstimate | None] = field(default_factory=dict)  # each lane's offset when it was launched
 
     def _check(self) -> None:
         if self.nodes <= set(self.ready):
@@ -115,6 +125,9 @@ class Coordinator:
         self.rounds_of: dict[int, int] = {}
         self.receipted: set[int] = set()
         self.healed = False
+        self.clocks = ClockBook()
+        self.clock_excluded: dict[str, str] = {}  # lane -> why its offset was not trusted
+        self._clocks_measured = 0.0  # time.monotonic() of the last measurement
         self.stopping = threading.Event()
         self._lock = threading.Lock()
 
@@ -123,12 +136,16 @@ class Coordinator:
         self.transport.on(HELLO, self.on_hello)
         self.transport.on(READY, self.on_ready)
         self.transport.on(DONE, self.on_done)
+        self.transport.on(PONG, self.on_pong)
         return self
 
     # -- handlers: never block --
     def on_hello(self, node: str, data: dict[str, Any]) -> None:
         with self._lock:
             self.lanes[node] = self.lanes.get(node, 0) + int((data or {}).get("users", 1))
+
+    def on_pong(self, node: str, data: dict[str, Any]) -> None:
+        self.clocks.pong(node, data or {}, time.time())  # t3 first: every moment here widens the round trip
 
     def on_ready(self, node: str, data: dict[str, Any]) -> None:
         wave = self._wave_of(data)
@@ -142,6 +159,9 @@ class Coordinator:
         if wave is None:
             return
         events = [event_from_wire(e) for e in data.get("events") or []]
+        clock = self._clock_meta(wave, node)
+        for event in events:
+            event.meta.update(clock)
         with self._lock:
             if node in wave.done:
                 return
@@ -186,6 +206,7 @@ class Coordinator:
             self.requests_by_slot.setdefault(slot_of[request.payment], []).append(request)
         self.history.sync, self.history.origin_wall = config.sync, time.time()  # the sender that ran
         self._wait_for_lanes()
+        self.measure_clocks(self.senders(), config.clock_samples)
         c, plan = config, work.plan
         queue = deque(Delivery(slot, 1) for slot in range(plan.slots))
         inflight: deque[Wave] = deque()
@@ -227,9 +248,75 @@ class Coordinator:
             raise SwarmTimeout(f"no lane said hello within {self.config.lane_wait:.0f} s "
                                "(Locust: workers connected? -u at least 1?)")
 
+    # -- the clocks --
+    def measure_clocks(self, nodes: list[str], samples: int) -> None:
+        """``samples`` rounds of PING/PONG with every lane of ``nodes`` (each round bounded by ``ping_timeout``),
+        then every lane's estimate is checked against the bound: a lane not known well enough gets no more shares."""
+        c = self.config
+        for _ in range(samples):
+            if self.stopping.is_set() or not nodes:
+                break
+            for node in nodes:
+                self.transport.send(PING, self.clocks.ping(node), to=node)
+            deadline = time.monotonic() + c.ping_timeout
+            while self.clocks.outstanding(nodes) and time.monotonic() < deadline and not self.stopping.is_set():
+                self.stopping.wait(0.001)
+            self.clocks.forget_pending()
+        self._clocks_measured = time.monotonic()
+        for node in nodes:
+            self.clocks.note(node)
+            why = self.clock_problem(node)
+            if why is not None and node not in self.clock_excluded:
+                self.clock_excluded[node] = why
+                self._lapse([node], why)
+            elif why is None and not c.clock_correction:
+                estimate = self.clocks.estimate(node)
+                if estimate is not None and abs(estimate.offset) > c.max_clock_uncertainty:
+                    log.warning("race-harness swarm: lane %s: its clock is %+.1f ms off the master's and clock "
+                                "correction is off: its duplicates reach the service that much apart from the others",
+                                node, estimate.offset * 1000)
+
+    def clock_problem(self, node: str) -> str | None:
+        """Why the lane's offset cannot be trusted for a release instant, or None."""
+        estimate, bound = self.clocks.estimate(node), self.config.max_clock_uncertainty
+        if estimate is None:
+            return f"no answer to its clock PINGs (within {self.config.ping_timeout:g} s each): its offset is unknown"
+        if estimate.uncertainty > bound:
+            return (f"clock offset {estimate.offset * 1000:+.1f} ms known only to ±{estimate.uncertainty * 1000:.1f} ms "
+                    f"(best round trip {estimate.rtt * 1000:.1f} ms of {estimate.samples}), over the bound "
+                    f"±{bound * 1000:g} ms (--max-clock-uncertainty-ms)")
+        return None
+
+    def _shift(self, wave: Wave, node: str) -> float:
+        """Seconds to add to an instant on the master's clock to name it on the lane's."""
+        estimate = wave.clocks.get(node)
+        return estimate.offset if estimate is not None and self.config.clock_correction else 0.0
+
+    def _clock_meta(self, wave: Wave, node: str) -> dict[str, Any]:
+        """What every event of the lane's share says of its clock: the offset used and whether times were converted."""
+        estimate = wave.clocks.get(node)
+        if estimate is None:
+            return {}
+        return {"clock_offset_ms": round(estimate.offset * 1000, 3),
+                "clock_uncertainty_ms": round(estimate.uncertainty * 1000, 3),
+                "clock_corrected": self.config.clock_correction}
+
+    def clock_report(self) -> dict[str, Any]:
+        """Every lane's offset, round trip and uncertainty, each measurement (drift), and the lanes left out."""
+        lanes: dict[str, Any] = {}
+        for node in sorted(set(self.lanes) | set(self.clock_excluded)):
+            estimate = self.clocks.estimate(node)
+            lanes[node] = {**(estimate.to_dict() if estimate else {"offset_ms": None}),
+                           "measurements": self.clocks.history.get(node, []),
+                           **({"excluded": self.clock_excluded[node]} if node in self.clock_excluded else {})}
+        return {"bound_ms": round(self.config.max_clock_uncertainty * 1000, 3),
+                "correction": self.config.clock_correction, "lanes": lanes}
+
     def _launch(self, batch: list[Delivery], number: int) -> Wave | None:
         c, work = self.config, self.work
         assert work is not None
+        if c.clock_refresh > 0 and time.monotonic() - self._clocks_measured >= c.clock_refresh:
+            self.measure_clocks(self.senders(), max(2, c.clock_samples // 2))
         senders = self.senders()
         if not senders:
             raise SwarmTimeout("no lane is left to send: " + ("; ".join(self.lapses) or "every lane has gone"))
@@ -245,7 +332,8 @@ class Coordinator:
                 wire["meta"] = {**request.meta, "round": delivery.round}
                 shares[senders[(i + j) % len(senders)]].append(wire)
         shares = {node: share for node, share in shares.items() if share}
-        wave = Wave(f"{self.run_id}-{number}", batch, set(shares))
+        wave = Wave(f"{self.run_id}-{number}", batch, set(shares),
+                    clocks={node: self.clocks.estimate(node) for node in shares})
         with self._lock:
             self.waves[wave.id] = wave
         step = c.burst_timeout + c.slack
@@ -256,7 +344,7 @@ class Coordinator:
         for node, share in shares.items():
             self.transport.send(PREPARE, {"run": self.run_id, "wave": wave.id, "requests": share, "sync": c.sync,
                                           "timeout": c.burst_timeout, "go_timeout": go_timeout,
-                                          "origin_wall": self.history.origin_wall,
+                                          "origin_wall": self.history.origin_wall + self._shift(wave, node),
                                           "warmup_path": work.profile.health_path,
                                           "verify_tls": work.profile.tls_trust}, to=node)
         if not self._wait(wave.all_ready, step):
@@ -273,7 +361,9 @@ class Coordinator:
             if not wave.nodes:
                 raise SwarmTimeout("no lane is left to send: " + "; ".join(self.lapses))
         wave.release_at = time.time() + c.release_lead
-        self._go(wave, {node: shares[node] for node in wave.nodes}, {"release_at": wave.release_at})
+        for node in wave.nodes:  # the one instant, named on each lane's own clock
+            self.transport.send(GO, {"run": self.run_id, "wave": wave.id,
+                                     "release_at": wave.release_at + self._shift(wave, node)}, to=node)
         return wave
 
     def _go(self, wave: Wave, shares: dict[str, Any], data: dict[str, Any]) -> None:
@@ -299,9 +389,8 @@ class Coordinator:
             with self._lock:
                 missing = sorted(wave.nodes - set(wave.done))
             self._lapse(missing, f"no DONE for wave {wave.id} within {bound:.1f} s")
-        late = [d.get("late_ms") or 0 for d in wave.done.values()]
-        if late and max(late) > 5:
-            log.warning("wave %s released up to %.1f ms late on a lane (raise the release lead?)", wave.id, max(late))
+        for node, done in sorted(wave.done.items()):
+            self._warn_off_time(wave, node, done)
         with self._lock:
             events = list(wave.events)
         for delivery in wave.deliveries:
@@ -312,6 +401,31 @@ class Coordinator:
             elif (work.plan.is_paid(delivery.slot) and delivery.round <= c.redelivery_rounds and outcomes
                   and not self.stopping.is_set()):
                 queue.append(Delivery(delivery.slot, delivery.round + 1))
+
+    def _warn_off_time(self, wave: Wave, node: str, done: dict[str, Any]) -> None:
+        """Say whether a lane that missed its instant was late (the GO came too late: a longer lead helps) or
+        early (its clock is ahead of what the master knows: a longer lead only widens the gap)."""
+        late, left = float(done.get("late_ms") or 0.0), done.get("lead_left_ms")
+        if late <= 5 or left is None:
+            return
+        estimate, lead_ms = wave.clocks.get(node), self.config.release_lead * 1000
+        trip_ms = estimate.rtt * 1000 / 2 if estimate is not None else None
+        if float(left) >= 0:  # the instant was still ahead when the lane began to wait: it woke late (a busy worker)
+            log.warning("wave %s: lane %s released %.1f ms LATE: it began waiting %.1f ms before the instant and woke "
+                        "after it (a busy worker process: fewer users per worker, or more workers)", wave.id, node,
+                        late, float(left))
+        elif trip_ms is not None and trip_ms < lead_ms / 2:
+            # The GO should have reached the lane about lead - trip before the instant; it found the instant gone.
+            ahead = lead_ms - trip_ms - float(left)
+            log.warning("wave %s: lane %s released about %.0f ms EARLY, not late: its clock is about %.0f ms further "
+                        "ahead than the master allowed for (%s); a longer release lead would only widen the gap: keep clock "
+                        "correction on, and check the lane's clock (NTP) or whether it jumped", wave.id, node, ahead,
+                        ahead, "correction off" if not self.config.clock_correction else
+                        f"offset {estimate.offset * 1000:+.1f} ms" if estimate is not None else "no estimate")
+        else:
+            log.warning("wave %s: lane %s released %.1f ms LATE: the GO took longer than the %.0f ms release lead to "
+                        "reach it%s: raise --release-lead-ms", wave.id, node, late, lead_ms,
+                        f" (its round trip is {estimate.rtt * 1000:.1f} ms)" if estimate is not None else "")
 
     def await_waves(self, timeout: float) -> bool:
         """After ``stop``: wait at most ``timeout`` s for the released waves' reports; False if some never came."""

@@ -24,7 +24,8 @@ from ..senders import SENDERS, ArmedBurst, Sender
 from ..senders.pooled import PooledLastByte
 from ..senders.pooled_h2 import PooledSinglePacket
 from harness.stats import ms
-from .messages import DONE, GO, HELLO, PREPARE, READY, Transport, event_to_wire, request_from_wire
+from .clocks import LaneClock
+from .messages import DONE, GO, HELLO, PING, PONG, PREPARE, READY, Transport, event_to_wire, request_from_wire
 
 log = logging.getLogger("race-harness.swarm")
 
@@ -35,10 +36,13 @@ class Lane:
     """Shares waiting for a free hand, and the release instants the master names for them."""
 
     def __init__(self, transport: Transport, node: str, *, record: Record | None = None,
-                 senders: Mapping[str, Sender] | None = None) -> None:
+                 senders: Mapping[str, Sender] | None = None, clock: LaneClock | None = None) -> None:
         """``senders``: by sync name (default: the registered ones, last-byte and single-packet with
-        pools of this lane's own, so that wave after wave goes out on connections the last wave left warm)."""
+        pools of this lane's own, so that wave after wave goes out on connections the last wave left warm).
+        ``clock``: this lane's wall clock (default: the system's, shifted by ``RACE_HARNESS_LANE_CLOCK_OFFSET_MS``
+        when set); every wall time the lane reads or reports goes through it."""
         self.transport = transport
+        self.clock = clock if clock is not None else LaneClock.from_env()
         self.node = node  # this process's id: the clock its events are timed on
         self.record = record
         self.pooled: list[PooledLastByte | PooledSinglePacket] = []
@@ -55,6 +59,7 @@ class Lane:
         """Listen for the master's messages on the transport."""
         self.transport.on(PREPARE, self.on_prepare)
         self.transport.on(GO, self.on_go)
+        self.transport.on(PING, self.on_ping)
         return self
 
     def close(self) -> None:
@@ -72,6 +77,11 @@ class Lane:
         with self._job_ready:
             self._jobs.append(data)
             self._job_ready.notify()
+
+    def on_ping(self, sender: str, data: dict[str, Any]) -> None:
+        """Answer at once with this lane's clock on receipt and on answering (the master estimates the offset)."""
+        t1 = self.clock.now()
+        self.transport.send(PONG, {"seq": data.get("seq"), "t0": data.get("t0"), "t1": t1, "t2": self.clock.now()})
 
     def on_go(self, sender: str, data: dict[str, Any]) -> None:
         flag, go = self._slot(data["wave"])
@@ -110,7 +120,12 @@ class Lane:
             if go.get("abort"):
                 self.transport.send(DONE, {**reply, "events": [], "aborted": len(names)})
                 return
-            result = armed.release(go.get("release_at"), History(origin_wall=float(job["origin_wall"])))
+            # The instant and the origin come on this lane's clock (the master converted them with its
+            # estimate of the offset); the senders wait on, and time with, the system's clock.
+            at = go.get("release_at")
+            received_before_ms = None if at is None else ms(float(at) - self.clock.now())
+            result = armed.release(None if at is None else self.clock.to_system(float(at)),
+                                   History(origin_wall=self.clock.to_system(float(job["origin_wall"]))))
         except Exception as exc:  # noqa: BLE001 - reported to the master, never lost silently
             log.error("wave %s: the share failed: %s\n%s", wave, exc, traceback.format_exc())
             self.transport.send(DONE, {**reply, "events": [], "aborted": len(names),
@@ -130,5 +145,8 @@ class Lane:
             if self.record is not None:
                 self.record(event, name)
         self.transport.send(DONE, {**reply, "events": [event_to_wire(e) for e in events], "late_ms": late_ms,
+                                   # how long before the instant (on this lane's clock) the release began waiting:
+                                   # negative when the instant had already passed (a late GO, or a clock ahead)
+                                   "lead_left_ms": received_before_ms,
                                    "release_spread_ms": ms(result.release_spread),
                                    "arrival_spread_ms": ms(result.arrival_spread)})

@@ -42,7 +42,8 @@ from harness.prepare.plan import parse_channel_mix
 from harness.profile import Profile, Target, load_profile
 from harness.reference import MODES, SERVICE, start_service, start_simulator
 from harness.run.options import FAULTS, OUTPUT, PLAN, SENDING, TARGET, TLS, by_name
-from harness.swarm import DONE, HELLO, READY, VERDICT_PREFIX, Coordinator, Handler, Lane, SwarmRun, SwarmSettings
+from harness.swarm import DONE, HELLO, PONG, READY, VERDICT_PREFIX, Coordinator, Handler, Lane, SwarmRun, SwarmSettings
+from harness.swarm.clocks import DEFAULT_MAX_UNCERTAINTY_MS
 from harness.tls import trust_of
 from harness.verdict.result import EXIT_INCONCLUSIVE, EXIT_USAGE
 from harness.verdict.targets import load_targets
@@ -120,6 +121,12 @@ def add_options(parser: Any, scenario: Scenario) -> None:
              f"{WORKERS_LEAD_MS:g} with workers; more for workers far away)")
     add("--burst-timeout", type=float, default=30.0,
         help="seconds one share may take to connect, send and read (default 30)")
+    add("--max-clock-uncertainty-ms", type=float, default=DEFAULT_MAX_UNCERTAINTY_MS,
+        help="a worker whose clock offset the master cannot measure within ± this (half its best PING round trip) "
+             f"gets no shares and is named in the report (default {DEFAULT_MAX_UNCERTAINTY_MS:g})")
+    add("--no-clock-correction", action="store_true", default=False,
+        help="measure and report the workers' clock offsets, but release on each worker's own clock "
+             "(diagnosis: how a skewed swarm ran before offsets were corrected)")
 
 
 def _opt(options: Any, name: str, kind: type, default: Any = None) -> Any:
@@ -181,6 +188,8 @@ def read_settings(environment: Any, scenario: Scenario) -> SwarmSettings:
         tls=bool(getattr(o, "tls", False)), nemesis=_opt(o, "nemesis", str),
         restart_after=_opt(o, "restart_after", float, DEFAULT["restart_after"]),
         pause_for=_opt(o, "pause_for", float, DEFAULT["pause_for"]), redeliver=_opt(o, "redeliver", str),
+        max_clock_uncertainty_ms=_opt(o, "max_clock_uncertainty_ms", float, DEFAULT_MAX_UNCERTAINTY_MS),
+        clock_correction=not bool(getattr(o, "no_clock_correction", False)),
     )
     try:
         settings.plan.validate()
@@ -190,6 +199,8 @@ def read_settings(environment: Any, scenario: Scenario) -> SwarmSettings:
     for name in ("wave_size", "inflight"):
         if getattr(settings, name) < 1:
             raise HarnessError(f"--{name.replace('_', '-')} must be at least 1")
+    if not settings.max_clock_uncertainty_ms > 0:
+        raise HarnessError("--max-clock-uncertainty-ms must be above 0")
     if settings.redelivery_rounds < 0:
         raise HarnessError("--redelivery-rounds must be at least 0")
     if not embedded and (settings.store or settings.workers != 1 or settings.http2 or settings.tls):
@@ -453,7 +464,7 @@ def install(scenario: Scenario) -> None:
             return
         transport = LocustTransport(runner)
         if isinstance(runner, (MasterRunner, LocalRunner)):
-            for kind, name in ((HELLO, "on_hello"), (READY, "on_ready"), (DONE, "on_done")):
+            for kind, name in ((HELLO, "on_hello"), (READY, "on_ready"), (DONE, "on_done"), (PONG, "on_pong")):
                 transport.on(kind, partial(_to_coordinator, name))
         if isinstance(runner, (WorkerRunner, LocalRunner)):
             _lane = Lane(transport, _node_id(runner), record=partial(_record_in_locust, environment)).attach()

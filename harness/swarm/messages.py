@@ -19,8 +19,11 @@ from ..senders import PreparedRequest
 HELLO = "rh:hello"  # lane -> master: {"users": n}, one more user ready to hold shares
 PREPARE = "rh:prepare"  # master -> lane: a share of one wave to open and warm
 READY = "rh:ready"  # lane -> master: the share is open and warm (or how it failed)
-GO = "rh:go"  # master -> lane: release at this instant (epoch seconds), or abort
+GO = "rh:go"  # master -> lane: release at this instant (epoch seconds on the lane's clock), or abort
 DONE = "rh:done"  # lane -> master: the share's events, or why there are none
+# The clocks (harness.swarm.clocks): the master's wall clock t0 out, the lane's t1 (received) and t2 (answered) back.
+PING = "rh:ping"  # master -> lane: {"seq", "t0"}
+PONG = "rh:pong"  # lane -> master: {"seq", "t0", "t1", "t2"}
 
 Handler = Callable[[str, dict[str, Any]], None]  # (the sending node's id, the message's data)
 

@@ -24,6 +24,7 @@ from harness.report.tables import strength_text
 from harness.report.write import write_report
 from harness.run.judge import verify_history
 from harness.run.session import RunConfig, RunSession
+from harness.swarm.clocks import DEFAULT_MAX_UNCERTAINTY_MS
 from harness.swarm.coordinator import Coordinator, WaveConfig, Work
 from harness.tls import http_client
 from harness.verdict.result import EXIT_INCONCLUSIVE, RunReport
@@ -72,6 +73,8 @@ class SwarmSettings:
     restart_after: float = 1.0
     pause_for: float = 2.0
     redeliver: str | None = None  # the gateway's redeliveries after the waves (default: the profile's, or phonepe)
+    max_clock_uncertainty_ms: float = DEFAULT_MAX_UNCERTAINTY_MS  # a lane whose offset is less sure gets no shares
+    clock_correction: bool = True  # release instants converted to each lane's measured clock
 
     @property
     def plan(self) -> Plan:
@@ -81,7 +84,9 @@ class SwarmSettings:
     def waves(self) -> WaveConfig:
         return WaveConfig(wave_size=self.wave_size, inflight=self.inflight, release_lead=self.release_lead,
                           burst_timeout=self.burst_timeout, redelivery_rounds=self.redelivery_rounds,
-                          heal_after=self.heal_after, sync=self.sync)
+                          heal_after=self.heal_after, sync=self.sync,
+                          max_clock_uncertainty=self.max_clock_uncertainty_ms / 1000,
+                          clock_correction=self.clock_correction)
 
     def describe(self) -> dict[str, Any]:
         """The options as the report shows them. Secrets (a ``--mongo-uri`` with credentials) are
@@ -189,7 +194,8 @@ class SwarmRun:
                        "not_delivered": [p.id for p in work.payments if p.id not in delivered],
                        "redeliveries": {p.id: c.rounds_of.get(i, 1) - 1 for i, p in enumerate(work.payments)
                                         if p.id in delivered},
-                       **({"lapses": list(c.lapses)} if c.lapses else {})},
+                       **({"lapses": list(c.lapses)} if c.lapses else {}),
+                       "clocks": c.clock_report()},
             # What reverify reads: the run's targets, resolved so that they are found from another directory.
             "targets_file": targets_source(s.targets),
         }
@@ -221,6 +227,9 @@ class SwarmRun:
             f"receipt files per paid payment {m.get('receipts_per_payment_min')}-{m.get('receipts_per_payment_max')}; "
             f"rollbacks {_num(m.get('rollbacks'))}; server-seen arrival spread per payment "
             f"<= {m.get('payment_arrival_spread_ms_max')} ms, whole waves {m.get('arrival_spread_ms')} ms",
+            f"  per payment (median): server-seen arrival spread {m.get('payment_arrival_spread_ms_p50')} ms, "
+            f"release spread {m.get('payment_release_spread_ms_p50')} ms",
+            *clock_lines(self.coordinator.clock_report()),
             f"  strength: {strength_text(m)}",
             *(f"  report ({kind}): {path}" for kind, path in paths.items())]
 
@@ -242,6 +251,21 @@ class SwarmRun:
                 step()
             except Exception:  # noqa: BLE001 - cleanup goes on for the others
                 log.warning("race-harness: a cleanup step failed", exc_info=True)
+
+
+def clock_lines(clocks: dict[str, Any]) -> list[str]:
+    """One line per lane: its clock's offset from the master's, how sure, and whether it was left out."""
+    lines = []
+    for node, lane in clocks.get("lanes", {}).items():
+        if lane.get("offset_ms") is None:
+            said = "offset unknown"
+        else:
+            said = (f"offset {lane['offset_ms']:+.3f} ms ± {lane['uncertainty_ms']:.3f} ms (round trip "
+                    f"{lane['rtt_ms']:.3f} ms, best of {lane['samples']})")
+        lines.append(f"  clock of lane {node}: {said}" + (f"; LEFT OUT: {lane['excluded']}" if "excluded" in lane else ""))
+    if lines and not clocks.get("correction", True):
+        lines.append("  clock correction off (--no-clock-correction): each lane released on its own clock")
+    return lines
 
 
 def set_failure_rate(client: httpx.Client, target: Profile, rate: float) -> dict:

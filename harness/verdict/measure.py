@@ -8,11 +8,11 @@ from typing import Any
 from harness.history import HARMS, Event
 from harness.oracle import Evidence, payment_overlapped
 from harness.oracle.evidence import FILE_CONFLICT, LOST, effect_kinds, receipts_unreadable
+from harness.oracle.overlap import catchable_window, first_arrival_gaps
 from harness.oracle.result import CheckResult
 from harness.stats import ms as _ms
 from harness.stats import percentile
 
-CATCH_PROBABILITY = 0.95  # the run's strength is the narrowest window caught with this probability
 
 
 def _rounds(events: list[Event]) -> dict[int, list[Event]]:
@@ -33,39 +33,6 @@ def processing_ms(events: list[Event]) -> float | None:
     return _ms(max(spans)) if spans else None
 
 
-def first_arrival_gaps(events: list[Event]) -> list[float]:
-    """Per duplicate group (one payment's deliveries in one delivery round), seconds between its first
-    two server arrivals; groups with fewer than two arrival stamps give nothing."""
-    groups: dict[tuple[Any, Any], list[float]] = {}
-    for event in events:
-        if event.delivered and event.server_arrival is not None and event.payment is not None:
-            groups.setdefault((event.payment, event.meta.get("round", 0)), []).append(event.server_arrival)
-    gaps = []
-    for arrivals in groups.values():
-        if len(arrivals) > 1:
-            first, second = sorted(arrivals)[:2]
-            gaps.append(second - first)
-    return gaps
-
-
-def catchable_window(gaps: list[float], probability: float = CATCH_PROBABILITY) -> float | None:
-    """The narrowest check-then-act window this run would have caught with ``probability``, in seconds.
-
-    The model: a handler that checks a flag when a request arrives and sets it ``W`` later lets a
-    duplicate through when a second delivery of the same payment arrives before the first one's
-    claim, i.e. within ``W`` of the first arrival. So one duplicate group (a payment's deliveries in
-    one round) catches a window ``W`` exactly when its first two server arrivals are less than ``W``
-    apart, whatever happens to the others. The run's own groups are the sample: the fraction of them
-    whose first gap is below ``W`` is the probability that a payment of this run catches ``W``, and
-    the narrowest ``W`` reaching ``probability`` is that quantile of the gaps (nearest rank: with
-    fewer than 20 groups at 95 %, the widest gap). Arrival is the service's own stamp
-    (``X-Arrival-Ns``: the request was complete), so whatever the network and the server's accept
-    queue did to the burst is in it; work the handler does before its check is not (it shifts every
-    duplicate alike unless the handler serialises them). None when no group had two stamps.
-    """
-    if not gaps:
-        return None
-    return percentile(gaps, probability * 100)
 
 
 def effect_times(files: list) -> list[dict[str, Any]]:
@@ -152,6 +119,12 @@ def compute_metrics(ev: Evidence, rows: list[dict[str, Any]], checks: list[Check
         "arrival_spread_ms": _ms(_per_round(ev, ev.history.arrival_spread)),
         "payment_arrival_spread_ms_max": max((r["arrival_spread_ms"] for r in rows if r["arrival_spread_ms"] is not None),
                                              default=None),
+        # Per payment, the service's view beside the senders': far apart means the release instants did not hold
+        # at the service (a skewed worker's clock, a slow path), whatever the release times say.
+        "payment_arrival_spread_ms_p50": percentile([r["arrival_spread_ms"] for r in paid_rows
+                                                     if r["arrival_spread_ms"] is not None], 50),
+        "payment_release_spread_ms_p50": percentile([r["release_spread_ms"] for r in paid_rows
+                                                     if r["release_spread_ms"] is not None], 50),
         "receipt_generation_ms_mean": _generation_ms(counters, events),
     }
     if ev.faulted:  # eventual exactly-once: what the faults cost, counted apart
