@@ -170,7 +170,10 @@ def test_a_worker_on_a_skewed_host_still_catches_a_10_ms_window_every_time(hosts
              if abs(lane["offset_ms"]) > 1]
     assert len(lanes) == 1 and abs(lanes[0]["offset_ms"] - offset) <= lanes[0]["uncertainty_ms"] + 1.0
     base, skewed = (statistics.median(map(_spread, runs[far])) for far in (0.0, offset))
-    assert abs(skewed - base) <= 2.0, (offset, base, skewed)
+    # The skew must not widen what the service sees: the skewed runs' median per-payment spread at most 2 ms above
+    # the unskewed runs'. (Below it is no failure of the correction: a CI run once had the unskewed runs the
+    # noisier, 3.6 ms against 1.5 ms, when the machine's load happened to fall on them.)
+    assert skewed - base <= 2.0, (offset, base, skewed)
 
 
 @pytest.mark.slow
