@@ -130,6 +130,7 @@ needs_namespaces = pytest.mark.skipif(_netns.available() is not None, reason=str
 TRIALS = 10  # skewed runs per offset: every one must be INVALID
 BASELINE = 5  # unskewed runs interleaved with them (every other one)
 PAYMENTS = 10
+SPREAD_MARGIN_MS = 5.0  # how far above the unskewed runs' the skewed runs' median spread may be (see the test)
 
 
 def _spread(result: _netns.SwarmResult) -> float:
@@ -170,10 +171,11 @@ def test_a_worker_on_a_skewed_host_still_catches_a_10_ms_window_every_time(hosts
              if abs(lane["offset_ms"]) > 1]
     assert len(lanes) == 1 and abs(lanes[0]["offset_ms"] - offset) <= lanes[0]["uncertainty_ms"] + 1.0
     base, skewed = (statistics.median(map(_spread, runs[far])) for far in (0.0, offset))
-    # The skew must not widen what the service sees: the skewed runs' median per-payment spread at most 2 ms above
-    # the unskewed runs'. (Below it is no failure of the correction: a CI run once had the unskewed runs the
-    # noisier, 3.6 ms against 1.5 ms, when the machine's load happened to fall on them.)
-    assert skewed - base <= 2.0, (offset, base, skewed)
+    # The skew must not widen what the service sees. Uncorrected, it would add the whole skew (20 or 300 ms) to
+    # every payment's spread; corrected, the medians differ only by the machine's load: on a quiet machine by
+    # under 1 ms (README's table: 0.5 and 0.7 against 0.6 ms), under the suite's load by up to 2.5 ms either way
+    # (two CI runs: 3.8 against 1.4 ms at +20, 1.5 against 3.6 ms at -300). So the bound here is 5 ms above.
+    assert skewed - base <= SPREAD_MARGIN_MS, (offset, base, skewed)
 
 
 @pytest.mark.slow
