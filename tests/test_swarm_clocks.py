@@ -82,12 +82,12 @@ def _run_of(gap_s: float, payments: int = 20, *, late: int = 0, clocks: tuple[st
     return events
 
 
-def test_duplicates_inside_the_handlers_duration_but_22_ms_after_the_first_are_not_called_a_race():
-    # The case: Server-Timing covers the whole 250 ms handler, not its 10 ms check-then-act window.
-    events = _run_of(0.022)
+def test_duplicates_inside_the_handlers_duration_but_35_ms_after_the_first_are_not_called_a_race():
+    # Server-Timing covers the whole 250 ms handler, not its check-then-act window.
+    events = _run_of(0.035)
     assert overlap(events[:2])[0] is True  # each payment did overlap the handler ...
-    loose = not_tight(events)  # ... but the run could not have hit a window narrower than 22 ms
-    assert loose is not None and loose["reason"].startswith(NOT_TIGHT) and "22.0 ms" in loose["reason"]
+    loose = not_tight(events)  # ... but the run could not have hit a window narrower than 35 ms
+    assert loose is not None and loose["reason"].startswith(NOT_TIGHT) and "35.0 ms" in loose["reason"]
 
 
 def test_duplicates_2_ms_apart_raced_tightly():
@@ -99,8 +99,8 @@ def test_one_payment_stamped_late_by_a_busy_machine_does_not_make_the_run_loose(
 
 
 def test_a_loose_run_released_on_one_clock_is_left_to_the_strength_line():
-    # One sender, one clock: 22 ms between duplicates is the machine's load, not a skew nobody saw.
-    assert not_tight(_run_of(0.022, clocks=("a", "a"))) is None
+    # One sender, one clock: 35 ms between duplicates is the machine's load, not a skew nobody saw.
+    assert not_tight(_run_of(0.035, clocks=("a", "a"))) is None
 
 
 def _payments(lag_b: float, noise: dict[int, float] | None = None) -> list[Event]:
